@@ -1,0 +1,1 @@
+"""Chapter 1: Tokenization & Sampling. One module per section: lesson function(s) + render()."""

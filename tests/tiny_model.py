@@ -1,0 +1,138 @@
+"""Build a small Qwen3 model directory offline: `uv run python tests/tiny_model.py OUT_DIR`.
+
+The directory loads with the same `from_pretrained` calls as Qwen/Qwen3-0.6B, so the app, the
+tests and the benchmarks run the real code path without the model hub:
+
+- a byte-level BPE tokenizer trained with the `tokenizers` library on the docstrings of Python's
+  standard library, with Qwen2's normalizer and pre-tokenizer and Qwen's special tokens;
+- a randomly initialised `Qwen3ForCausalLM` (`--shape tiny`, the default, or `--shape qwen3-0.6b`
+  for the exact Qwen3-0.6B dimensions used by the benchmarks).
+
+`--init-std` scales the random weights: a larger value gives peaked, far-from-uniform next-token
+distributions, so that top-k, top-p and min-p really remove tokens in tests.
+"""
+
+import argparse
+import ast
+import json
+import sysconfig
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+SHAPES = {
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+    ),
+    # The exact dimensions of Qwen/Qwen3-0.6B (its config.json).
+    "qwen3-0.6b": dict(
+        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+        num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+    ),
+}
+
+
+def stdlib_docstrings(max_chars: int = 3_000_000) -> list[str]:
+    """Docstrings of the standard library's modules, classes and functions, in a fixed order."""
+    texts, total = [], 0
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    texts.append(doc)
+                    total += len(doc)
+        if total >= max_chars:
+            break
+    return texts
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE with Qwen2's normalizer and pre-tokenizer (the same regex split)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte is a token
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)  # ids after the learned vocabulary, as in Qwen
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
+    tokenizer.save(str(out / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "Qwen2Tokenizer",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "bos_token": None,
+        "model_max_length": max_length,
+        "clean_up_tokenization_spaces": False,
+        "split_special_tokens": False,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
+          vocab_size: int = 2048) -> Path:
+    """Write tokenizer and randomly initialised model to out_dir; returns the directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(stdlib_docstrings(), vocab_size)
+    ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
+    dims = {"vocab_size": tokenizer.get_vocab_size(), **SHAPES[shape]}
+    config = Qwen3Config(
+        **dims,
+        max_position_embeddings=40960 if shape == "qwen3-0.6b" else 2048,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        initializer_range=init_std,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        dtype="bfloat16",
+    )
+    model = Qwen3ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+    )
+    model.to(torch.bfloat16).save_pretrained(out)
+    save_tokenizer(tokenizer, out, config.max_position_embeddings)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--init-std", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    out = build(args.out_dir, args.shape, args.init_std, args.seed)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

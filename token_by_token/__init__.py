@@ -1,0 +1,1 @@
+"""The engine every chapter shares: the model, the learner's choices, token display, charts."""

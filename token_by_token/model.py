@@ -1,0 +1,153 @@
+"""Which model, loading it once per process, download progress, and clear errors.
+
+The model id comes from TOKEN_BY_TOKEN_MODEL: a Hugging Face model id (downloaded once into the
+local Hugging Face cache) or a local model directory. Default: Qwen/Qwen3-0.6B.
+"""
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+)
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
+MAX_TOKENS = 1024  # the context cap for the learner's text plus generated tokens
+FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # what from_pretrained reads
+
+# One forward at a time in this process: concurrent learners queue instead of fighting for
+# the same CPU cores (two forwards at once are each slower than one after the other).
+FORWARD_LOCK = threading.Lock()
+
+
+class ModelUnavailable(Exception):
+    """The model can't be loaded; the message says what happened and what to do."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The shared, read-only model and tokenizer, and facts derived from them once."""
+    model_id: str
+    tokenizer: object
+    model: torch.nn.Module
+    eos_ids: frozenset[int]   # generation stops when one of these is sampled
+    max_tokens: int           # the context cap: ours, or the model's if smaller
+    vocab_size: int           # rows of the embedding table = columns of the logits
+
+
+def model_id() -> str:
+    return os.environ.get("TOKEN_BY_TOKEN_MODEL", "").strip() or DEFAULT_MODEL
+
+
+def load() -> Loaded:
+    """The model for TOKEN_BY_TOKEN_MODEL, loaded once per process and shared by all learners."""
+    return _load(model_id())
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _load(name: str) -> Loaded:
+    path = _local_path(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    except Exception as error:  # a missing or corrupt file: say which, and what to do
+        raise ModelUnavailable(
+            f"The model in `{path}` could not be loaded: {_first_line(error)}\n\n"
+            "Check that the directory holds `config.json`, `tokenizer.json` and "
+            "`model.safetensors`, or set `TOKEN_BY_TOKEN_MODEL` to another model."
+        ) from error
+    model.requires_grad_(False)
+    eos = model.generation_config.eos_token_id
+    eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(tokenizer.eos_token_id)
+    return Loaded(
+        model_id=name, tokenizer=tokenizer, model=model, eos_ids=frozenset(eos_ids),
+        max_tokens=min(MAX_TOKENS, model.config.max_position_embeddings),
+        vocab_size=model.config.vocab_size,
+    )
+
+
+def _local_path(name: str) -> str:
+    """A local directory as it is; a hub id from the local cache, else downloaded once."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    try:
+        return snapshot_download(name, allow_patterns=FILES, local_files_only=True)
+    except LocalEntryNotFoundError:
+        pass  # not downloaded yet
+    except HFValidationError as error:
+        raise ModelUnavailable(
+            f"`{name}` is neither a local directory nor a Hugging Face model id. "
+            "Set `TOKEN_BY_TOKEN_MODEL` to a model id such as `Qwen/Qwen3-0.6B` or to a "
+            "directory that holds a model."
+        ) from error
+    try:
+        return snapshot_download(name, allow_patterns=FILES, tqdm_class=ProgressBar)
+    except RepositoryNotFoundError as error:
+        raise ModelUnavailable(
+            f"There is no model `{name}` on the Hugging Face hub. Check the spelling of "
+            "`TOKEN_BY_TOKEN_MODEL`, or unset it to use Qwen/Qwen3-0.6B."
+        ) from error
+    except (LocalEntryNotFoundError, OSError) as error:
+        raise ModelUnavailable(
+            f"`{name}` is not in the local Hugging Face cache and could not be downloaded "
+            f"({_first_line(error)}).\n\n"
+            "Connect to the internet once and reload the page: the model is downloaded once "
+            "and then works offline. Or set `TOKEN_BY_TOKEN_MODEL` to a local model directory."
+        ) from error
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class ProgressBar(tqdm):
+    """A tqdm that also drives an st.progress bar: bytes done of bytes in total.
+
+    huggingface_hub updates it from its download threads, so it remembers the page's script
+    context to write to the page from those threads.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["disable"] = False
+        super().__init__(*args, **kwargs)
+        self._ctx = get_script_run_ctx()
+        self._bar = st.progress(0.0) if self._ctx and self.unit == "B" else None
+
+    def refresh(self, *args, **kwargs):
+        super().refresh(*args, **kwargs)
+        if self._bar is None or not self.total:
+            return
+        add_script_run_ctx(threading.current_thread(), self._ctx)
+        done = min(self.n / self.total, 1.0)
+        self._bar.progress(
+            done, text=f"Downloading {self.n / 1e6:,.0f} MB of {self.total / 1e6:,.0f} MB"
+        )
+
+    def update(self, n=1):
+        super().update(n)
+        self.refresh()
+
+    def close(self):
+        super().close()
+        if self._bar is not None:
+            self._bar.empty()
+
+
+def load_or_explain() -> Loaded:
+    """load(), or a clear message in the page (never a traceback) and the page stops."""
+    try:
+        return load()
+    except ModelUnavailable as error:
+        st.error(str(error), icon="🚫")
+        st.stop()

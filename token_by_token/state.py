@@ -1,0 +1,85 @@
+"""The learner's choices: session-state keys, defaults and share-link query params, in one place.
+
+Everything else on a page is derived from these (DESIGN.md: derive, don't store).
+"""
+
+import streamlit as st
+
+DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
+
+# Qwen3's recommended sampling settings for non-thinking mode.
+SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0}
+
+DEFAULTS = {
+    "text": DEFAULT_TEXT,
+    **SAMPLING_DEFAULTS,
+    "seed": 42,
+    "resamples": 0,          # how many times "Resample" was pressed
+    "autoregressive": False,
+    "generated": [],         # ids appended by autoregression since the text was last edited
+}
+
+# Slider ranges (min, max, step). Each filter has an "off" end and a greedy end:
+# temperature 1.0 is off; top_k 0 is off, 1 is greedy; top_p 1.0 is off, 0.0 is greedy;
+# min_p 0.0 is off, 1.0 is greedy.
+RANGES = {
+    "temperature": (0.05, 2.0, 0.05),
+    "top_k": (0, 100, 1),
+    "top_p": (0.0, 1.0, 0.01),
+    "min_p": (0.0, 1.0, 0.01),
+    "seed": (0, 2**31 - 1, 1),
+}
+
+# What a share link carries (?text=…&temperature=…), and how to read each value back.
+SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
+          "seed": int}
+
+
+def init() -> None:
+    """Call first on every page: fill in defaults and keep choices across page switches."""
+    state = st.session_state
+    first_run = "text" not in state
+    for key, default in DEFAULTS.items():
+        if key not in state:
+            state[key] = list(default) if isinstance(default, list) else default
+        else:
+            # Streamlit forgets a widget's value when a page without that widget runs;
+            # writing it back makes it the learner's value, kept across pages.
+            state[key] = state[key]
+    if first_run:
+        read_share_link()
+
+
+def read_share_link() -> None:
+    """Take the choices a share link carries; clamp numbers to their range, skip what doesn't
+    parse."""
+    for key, kind in SHARED.items():
+        if key not in st.query_params:
+            continue
+        try:
+            value = kind(st.query_params[key])
+        except ValueError:
+            continue
+        if key in RANGES:
+            low, high, _ = RANGES[key]
+            value = kind(min(max(value, low), high))
+        st.session_state[key] = value
+
+
+def write_share_link() -> None:
+    """Keep the address bar a share link: every shared choice that differs from its default."""
+    wanted = {key: str(st.session_state[key]) for key in SHARED
+              if st.session_state[key] != DEFAULTS[key]}
+    if wanted != st.query_params.to_dict():
+        st.query_params.from_dict(wanted)
+
+
+def reset_sampling() -> None:
+    """on_click for "Reset to defaults": the sampling sliders back to Qwen3's values."""
+    st.session_state.update(SAMPLING_DEFAULTS)
+
+
+def text_edited() -> None:
+    """on_change of the text: a new text is a new sequence, so earlier generation is gone."""
+    st.session_state["generated"] = []
+    st.session_state["resamples"] = 0
