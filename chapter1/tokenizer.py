@@ -57,7 +57,7 @@ def render(loaded, text: str, ids: list[int], cut: int) -> None:
     st.caption("Each chip is one token with its id. ␣ is a space, \\n a newline; "
                "<0xE3> is a byte that is only part of a character.")
     annotated_text(*spans(tokenizer, ids))
-    st.code(f"tokens = {ids}\nlen(tokens) = {len(ids)}", language="python")
+    st.code(f"tokens = {ids}\nlen(tokens) = {len(ids)}", language="python", wrap_lines=True)
     if cut:
         st.warning(f"Your text is {len(ids) + cut:,} tokens long; the page keeps the first "
                    f"{len(ids):,} (the context cap of this app) and leaves out the last {cut:,}.")

@@ -26,19 +26,20 @@ from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 SHAPES = {
-    "tiny": dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-    ),
+    "tiny": {
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+    },
     # The exact dimensions of Qwen/Qwen3-0.6B (its config.json).
-    "qwen3-0.6b": dict(
-        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
-        num_attention_heads=16, num_key_value_heads=8, head_dim=128,
-    ),
+    "qwen3-0.6b": {
+        "vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072,
+        "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+        "head_dim": 128,
+    },
 }
 
 
-def stdlib_docstrings(max_chars: int = 3_000_000) -> list[str]:
+def stdlib_docstrings(max_chars: int = 1_000_000) -> list[str]:
     """Docstrings of the standard library's modules, classes and functions, in a fixed order."""
     texts, total = [], 0
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
@@ -87,6 +88,7 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": False,
         "split_special_tokens": False,
+        "extra_special_tokens": ["<|im_start|>"],
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 

@@ -13,7 +13,9 @@ import streamlit as st
 import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import (
-    HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
 )
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 from tqdm.auto import tqdm
@@ -56,6 +58,7 @@ def load() -> Loaded:
 def _load(name: str) -> Loaded:
     path = _local_path(name)
     try:
+        check_files(Path(path))
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
     except Exception as error:  # a missing or corrupt file: say which, and what to do
@@ -74,6 +77,18 @@ def _load(name: str) -> Loaded:
         max_tokens=min(MAX_TOKENS, model.config.max_position_embeddings),
         vocab_size=model.config.vocab_size,
     )
+
+
+def check_files(path: Path) -> None:
+    """from_pretrained can quietly build an empty tokenizer when its files are missing."""
+    needed = {
+        "config.json": ["config.json"],
+        "tokenizer.json": ["tokenizer.json", "vocab.json"],
+        "model.safetensors": ["*.safetensors", "*.bin"],
+    }
+    for name, patterns in needed.items():
+        if not any(any(path.glob(pattern)) for pattern in patterns):
+            raise FileNotFoundError(f"`{name}` is missing")
 
 
 def _local_path(name: str) -> str:
@@ -119,10 +134,11 @@ class ProgressBar(tqdm):
     """
 
     def __init__(self, *args, **kwargs):
-        kwargs["disable"] = False
-        super().__init__(*args, **kwargs)
         self._ctx = get_script_run_ctx()
-        self._bar = st.progress(0.0) if self._ctx and self.unit == "B" else None
+        self._bar = None
+        super().__init__(*args, **{**kwargs, "disable": False})
+        if self._ctx and self.unit == "B":
+            self._bar = st.progress(0.0)
 
     def refresh(self, *args, **kwargs):
         super().refresh(*args, **kwargs)

@@ -7,7 +7,7 @@ split over two tokens. We show whitespace as visible marks (␣ \\n \\t), invisi
 
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache
 
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -37,7 +37,7 @@ def show_bytes(data: bytes) -> str:
     return "".join(visible(c) for c in data.decode("utf-8", errors="surrogateescape"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def token_bytes(tokenizer, token_id: int) -> bytes | None:
     """The exact bytes of one token, or None for an id the tokenizer has no token for."""
     if token_id in tokenizer.added_tokens_decoder:  # special tokens are stored as text
@@ -50,7 +50,7 @@ def token_bytes(tokenizer, token_id: int) -> bytes | None:
     return tokenizer.convert_tokens_to_string([token]).encode()  # other tokenizers
 
 
-@lru_cache(maxsize=None)
+@cache
 def show(tokenizer, token_id: int) -> str:
     """One token id as visible text (cached: the same id always shows the same way)."""
     data = token_bytes(tokenizer, token_id)

@@ -1,0 +1,83 @@
+"""A real browser on the real server: `streamlit run` on 127.0.0.1, driven by Playwright."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(model_dir: Path, timeout: float = 120):
+    """`streamlit run main.py` on a free local port; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "TOKEN_BY_TOKEN_MODEL": str(model_dir)}
+    log = open(ARTIFACTS / f"streamlit-{port}.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "main.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start: see {log.name}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+@contextmanager
+def chromium():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """After an action: the app has finished its rerun."""
+    page.wait_for_selector(IDLE, timeout=timeout)
+
+
+def type_text(page, text: str) -> None:
+    """Replace the sidebar text and commit it (Ctrl+Enter), then wait for the rerun."""
+    area = page.get_by_role("textbox", name="Your text")
+    area.fill(text)
+    area.press("Control+Enter")
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+
+def no_errors(page) -> None:
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
