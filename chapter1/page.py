@@ -1,10 +1,28 @@
 """Chapter 1: Tokenization & Sampling. From your text to the model's next token, and again."""
 
+import inspect
+
 import streamlit as st
 
-from chapter1 import tokenizer
+from chapter1 import autoregression, filters, logits, pipeline, sampling, tokenizer
 from token_by_token import model as models
 from token_by_token import state
+from token_by_token.state import RANGES
+
+SECTIONS = {"tokenizer": "1. Tokenizer", "logits": "2. Logits",
+            "filters": "3. Filters and softmax", "sampling": "4. Sampling",
+            "autoregression": "5. Autoregression"}
+PIPELINE = """
+digraph {
+  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",
+  fontname="sans-serif"]; edge [color="#000080", fontname="sans-serif", fontsize=10];
+  text [label="text"]; ids [label="token ids"]; logits [label="logits"];
+  probs [label="probabilities"]; next [label="next id"];
+  text -> ids [label="1 tokenize"]; ids -> logits [label="2 model"];
+  logits -> probs [label="3 filters + softmax"]; probs -> next [label="4 sample"];
+  next -> ids [label="5 append", style=dashed, constraint=false];
+}
+"""
 
 st.title("Chapter 1: Tokenization & Sampling")
 st.markdown(
@@ -13,22 +31,56 @@ st.markdown(
     "into a choice, and feeding the choice back in. This chapter walks that loop one step "
     "at a time, on a real model, showing the exact code that runs at each step."
 )
+st.graphviz_chart(PIPELINE)
 
 loaded = models.load_or_explain()
+s = st.session_state
 
 with st.sidebar:
+    st.markdown(" · ".join(f"[{title}](#{anchor})" for anchor, title in SECTIONS.items()))
     st.text_area("Your text", key="text", on_change=state.text_edited, height=120,
-                 help="Everything on this page is computed from this text.")
+                 disabled=s["autoregressive"],
+                 help="Everything on this page is computed from this text. Locked while "
+                      "Autoregressive mode is on.")
+    st.toggle("Autoregressive mode", key="autoregressive",
+              on_change=pipeline.autoregression_toggled, args=(loaded,))
+    generate_slot = st.empty()
+    st.subheader("Sampling")
+    for key, label in [("temperature", "Temperature"), ("top_k", "Top-K (0 = off)"),
+                       ("top_p", "Top-P"), ("min_p", "Min-P")]:
+        low, high, step = RANGES[key]
+        st.slider(label, low, high, step=step, key=key)
+    st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
+    low, high, _ = RANGES["seed"]
+    st.number_input("Seed", low, high, key="seed")
+    st.button("Resample", key="resample", on_click=pipeline.resample,
+              help="Draw again from the same probabilities.")
 
-ids = tokenizer.tokenize(loaded.tokenizer, st.session_state["text"])
-cut = max(len(ids) - loaded.max_tokens, 0)
-ids = ids[: loaded.max_tokens]
+current = pipeline.view(loaded)
+if s["autoregressive"]:
+    generate_slot.button(
+        "Generate next token", key="generate", type="primary",
+        on_click=pipeline.generate_next, args=(loaded,), disabled=current.stop is not None,
+        help="Append the sampled token and run one cached forward step.")
 
-tokenizer.render(loaded, st.session_state["text"], ids, cut)
+st.markdown("The whole chapter in one function, calling each section's lesson in order; "
+            "the sections below take it apart:")
+st.code(inspect.getsource(pipeline.generate), language="python")
 
-for number, title in [(2, "Logits"), (3, "Filters and softmax"), (4, "Sampling"),
-                      (5, "Autoregression")]:
-    st.header(f"{number}. {title}")
-    st.info("Coming next.")
+tokenizer.render(loaded, s["text"], current.text_ids, current.cut)
+if current.forward is None:
+    st.info("Type some text in the sidebar: the model needs at least one token.")
+    st.stop()
+logits.render(loaded, current.ids, current.forward)
+filters.render(loaded, current.forward, current.chain, current.probs, current.next_id)
+sampling.render(loaded, current.ids, current.probs, current.next_id, s["seed"], s["resamples"])
+autoregression.render(loaded, current, s["generated"], s["autoregressive"], s["previous_ids"])
 
+st.header("Conclusion")
+st.markdown(
+    "That is the whole of text generation: **tokenize** once, then loop **logits → filters "
+    "and softmax → sample → append**. Everything a chat model writes comes out of this "
+    "loop, one token at a time. What happens *inside* `model(...)`, the box this chapter "
+    "treated as a function, is Chapter 2."
+)
 state.write_share_link()

@@ -17,6 +17,7 @@ DEFAULTS = {
     "resamples": 0,          # how many times "Resample" was pressed
     "autoregressive": False,
     "generated": [],         # ids appended by autoregression since the text was last edited
+    "previous_ids": [],      # the generated sequence, when it was handed back as text
 }
 
 # Slider ranges (min, max, step). Each filter has an "off" end and a greedy end:
@@ -41,7 +42,7 @@ def init() -> None:
     first_run = "text" not in state
     for key, default in DEFAULTS.items():
         if key not in state:
-            state[key] = list(default) if isinstance(default, list) else default
+            state[key] = default.copy() if isinstance(default, list) else default
         else:
             # Streamlit forgets a widget's value when a page without that widget runs;
             # writing it back makes it the learner's value, kept across pages.
@@ -82,4 +83,4 @@ def reset_sampling() -> None:
 def text_edited() -> None:
     """on_change of the text: a new text is a new sequence, so earlier generation is gone."""
     st.session_state["generated"] = []
-    st.session_state["resamples"] = 0
+    st.session_state["previous_ids"] = []

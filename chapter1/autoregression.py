@@ -1,0 +1,96 @@
+"""Section 5 — Autoregression: append the sampled id and run the model again, one token."""
+
+import inspect
+
+import streamlit as st
+from annotated_text import annotated_text
+
+from chapter1.logits import logits
+from token_by_token.tokens import markdown_literal, show, spans
+
+
+def step(model, cache, ids, next_id):
+    """One turn of the loop: append the sampled id, run the model on it.
+
+    The cache already holds the keys and values of every earlier
+    position, so the model reads one new token, not the whole sequence.
+    """
+    ids = ids + [next_id]
+    next_logits = logits(model, [next_id], cache)[-1]
+    return ids, next_logits
+
+
+def cache_shape(cache) -> tuple[int, int, int, int]:
+    """(layers, KV heads, positions, head dim) of a DynamicCache."""
+    keys = cache.layers[0].keys  # [batch, kv heads, positions, head dim]
+    return len(cache.layers), keys.shape[1], keys.shape[2], keys.shape[3]
+
+
+def render(loaded, current, generated, autoregressive, previous_ids) -> None:
+    tokenizer = loaded.tokenizer
+    forward, ids = current.forward, current.ids
+    st.header("5. Autoregression — append, and go again", anchor="autoregression")
+    st.markdown(
+        "One token is not a text. To write more, the model's own choice becomes part of its "
+        "input: append the sampled id to the ids and run the model again. That loop, "
+        "**autoregression**, is all that text generation is. The ids are the truth: the "
+        "loop appends ids and never turns text back into ids."
+    )
+    st.code(inspect.getsource(step), language="python")
+    layers, heads, positions, head_dim = cache_shape(forward.cache)
+    numbers = 2 * layers * heads * positions * head_dim
+    st.markdown(
+        "Running the whole sequence again at every step would redo the same work: the "
+        "model's view of earlier positions never changes (a position only looks back). So "
+        "the model keeps, for every layer and position, the **keys and values** its "
+        "attention computed, in a **KV cache**, and each step only computes the new "
+        f"token's. For your {positions:,} tokens the cache holds **{layers} layers × 2 (keys "
+        f"and values) × {heads} KV heads × {positions:,} positions × {head_dim} numbers = "
+        f"{numbers:,} numbers** ({numbers * 2 / 1e6:,.1f} MB in bfloat16)."
+    )
+    what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
+    st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
+
+    if not autoregressive:
+        st.info("Switch on **Autoregressive mode** in the sidebar, then press **Generate next "
+                "token** to append the sampled token and step the model.")
+        render_retokenized(tokenizer, current.ids, previous_ids)
+    if generated:
+        st.markdown(f"**{len(generated)} generated so far** (the prompt in pastel, the "
+                    "token sampled next in navy):")
+    annotated_text(*spans(tokenizer, [*ids, current.next_id], highlight=len(ids)))
+    if generated:
+        st.code(f"generated = {generated}\n"
+                f"text = {loaded.tokenizer.decode(generated)!r}", language="python",
+                wrap_lines=True)
+    if current.stop == "eos":
+        st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
+                   "end-of-text token: it considers the text finished. Generation stops here. "
+                   "Edit the text (switch Autoregressive mode off) to start again.")
+    elif current.stop == "cap":
+        st.warning(f"The sequence reached {loaded.max_tokens:,} tokens, this app's context "
+                   "cap, so generation stops here.")
+    st.success("**Summary.** Generation is a loop: ids → logits → probabilities → sampled id "
+               "→ append. With the KV cache, each turn costs one token of model time.")
+    st.progress(5 / 5, text="Chapter 1 · section 5 of 5")
+
+
+def render_retokenized(tokenizer, ids, previous_ids) -> None:
+    """After generation: does the text, tokenized again, give back the generated ids?"""
+    if not previous_ids:
+        return
+    if list(previous_ids) == list(ids):
+        st.markdown("Your generated text, tokenized again, gives back exactly the generated "
+                    f"ids ({len(ids):,} tokens).")
+        return
+    st.warning(
+        "Your generated text, tokenized again, gives **different ids** than the ones that "
+        f"were generated ({len(ids):,} instead of {len(previous_ids):,}). The same text can "
+        "be spelled in tokens in more than one way, and the model happened to choose a "
+        "spelling the tokenizer would not. This is why generation appends ids and never "
+        "re-tokenizes its own output."
+    )
+    st.markdown("Generated ids:")
+    annotated_text(*spans(tokenizer, previous_ids))
+    st.markdown("The same text, tokenized again:")
+    annotated_text(*spans(tokenizer, ids))

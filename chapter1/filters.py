@@ -1,0 +1,141 @@
+"""Section 3 — Filters and softmax: from the last row of scores to probabilities."""
+
+import inspect
+
+import pandas as pd
+import streamlit as st
+import torch
+from transformers import (
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from token_by_token import charts
+from token_by_token.tokens import markdown_literal, show
+
+
+def warpers(temperature, top_k, top_p, min_p):
+    """The filters generate() applies, in generate()'s order.
+
+    Each one rewrites the scores; a removed token gets -inf.
+    """
+    chain = [TemperatureLogitsWarper(float(temperature))]
+    if top_k > 0:
+        chain.append(TopKLogitsWarper(int(top_k)))
+    if top_p < 1.0:
+        chain.append(TopPLogitsWarper(float(top_p)))
+    if min_p > 0.0:
+        chain.append(MinPLogitsWarper(float(min_p)))
+    return chain
+
+
+def probabilities(last_logits, chain):
+    """Filters, then softmax: one probability per vocabulary entry."""
+    scores = last_logits[None]  # the warpers work on a batch of rows
+    for warper in chain:
+        scores = warper(None, scores)  # (input_ids, scores)
+    return torch.softmax(scores, dim=-1)[0]  # exp(-inf) = 0
+
+
+def survivors(last_logits, chain) -> pd.DataFrame:
+    """After each filter in turn: how many tokens remain, and how much of the original
+    (temperature 1) probability they carry."""
+    original = torch.softmax(last_logits, dim=-1)
+    scores = last_logits[None]
+    rows = [("no filter", len(last_logits), 1.0)]
+    for warper in chain:
+        scores = warper(None, scores)
+        kept = torch.isfinite(scores[0])
+        rows.append((describe(warper), int(kept.sum()), float(original[kept].sum())))
+    return pd.DataFrame(rows, columns=["after", "tokens left", "original probability kept"])
+
+
+NAMES = {TemperatureLogitsWarper: "temperature", TopKLogitsWarper: "top_k",
+         TopPLogitsWarper: "top_p", MinPLogitsWarper: "min_p"}
+
+
+def describe(warper) -> str:
+    """A warper as the setting it applies, e.g. "top_k = 20"."""
+    name = NAMES[type(warper)]
+    return f"{name} = {getattr(warper, name):g}"
+
+
+def bars_table(tokenizer, last_logits, probs, next_id, count: int = 12) -> pd.DataFrame:
+    """The top candidates by original probability (plus the sampled token), both ways."""
+    original = torch.softmax(last_logits, dim=-1)
+    top = original.topk(count).indices.tolist()
+    if next_id not in top:
+        top.append(next_id)
+    records = []
+    for token_id in top:
+        label = f"{show(tokenizer, token_id)}  ({token_id})"
+        for distribution, values in [("original", original), ("after filters", probs)]:
+            records.append({"token": label, "distribution": distribution,
+                            "probability": float(values[token_id]),
+                            "sampled": token_id == next_id})
+    return pd.DataFrame.from_records(records)
+
+
+RULES = {
+    "Temperature": "Divide every logit by T before softmax. T < 1 sharpens the distribution "
+                   "(the favourite gets more), T > 1 flattens it (long shots get more), "
+                   "T = 1 changes nothing. No token is removed.",
+    "Top-K": "Keep only the K highest-scoring tokens; every other token gets -inf. K = 1 is "
+             "greedy decoding; 0 switches the filter off.",
+    "Top-P (nucleus)": "Sort the tokens by probability and keep the smallest set whose "
+                       "probabilities add up to at least P; the rest get -inf. The set grows "
+                       "when the model is unsure and shrinks when it is confident. P = 1 "
+                       "switches it off; P = 0 keeps only the favourite.",
+    "Min-P": "Keep the tokens whose probability is at least min_p × the favourite's "
+             "probability. Like Top-P it adapts to the model's confidence. 0 switches it "
+             "off; 1 keeps only the favourite (and exact ties).",
+}
+
+
+def render(loaded, forward, chain, probs, next_id) -> None:
+    tokenizer = loaded.tokenizer
+    last = forward.last
+    st.header("3. Filters and softmax — scores become probabilities", anchor="filters")
+    st.markdown(
+        "To choose the next token we need probabilities: non-negative numbers that add up "
+        "to 1. **Softmax** makes them from the last row of logits: `exp` every score, then "
+        "divide by the total. Before softmax, **filters** reshape the scores and cut the "
+        "long tail, so that a random choice can't pick a token the model thinks absurd."
+    )
+    st.code(inspect.getsource(warpers) + "\n\n" + inspect.getsource(probabilities),
+            language="python")
+    st.caption("These are the transformers library's own warpers, in the order its "
+               "`generate()` applies them: Temperature → Top-K → Top-P → Min-P.")
+
+    greedy = int(last.argmax())
+    st.markdown(
+        f"**Greedy decoding**, the baseline: always take the highest score. Here that is "
+        f"`argmax(logits[-1]) = {greedy}`, the token "
+        f"“{markdown_literal(show(tokenizer, greedy))}”. Greedy is deterministic and "
+        "often dull or repetitive; sampling with filters is how chat models add variety."
+    )
+    for tab, rule in zip(st.tabs(list(RULES)), RULES.values(), strict=True):
+        tab.markdown(rule)
+
+    table = survivors(last, chain)
+    left = int(table["tokens left"].iloc[-1])
+    st.markdown(
+        f"With your settings ({', '.join(describe(w) for w in chain)}), **{left:,} of "
+        f"{len(last):,} tokens** can still be chosen. Move Temperature to 0.1, or Top-K to 1, "
+        "in the sidebar and watch the bars."
+    )
+    bars = bars_table(tokenizer, last, probs, next_id)
+    st.altair_chart(charts.probability_bars(bars), use_container_width=True)
+    st.caption("Grey: the model's own probabilities (softmax at temperature 1, no filter). "
+               "Blue: after your filters. The outlined bar is the token sampled in Section 4.")
+    st.dataframe(table, hide_index=True, column_config={
+        "original probability kept": st.column_config.NumberColumn(format="percent")})
+    with st.expander("The chart as a table"):
+        st.dataframe(bars.pivot(index="token", columns="distribution", values="probability")
+                     .reset_index(), hide_index=True)
+    st.success("**Summary.** Temperature reshapes the scores, Top-K, Top-P and Min-P remove "
+               "the unlikely tail, softmax turns what is left into probabilities that add "
+               "up to 1.")
+    st.progress(3 / 5, text="Chapter 1 · section 3 of 5")

@@ -1,0 +1,145 @@
+"""Chapter 1 end to end: the chapter function, and the page's view of the learner's choices.
+
+`generate()` is the whole chapter in one function: the five lessons in order. The page runs the
+same lessons one step at a time, driven by the learner: `view()` derives everything the page
+shows from the choices in st.session_state, running the model only when the ids change.
+"""
+
+import time
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+from transformers import DynamicCache
+
+from chapter1.autoregression import step
+from chapter1.filters import probabilities, warpers
+from chapter1.logits import logits
+from chapter1.sampling import random_stream, sample
+from chapter1.tokenizer import tokenize
+from token_by_token.model import FORWARD_LOCK
+
+TOP = 10  # candidates kept per position for the heatmap
+
+
+def generate(tokenizer, model, text, n_tokens,
+             temperature, top_k, top_p, min_p, generator=None):
+    """Chapter 1 in one function: the five sections, in order."""
+    ids = tokenize(tokenizer, text)                      # 1. text -> ids
+    cache = DynamicCache(config=model.config)
+    last = logits(model, ids, cache)[-1]                 # 2. ids -> logits
+    chain = warpers(temperature, top_k, top_p, min_p)
+    for _ in range(n_tokens):
+        probs = probabilities(last, chain)               # 3. -> probabilities
+        next_id = sample(probs, generator)               # 4. -> next id
+        ids, last = step(model, cache, ids, next_id)     # 5. append, again
+    return ids
+
+
+@dataclass(frozen=True)
+class Forward:
+    """What the model computed for one learner's ids (kept in that learner's session)."""
+    ids: tuple[int, ...]
+    cache: DynamicCache       # keys and values of every position, for the next step
+    top_ids: torch.Tensor     # [positions, TOP] best candidates at each position
+    top_logits: torch.Tensor  # [positions, TOP]
+    top_probs: torch.Tensor   # [positions, TOP] softmax at temperature 1
+    first: torch.Tensor       # logits[0]
+    last: torch.Tensor        # logits[-1]: what the next token is chosen from
+    seconds: float            # how long the forward that produced this took
+    stepped: bool             # True: one cached step; False: the whole sequence
+
+    @property
+    def vocab(self) -> int:
+        return self.last.shape[-1]
+
+
+def summarize(rows: torch.Tensor):
+    top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
+    return top.indices, top.values, torch.softmax(rows, dim=-1).gather(-1, top.indices)
+
+
+def advance(model, ids: list[int]) -> Forward:
+    """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
+    when one id was appended, else the whole sequence from scratch."""
+    before = st.session_state.get("_forward")
+    if before is not None and before.ids == tuple(ids):
+        return before
+    st.session_state.pop("_forward", None)  # a failed forward must not leave a stale cache
+    with FORWARD_LOCK:
+        start = time.perf_counter()
+        stepped = before is not None and before.ids == tuple(ids[:-1])
+        if stepped:
+            _, last = step(model, before.cache, list(before.ids), ids[-1])
+            rows, cache = last[None], before.cache
+        else:
+            cache = DynamicCache(config=model.config)
+            rows = logits(model, ids, cache)
+        seconds = time.perf_counter() - start
+    top_ids, top_logits, top_probs = summarize(rows)
+    if stepped:
+        top_ids = torch.cat([before.top_ids, top_ids])
+        top_logits = torch.cat([before.top_logits, top_logits])
+        top_probs = torch.cat([before.top_probs, top_probs])
+    forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs,
+                      first=before.first if stepped else rows[0], last=rows[-1],
+                      seconds=seconds, stepped=stepped)
+    st.session_state["_forward"] = forward
+    return forward
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything Chapter 1 shows, derived from the learner's choices."""
+    text_ids: list[int]   # the text's ids (capped)
+    cut: int              # how many of the text's tokens the cap left out
+    ids: list[int]        # text ids + generated ids: the sequence the model reads
+    forward: Forward | None
+    chain: list
+    probs: torch.Tensor | None
+    next_id: int | None
+    stop: str | None      # why generation can't go on, if it can't
+
+
+def view(loaded) -> View:
+    state = st.session_state
+    text_ids = tokenize(loaded.tokenizer, state["text"])
+    cut = max(len(text_ids) - loaded.max_tokens, 0)
+    text_ids = text_ids[: loaded.max_tokens]
+    ids = (text_ids + state["generated"])[: loaded.max_tokens]
+    chain = warpers(state["temperature"], state["top_k"], state["top_p"], state["min_p"])
+    if not ids:
+        return View(text_ids, cut, ids, None, chain, None, None, "There is no text yet.")
+    forward = advance(loaded.model, ids)
+    probs = probabilities(forward.last, chain)
+    next_id = sample(probs, random_stream(state["seed"], len(ids), state["resamples"]))
+    stop = None
+    if state["generated"] and state["generated"][-1] in loaded.eos_ids:
+        stop = "eos"
+    elif len(ids) >= loaded.max_tokens:
+        stop = "cap"
+    return View(text_ids, cut, ids, forward, chain, probs, next_id, stop)
+
+
+def generate_next(loaded) -> None:
+    """on_click of "Generate next token": append the token the page shows as sampled."""
+    current = view(loaded)
+    if current.stop is None:
+        st.session_state["generated"] = [*st.session_state["generated"], current.next_id]
+
+
+def resample() -> None:
+    """on_click of "Resample": the next draw from the same probabilities."""
+    st.session_state["resamples"] += 1
+
+
+def autoregression_toggled(loaded) -> None:
+    """on_change of the toggle. Turning it off hands the generated text back to the text box:
+    the learner can edit it, and the page compares its new ids with the generated ones."""
+    state = st.session_state
+    if state["autoregressive"] or not state["generated"]:
+        return
+    ids = view(loaded).ids
+    state["previous_ids"] = ids
+    state["text"] = loaded.tokenizer.decode(ids)
+    state["generated"] = []

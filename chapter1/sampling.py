@@ -1,0 +1,52 @@
+"""Section 4 — Sampling: a weighted random choice picks the next token id."""
+
+import inspect
+
+import streamlit as st
+import torch
+from annotated_text import annotated_text
+
+from token_by_token.tokens import markdown_literal, show, spans
+
+
+def sample(probs, generator=None):
+    """A weighted random choice: id i comes out with probability probs[i].
+
+    `generator` is the random stream (None: torch's global one).
+    """
+    next_id = torch.multinomial(probs, num_samples=1, generator=generator)
+    return next_id.item()
+
+
+def random_stream(seed, position, draw):
+    """Same seed, same text: every draw gets its own reproducible stream,
+    fixed by the seed, the position being predicted and the resample count."""
+    return torch.Generator().manual_seed(hash((seed, position, draw)) % 2**63)
+
+
+def render(loaded, ids, probs, next_id, seed, draw) -> None:
+    tokenizer = loaded.tokenizer
+    st.header("4. Sampling — a weighted random choice", anchor="sampling")
+    st.markdown(
+        "Now pick one token. Not always the most likely one (that is greedy decoding): draw "
+        "at random, with each token's chance equal to its probability. A token at 30% "
+        "comes out about 3 times in 10; a token the filters removed has probability 0 and "
+        "never comes out. `torch.multinomial` makes that draw."
+    )
+    st.code(inspect.getsource(sample) + "\n\n" + inspect.getsource(random_stream),
+            language="python")
+    token = show(tokenizer, next_id)
+    st.markdown(
+        f"With seed **{seed}** and resample count **{draw}**, the draw for position "
+        f"{len(ids)} gave id **{next_id}**, “{markdown_literal(token)}”, which had "
+        f"probability **{float(probs[next_id]):.1%}**. Press **Resample** in the sidebar for "
+        "another draw from the same probabilities, or change the seed."
+    )
+    st.markdown("The new token sequence, with the sampled token last:")
+    annotated_text(*spans(tokenizer, [*ids, next_id], highlight=len(ids)))
+    st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {len(ids) + 1} ids\n"
+            f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
+    st.success("**Summary.** Sampling is `torch.multinomial(probs, 1)`: a weighted random "
+               "choice. The seed makes it reproducible; the filters decide what can be "
+               "chosen at all.")
+    st.progress(4 / 5, text="Chapter 1 · section 4 of 5")

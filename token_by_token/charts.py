@@ -1,0 +1,61 @@
+"""Altair chart builders: data in, alt.Chart out. Pure, so tests can build them directly.
+
+Token text is always data (values), never part of a field name or an expression, so quotes,
+backslashes and braces in tokens are safe.
+"""
+
+import altair as alt
+import pandas as pd
+
+NAVY = "#000080"
+GREY = "#b8bfd8"
+
+
+def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
+    """Positions as rows, top candidates as cells; colour = probability relative to the
+    row's favourite. `table`: position, input token, rank, predicted token, logit,
+    probability, shade (see chapter1.logits.heatmap_table)."""
+    data = table.assign(row=table["position"].astype(str) + ": " + table["input token"])
+    rows = data["row"].drop_duplicates().tolist()
+    base = alt.Chart(data).encode(
+        x=alt.X("rank:O", title="rank of the candidate (1 = most likely)",
+                axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("row:N", sort=rows, title="position: input token",
+                axis=alt.Axis(labelLimit=160)),
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("shade:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                        legend=None),
+        tooltip=[
+            alt.Tooltip("position:Q"), alt.Tooltip("input token:N"),
+            alt.Tooltip("predicted token:N"), alt.Tooltip("logit:Q", format=".3f"),
+            alt.Tooltip("rank:O"), alt.Tooltip("probability:Q", format=".2%"),
+        ],
+    )
+    labels = base.mark_text(fontSize=11, limit=70).encode(
+        text="predicted token:N",
+        color=alt.condition("datum.shade > 0.55", alt.value("white"), alt.value("black")),
+    )
+    return (cells + labels).properties(height=row_height * len(rows))
+
+
+def probability_bars(table: pd.DataFrame) -> alt.Chart:
+    """Original vs filtered probability for the top candidates; the sampled token in navy.
+
+    `table`: token (unique label), distribution ("original" / "after filters"),
+    probability, sampled (bool)."""
+    order = table["token"].drop_duplicates().tolist()
+    return alt.Chart(table).mark_bar().encode(
+        y=alt.Y("token:N", sort=order, title=None, axis=alt.Axis(labelLimit=180)),
+        x=alt.X("probability:Q", axis=alt.Axis(format="%"), title="probability"),
+        yOffset=alt.YOffset("distribution:N", sort=["original", "after filters"]),
+        color=alt.Color(
+            "distribution:N", sort=["original", "after filters"],
+            scale=alt.Scale(domain=["original", "after filters"], range=[GREY, "#4a63c8"]),
+            legend=alt.Legend(orient="bottom", title=None),
+        ),
+        stroke=alt.condition("datum.sampled", alt.value(NAVY), alt.value(None)),
+        strokeWidth=alt.condition("datum.sampled", alt.value(3), alt.value(0)),
+        tooltip=[alt.Tooltip("token:N"), alt.Tooltip("distribution:N"),
+                 alt.Tooltip("probability:Q", format=".3%")],
+    ).properties(height=alt.Step(11))
