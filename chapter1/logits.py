@@ -78,7 +78,7 @@ def render(loaded, ids, forward) -> None:
     candidates = 8 if shown <= 12 else 5
     table = heatmap_table(tokenizer, ids, forward, shown, candidates)
     st.altair_chart(charts.logits_heatmap(table, row_height=30 if shown <= 12 else 22),
-                    use_container_width=True)
+                    width="stretch")
     st.caption("Each row is a position, labelled by its input token; the cells are the top "
                f"{candidates} candidates for the token that follows, darker = more likely "
                "relative to that row's favourite. Hover a cell for its logit and probability.")

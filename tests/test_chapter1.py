@@ -1,0 +1,176 @@
+"""AppTest: Chapter 1 is exact and instant. Sliders, seed and Resample never run the model;
+each Generate click appends one id and runs one forward on that id alone."""
+
+import pytest
+import torch
+
+from chapter1.filters import probabilities, warpers
+from chapter1.sampling import random_stream, sample
+from chapter1.tokenizer import tokenize
+from conftest import run_app
+
+
+@pytest.fixture
+def forwards(loaded):
+    """Every forward of the shared model: the input ids it received."""
+    calls = []
+    hook = loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append((args[0] if args else kwargs["input_ids"])
+                                                  [0].tolist()), with_kwargs=True)
+    yield calls
+    hook.remove()
+
+
+def shown_next_id(at) -> int:
+    code = next(c.value for c in at.code if c.value.startswith("next_id = "))
+    return int(code.split()[2])
+
+
+def generated_ids(at) -> list[int]:
+    return list(at.session_state["generated"])
+
+
+def expected_next_id(loaded, at) -> int:
+    """The sample, recomputed from the learner's choices with the lesson functions."""
+    s = at.session_state
+    ids = tokenize(loaded.tokenizer, s["text"]) + list(s["generated"])
+    from chapter1.logits import logits
+    last = logits(loaded.model, ids)[-1]
+    probs = probabilities(last, warpers(s["temperature"], s["top_k"], s["top_p"], s["min_p"]))
+    return sample(probs, random_stream(s["seed"], len(ids), s["resamples"]))
+
+
+def test_chapter_renders_every_section(loaded):
+    at = run_app()
+    headers = [h.value for h in at.header]
+    for title in ["1. Tokenizer", "2. Logits", "3. Filters", "4. Sampling", "5. Autoregression",
+                  "Conclusion"]:
+        assert any(h.startswith(title) for h in headers), (title, headers)
+    assert any(c.value.startswith("def generate(") for c in at.code)
+    assert any("logits.shape = torch.Size([" in c.value for c in at.code)
+
+
+@pytest.mark.parametrize("action", ["temperature", "top_k", "top_p", "min_p", "seed",
+                                    "resample", "reset"])
+def test_controls_run_no_forward(loaded, forwards, action):
+    at = run_app()
+    forwards.clear()
+    sidebar = at.sidebar
+    if action == "seed":
+        sidebar.number_input(key="seed").set_value(7).run()
+    elif action == "resample":
+        sidebar.button(key="resample").click().run()
+    elif action == "reset":
+        sidebar.slider(key="temperature").set_value(1.5).run()
+        next(b for b in sidebar.button if b.label.startswith("Reset")).click().run()
+        assert at.session_state["temperature"] == 0.7
+    else:
+        low, high = {"temperature": (0.05, 2.0), "top_k": (0, 100), "top_p": (0.0, 1.0),
+                     "min_p": (0.0, 1.0)}[action]
+        for value in (low, high):
+            sidebar.slider(key=action).set_value(value).run()
+            assert not at.exception
+    assert not at.exception
+    assert forwards == []
+    assert shown_next_id(at) == expected_next_id(loaded, at)  # the page's sample is current
+
+
+def test_resample_changes_the_sample_on_the_same_click(loaded):
+    at = run_app(temperature=2.0, top_k=0, top_p=1.0)
+    seen = {shown_next_id(at)}
+    for draw in range(1, 6):
+        at.sidebar.button(key="resample").click().run()
+        assert at.session_state["resamples"] == draw
+        assert shown_next_id(at) == expected_next_id(loaded, at)
+        seen.add(shown_next_id(at))
+    assert len(seen) > 1
+
+
+def test_the_sample_follows_the_filters(loaded):
+    at = run_app()
+    at.sidebar.slider(key="top_k").set_value(1).run()
+    ids = tokenize(loaded.tokenizer, at.session_state["text"])
+    from chapter1.logits import logits
+    last = logits(loaded.model, ids)[-1]
+    allowed = set(torch.nonzero(probabilities(last, warpers(0.7, 1, 0.8, 0.0))).flatten()
+                  .tolist())
+    for _ in range(3):
+        assert shown_next_id(at) in allowed
+        at.sidebar.button(key="resample").click().run()
+
+
+def test_generate_appears_only_in_autoregressive_mode():
+    at = run_app()
+    assert not any(b.key == "generate" for b in at.sidebar.button)
+    at.sidebar.toggle(key="autoregressive").set_value(True).run()
+    assert any(b.key == "generate" for b in at.sidebar.button)
+    assert at.sidebar.text_area(key="text").disabled
+
+
+def test_twenty_generate_clicks_append_one_id_each_with_one_token_forwards(loaded, forwards):
+    at = run_app(autoregressive=True, temperature=1.0, top_k=0, top_p=1.0)
+    forwards.clear()
+    before = []
+    for _ in range(20):
+        expected = shown_next_id(at)
+        at.sidebar.button(key="generate").click().run()
+        assert not at.exception
+        now = generated_ids(at)
+        assert now == before + [expected]  # exactly one id, the one shown; earlier unchanged
+        before = now
+        if at.session_state["generated"][-1] in loaded.eos_ids:
+            break
+    # one forward per click, each on the new id alone
+    assert forwards == [[token_id] for token_id in before]
+    text_ids = tokenize(loaded.tokenizer, at.session_state["text"])
+    assert at.session_state["_forward"].ids == tuple(text_ids + before)
+
+
+def test_end_of_text_stops_generation(loaded):
+    eos = min(loaded.eos_ids)
+    at = run_app(autoregressive=True, generated=[eos])
+    assert any("end-of-text token" in s.value for s in at.success)
+    assert at.sidebar.button(key="generate").disabled
+    assert generated_ids(at) == [eos]
+
+
+def test_the_context_cap_stops_generation_with_a_message(loaded):
+    text = " ".join(["word"] * 1100)  # more tokens than the 1,024 cap
+    at = run_app(text=text, autoregressive=True)
+    assert any("keeps the first 1,024" in w.value for w in at.warning)
+    assert any("context cap" in w.value for w in at.warning)
+    assert at.sidebar.button(key="generate").disabled
+
+
+def test_toggle_off_hands_back_the_text_and_compares_ids(loaded):
+    at = run_app(autoregressive=True, temperature=1.0, top_k=0, top_p=1.0)
+    for _ in range(5):
+        at.sidebar.button(key="generate").click().run()
+    ids = tokenize(loaded.tokenizer, at.session_state["text"]) + generated_ids(at)
+    at.sidebar.toggle(key="autoregressive").set_value(False).run()
+    assert not at.exception
+    assert at.session_state["text"] == loaded.tokenizer.decode(ids)
+    assert generated_ids(at) == []
+    assert list(at.session_state["previous_ids"]) == ids
+    retokenized = tokenize(loaded.tokenizer, at.session_state["text"])
+    if retokenized == ids:
+        assert any("gives back exactly the generated ids" in m.value for m in at.markdown)
+    else:
+        assert any("different ids" in w.value for w in at.warning)
+
+
+def test_retokenizing_can_change_the_ids_and_the_page_says_so(loaded):
+    # " the" generated as two ids (space, then "the") re-tokenizes as one id
+    text_ids = tokenize(loaded.tokenizer, "over")
+    split = tokenize(loaded.tokenizer, " ") + tokenize(loaded.tokenizer, "the")
+    assert tokenize(loaded.tokenizer, "over the") != text_ids + split
+    at = run_app(text="over", autoregressive=True, generated=split)
+    at.sidebar.toggle(key="autoregressive").set_value(False).run()
+    assert at.session_state["text"] == "over the"
+    assert any("different ids" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("text", ["say \"hi\" it's {x} \\n {{ }} \\\\ '", "}{\"'\\"])
+def test_tokens_with_quotes_braces_and_backslashes_chart_fine(text):
+    at = run_app(text=text)
+    assert not at.exception
