@@ -46,7 +46,7 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
         "attention computed, in a **KV cache**, and each step only computes the new "
         f"token's. For your {positions:,} tokens the cache holds **{layers} layers × 2 (keys "
         f"and values) × {heads} KV heads × {positions:,} positions × {head_dim} numbers = "
-        f"{numbers:,} numbers** ({numbers * 2 / 1e6:,.1f} MB in bfloat16)."
+        f"{numbers:,} numbers** ({numbers * 2 / 1024:,.0f} KiB in bfloat16)."
     )
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
@@ -56,9 +56,10 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
                 "token** to append the sampled token and step the model.")
         render_retokenized(tokenizer, current.ids, previous_ids)
     if generated:
-        st.markdown(f"**{len(generated)} generated so far** (the prompt in pastel, the "
-                    "token sampled next in navy):")
-    annotated_text(*spans(tokenizer, [*ids, current.next_id], highlight=len(ids)))
+        st.markdown(f"**{len(generated)} generated so far** (your text in pastel, generated "
+                    "tokens in blue, the token sampled next in navy):")
+    annotated_text(*spans(tokenizer, [*ids, current.next_id], highlight=len(ids),
+                          generated_from=len(ids) - len(generated)))
     if generated:
         st.code(f"generated = {generated}\n"
                 f"text = {loaded.tokenizer.decode(generated)!r}", language="python",

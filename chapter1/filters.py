@@ -83,7 +83,8 @@ RULES = {
                    "(the favourite gets more), T > 1 flattens it (long shots get more), "
                    "T = 1 changes nothing. No token is removed.",
     "Top-K": "Keep only the K highest-scoring tokens; every other token gets -inf. K = 1 is "
-             "greedy decoding; 0 switches the filter off.",
+             "greedy decoding, except that tokens tied with the K-th score stay too (in "
+             "bfloat16, exact ties happen). 0 switches the filter off.",
     "Top-P (nucleus)": "Sort the tokens by probability and keep the smallest set whose "
                        "probabilities add up to at least P; the rest get -inf. The set grows "
                        "when the model is unsure and shrinks when it is confident. P = 1 "

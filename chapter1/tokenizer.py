@@ -12,8 +12,9 @@ from token_by_token.tokens import markdown_literal, show, show_bytes, spans, tok
 def tokenize(tokenizer, text: str) -> list[int]:
     """Text in, token ids out.
 
-    The tokenizer was loaded once with AutoTokenizer.from_pretrained(model_id). It cuts the
-    text into pieces it has in its vocabulary (Byte Pair Encoding) and returns their ids.
+    tokenizer = AutoTokenizer.from_pretrained(model_id), loaded once.
+    It cuts the text into pieces from its vocabulary (Byte Pair
+    Encoding) and returns their ids.
     """
     ids = tokenizer.encode(text, add_special_tokens=False)
     return ids

@@ -29,8 +29,9 @@ def test_type_text_and_see_the_token_spans(page, loaded):
     type_text(page, text)
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)
     expect(page.get_by_text(f"tokens = {ids}")).to_be_visible()
-    chips = page.locator('[data-testid="stMarkdownContainer"] span[style*="inline-flex"]')
-    expect(chips).to_have_count(len(ids))
+    first_chips = page.locator(
+        '[data-testid="stMarkdownContainer"]:has(span[style*="inline-flex"])').first
+    expect(first_chips.locator('span[style*="inline-flex"]')).to_have_count(len(ids))
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "chapter1-tokenizer.png"), full_page=True)
 
@@ -54,3 +55,36 @@ def test_markup_in_the_text_is_shown_literally(page, loaded):
     expect(container.locator('span[class*="red"], span[style*="color: red"]')).to_have_count(0)
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "chapter1-hostile.png"), full_page=True)
+
+
+def test_walk_the_chapter_sliders_resample_and_five_generated_tokens(page):
+    temperature = page.locator('[data-testid="stSlider"]', has_text="Temperature")
+    temperature.get_by_role("slider").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(temperature).to_contain_text("0.80")
+    wait_idle(page)
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+    draw = page.locator("p", has_text="With seed")
+    expect(draw).to_contain_text("resample count 0")
+    page.get_by_role("button", name="Resample").click()
+    expect(draw).to_contain_text("resample count 1")
+    wait_idle(page)
+
+    page.get_by_test_id("stCheckbox").get_by_text("Autoregressive mode").click()
+    generate = page.get_by_role("button", name="Generate next token")
+    expect(generate).to_be_visible()
+    wait_idle(page)
+    for n in range(1, 6):
+        generate.click()
+        expect(page.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+    code = page.locator("code", has_text="generated = [").first.inner_text()
+    generated = eval(code.split("generated = ")[1].splitlines()[0])  # a list of ints
+    assert len(generated) == 5 and all(isinstance(i, int) for i in generated)
+    expect(page.get_by_role("textbox", name="Your text")).to_be_disabled()
+    no_errors(page)
+    page.get_by_text("generated so far").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "chapter1-generated.png"))

@@ -3,11 +3,11 @@ each Generate click appends one id and runs one forward on that id alone."""
 
 import pytest
 import torch
+from conftest import run_app
 
 from chapter1.filters import probabilities, warpers
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
-from conftest import run_app
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """The lesson functions reproduce transformers' generate() exactly, and the KV cache is exact."""
 
 import pytest
+import tiny_model
 import torch
 from transformers import AutoModelForCausalLM
 
-import tiny_model
 from chapter1.autoregression import step
 from chapter1.filters import probabilities, survivors, warpers
 from chapter1.logits import logits
