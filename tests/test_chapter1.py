@@ -33,7 +33,7 @@ def generated_ids(at) -> list[int]:
 def expected_next_id(loaded, at) -> int:
     """The sample, recomputed from the learner's choices with the lesson functions."""
     s = at.session_state
-    ids = tokenize(loaded.tokenizer, s["text"]) + list(s["generated"])
+    ids = (tokenize(loaded.tokenizer, s["text"]) + list(s["generated"]))[: loaded.max_tokens]
     from chapter1.logits import logits
     last = logits(loaded.model, ids)[-1]
     probs = probabilities(last, warpers(s["temperature"], s["top_k"], s["top_p"], s["min_p"]))

@@ -1,12 +1,14 @@
 """Which model, loading it once per process, download progress, and clear errors.
 
 The model id comes from TOKEN_BY_TOKEN_MODEL: a Hugging Face model id (downloaded once into the
-local Hugging Face cache) or a local model directory. Default: Qwen/Qwen3-0.6B.
+local Hugging Face cache), a local model directory, or `pocket`, the small model built into the
+app (token_by_token/pocket, trained by scripts/train_pocket_model.py). Default: Qwen/Qwen3-0.6B,
+with the pocket model as the automatic fallback when Qwen3 can't be had.
 """
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import streamlit as st
@@ -21,7 +23,11 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from token_by_token.tokens import markdown_literal
+
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
+POCKET = "pocket"
+POCKET_DIR = Path(__file__).parent / "pocket"
 MAX_TOKENS = 1024  # the context cap for the learner's text plus generated tokens
 FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # what from_pretrained reads
 
@@ -43,6 +49,7 @@ class Loaded:
     eos_ids: frozenset[int]   # generation stops when one of these is sampled
     max_tokens: int           # the context cap: ours, or the model's if smaller
     vocab_size: int           # rows of the embedding table = columns of the logits
+    fallback: str | None = None  # why the pocket model stands in for the default model
 
 
 def model_id() -> str:
@@ -56,7 +63,19 @@ def load() -> Loaded:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def _load(name: str) -> Loaded:
-    path = _local_path(name)
+    if name == POCKET:
+        return _from_dir(str(POCKET_DIR), POCKET)
+    try:
+        path = _local_path(name)
+    except ModelUnavailable as error:
+        if name != DEFAULT_MODEL:  # a model the learner chose: say what went wrong
+            raise
+        reason = str(error).split("\n\n")[0]  # what happened, without the advice
+        return replace(_from_dir(str(POCKET_DIR), POCKET), fallback=reason)
+    return _from_dir(path, name)
+
+
+def _from_dir(path: str, name: str) -> Loaded:
     try:
         check_files(Path(path))
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -161,9 +180,23 @@ class ProgressBar(tqdm):
 
 
 def load_or_explain() -> Loaded:
-    """load(), or a clear message in the page (never a traceback) and the page stops."""
+    """load(), or a clear message in the page (never a traceback) and the page stops.
+    When the pocket model stands in for Qwen3, a banner says why and how to get Qwen3."""
     try:
-        return load()
+        loaded = load()
     except ModelUnavailable as error:
         st.error(str(error), icon="🚫")
         st.stop()
+    if loaded.fallback:
+        with st.container(border=True):
+            st.warning(
+                f"**Running on the pocket model.** {DEFAULT_MODEL} could not be loaded: "
+                f"{loaded.fallback}\n\nThe pocket model is a small Qwen3-architecture model "
+                "built into this app, trained on Python's own documentation. It works fully "
+                "offline and its next-token guesses are real, but it knows far less than "
+                f"{DEFAULT_MODEL}. To switch, connect to the internet and press the button "
+                "(a one-time download of about 1.5 GB).", icon="🎒")
+            st.button(f"Try {DEFAULT_MODEL} again", on_click=_load.clear)
+    name = "pocket (built in)" if loaded.model_id == POCKET else loaded.model_id
+    st.sidebar.caption(f"Model: {markdown_literal(name)}")
+    return loaded

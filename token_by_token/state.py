@@ -3,6 +3,8 @@
 Everything else on a page is derived from these (DESIGN.md: derive, don't store).
 """
 
+import math
+
 import streamlit as st
 
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
@@ -59,7 +61,9 @@ def read_share_link() -> None:
             continue
         try:
             value = kind(st.query_params[key])
-        except ValueError:
+        except (ValueError, OverflowError):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
             continue
         if key in RANGES:
             low, high, _ = RANGES[key]
