@@ -56,7 +56,7 @@ with st.sidebar:
     st.button("Resample", key="resample", on_click=pipeline.resample,
               help="Draw again from the same probabilities.")
 
-current = pipeline.view(loaded)
+current = pipeline.view(loaded, s)
 if s["autoregressive"]:
     generate_slot.button(
         "Generate next token", key="generate", type="primary",

@@ -18,6 +18,7 @@ from chapter1.logits import logits
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
 from token_by_token.model import FORWARD_LOCK
+from token_by_token.state import Memo
 
 TOP = 10  # candidates kept per position for the heatmap
 
@@ -59,13 +60,13 @@ def summarize(rows: torch.Tensor):
     return top.indices, top.values, torch.softmax(rows, dim=-1).gather(-1, top.indices)
 
 
-def advance(model, ids: list[int]) -> Forward:
+def advance(model, ids: list[int], memo: Memo) -> Forward:
     """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
     when one id was appended, else the whole sequence from scratch."""
-    before = st.session_state.get("_forward")
+    before = memo.forward
     if before is not None and before.ids == tuple(ids):
         return before
-    st.session_state.pop("_forward", None)  # a failed forward must not leave a stale cache
+    memo.forward = None  # a failed forward must not leave a stale cache behind
     with FORWARD_LOCK:
         start = time.perf_counter()
         stepped = before is not None and before.ids == tuple(ids[:-1])
@@ -81,11 +82,10 @@ def advance(model, ids: list[int]) -> Forward:
         top_ids = torch.cat([before.top_ids, top_ids])
         top_logits = torch.cat([before.top_logits, top_logits])
         top_probs = torch.cat([before.top_probs, top_probs])
-    forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs,
-                      first=before.first if stepped else rows[0], last=rows[-1],
-                      seconds=seconds, stepped=stepped)
-    st.session_state["_forward"] = forward
-    return forward
+    memo.forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs,
+                           first=before.first if stepped else rows[0], last=rows[-1],
+                           seconds=seconds, stepped=stepped)
+    return memo.forward
 
 
 @dataclass(frozen=True)
@@ -101,16 +101,23 @@ class View:
     stop: str | None      # why generation can't go on, if it can't
 
 
-def view(loaded) -> View:
-    state = st.session_state
+CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples")
+
+
+def view(loaded, state) -> View:
+    """Everything the page shows, from the learner's choices in `state` (a mapping)."""
+    memo = state["_memo"]
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
+    if memo.view is not None and memo.view[0] == key:
+        return memo.view[1]
     text_ids = tokenize(loaded.tokenizer, state["text"])
     cut = max(len(text_ids) - loaded.max_tokens, 0)
     text_ids = text_ids[: loaded.max_tokens]
-    ids = (text_ids + state["generated"])[: loaded.max_tokens]
+    ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
     chain = warpers(state["temperature"], state["top_k"], state["top_p"], state["min_p"])
     if not ids:
         return View(text_ids, cut, ids, None, chain, None, None, "There is no text yet.")
-    forward = advance(loaded.model, ids)
+    forward = advance(loaded.model, ids, memo)
     probs = probabilities(forward.last, chain)
     next_id = sample(probs, random_stream(state["seed"], len(ids), state["resamples"]))
     stop = None
@@ -118,14 +125,20 @@ def view(loaded) -> View:
         stop = "eos"
     elif len(ids) >= loaded.max_tokens:
         stop = "cap"
-    return View(text_ids, cut, ids, forward, chain, probs, next_id, stop)
+    memo.view = (key, View(text_ids, cut, ids, forward, chain, probs, next_id, stop))
+    return memo.view[1]
 
 
 def generate_next(loaded) -> None:
-    """on_click of "Generate next token": append the token the page shows as sampled."""
-    current = view(loaded)
+    """on_click of "Generate next token": append the token the page shows as sampled.
+
+    Reading and writing st.session_state item by item lets Streamlit interrupt this callback
+    when the learner clicks again, losing a click. So: one snapshot (to_dict doesn't yield),
+    and an in-place append to the learner's list."""
+    state = st.session_state.to_dict()
+    current = view(loaded, state)
     if current.stop is None:
-        st.session_state["generated"] = [*st.session_state["generated"], current.next_id]
+        state["generated"].append(current.next_id)
 
 
 def resample() -> None:
@@ -139,7 +152,7 @@ def autoregression_toggled(loaded) -> None:
     state = st.session_state
     if state["autoregressive"] or not state["generated"]:
         return
-    ids = view(loaded).ids
+    ids = view(loaded, st.session_state).ids
     state["previous_ids"] = ids
     state["text"] = loaded.tokenizer.decode(ids)
     state["generated"] = []

@@ -88,3 +88,58 @@ def test_walk_the_chapter_sliders_resample_and_five_generated_tokens(page):
     no_errors(page)
     page.get_by_text("generated so far").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "chapter1-generated.png"))
+
+
+def generated_in(page) -> list[int]:
+    code = page.locator("code", has_text="generated = [").first.inner_text()
+    return [int(i) for i in code.split("generated = [")[1].split("]")[0].split(",")]
+
+
+def switch_on_autoregression(page):
+    page.get_by_test_id("stCheckbox").get_by_text("Autoregressive mode").click()
+    generate = page.get_by_role("button", name="Generate next token")
+    expect(generate).to_be_enabled()
+    wait_idle(page)
+    return generate
+
+
+def test_rapid_generate_clicks_append_exactly_one_id_each(page):
+    generate = switch_on_autoregression(page)
+    for _ in range(6):  # as fast as a learner can click: no waiting between clicks
+        generate.click(no_wait_after=True)
+        page.wait_for_timeout(40)
+    expect(page.get_by_text("6 generated so far")).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    assert len(generated_in(page)) == 6
+    expect(page.get_by_text("6 generated so far")).to_be_visible()
+    no_errors(page)
+
+
+def test_two_learners_in_two_browsers_never_see_each_others_work(server):
+    with chromium() as browser:
+        a = browser.new_context().new_page()
+        b = browser.new_context().new_page()
+        for page in (a, b):
+            page.goto(server)
+            page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+            wait_idle(page)
+        type_text(a, "Learner A's own words")
+        type_text(b, "Learner B types something else")
+        generate = switch_on_autoregression(a)
+        for n in (1, 2):
+            generate.click()
+            expect(a.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
+            wait_idle(a)
+        b.reload()
+        b.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        wait_idle(b)
+        expect(b.get_by_role("textbox", name="Your text")).to_have_value(
+            "Learner B types something else")
+        expect(b.get_by_text("generated so far")).to_have_count(0)
+        expect(a.get_by_role("textbox", name="Your text")).to_have_value(
+            "Learner A's own words")
+        assert len(generated_in(a)) == 2
+        no_errors(a)
+        no_errors(b)

@@ -123,7 +123,7 @@ def test_twenty_generate_clicks_append_one_id_each_with_one_token_forwards(loade
     # one forward per click, each on the new id alone
     assert forwards == [[token_id] for token_id in before]
     text_ids = tokenize(loaded.tokenizer, at.session_state["text"])
-    assert at.session_state["_forward"].ids == tuple(text_ids + before)
+    assert at.session_state["_memo"].forward.ids == tuple(text_ids + before)
 
 
 def test_end_of_text_stops_generation(loaded):

@@ -33,8 +33,9 @@ def error_of(at) -> str:
     return at.error[0].value
 
 
-def test_offline_without_cache_says_what_to_do_quickly(monkeypatch, tmp_path):
-    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", "Qwen/Qwen3-0.6B")
+def test_a_chosen_hub_model_offline_says_what_to_do_quickly(monkeypatch, tmp_path):
+    """A model the learner chose explicitly is not replaced by the pocket model."""
+    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", "Qwen/Qwen3-1.7B")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
     start = time.perf_counter()
     at = run_app()

@@ -65,7 +65,7 @@ def test_ten_thousand_characters_are_capped_with_a_message(loaded):
     assert cut > 0
     assert any(f"{total:,} tokens long" in w.value and f"last {cut:,}" in w.value
                for w in at.warning)
-    assert at.session_state["_forward"].ids == tuple(tokenize(loaded.tokenizer, text)[:1024])
+    assert at.session_state["_memo"].forward.ids == tuple(tokenize(loaded.tokenizer, text)[:1024])
 
 
 MARKUP = ["**bold**", "_x_", "$x^2$", ":red[x]", "[a](javascript:alert(1))", "<b>",
@@ -90,7 +90,7 @@ def test_special_token_policy_is_consistent_and_explained(loaded):
     specials = {loaded.tokenizer.convert_tokens_to_ids(t)
                 for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")}
     assert specials <= set(ids)  # typed special tokens become special ids, everywhere
-    assert at.session_state["_forward"].ids == tuple(ids)
+    assert at.session_state["_memo"].forward.ids == tuple(ids)
     assert any("Your text contains special tokens" in i.value for i in at.info)
     assert any("one special token" in m.value for m in at.markdown)
 
@@ -134,7 +134,7 @@ def test_toggling_off_editing_and_on_again_starts_from_the_new_text(loaded):
     expected = shown_next_id(at)
     at.sidebar.button(key="generate").click().run()
     assert generated_ids(at) == [expected]
-    assert at.session_state["_forward"].ids == tuple(
+    assert at.session_state["_memo"].forward.ids == tuple(
         tokenize(loaded.tokenizer, "A new beginning") + [expected])
 
 
@@ -171,8 +171,8 @@ def test_two_learners_never_share_state_and_the_model_is_never_mutated(loaded):
     assert b.session_state["text"] == "Learner B writes something else"
     assert generated_ids(b) == [] and len(generated_ids(a)) == 4
     assert a.session_state["temperature"] == 0.7 and a.session_state["resamples"] == 0
-    assert a.session_state["_forward"] is not b.session_state["_forward"]
-    assert a.session_state["_forward"].ids[: 4] != b.session_state["_forward"].ids[: 4]
+    assert a.session_state["_memo"].forward is not b.session_state["_memo"].forward
+    assert a.session_state["_memo"].forward.ids[: 4] != b.session_state["_memo"].forward.ids[: 4]
     assert shown_next_id(b) == expected_next_id(loaded, b)
     assert all(torch.equal(weights[n], p) for n, p in loaded.model.state_dict().items())
     assert len(loaded.tokenizer) == vocab

@@ -38,6 +38,15 @@ SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_
           "seed": int}
 
 
+class Memo:
+    """One learner's derived values, kept between reruns in their session (not choices: all
+    of it can be recomputed from the choices): the model's forward for the current ids with
+    its KV cache, and the last view of the page. Mutated in place, never re-assigned: a plain
+    attribute write can't be interrupted by a Streamlit rerun, a session-state write can."""
+    forward = None
+    view = None
+
+
 def init() -> None:
     """Call first on every page: fill in defaults and keep choices across page switches."""
     state = st.session_state
@@ -51,6 +60,8 @@ def init() -> None:
             state[key] = state[key]
     if first_run:
         read_share_link()
+    if "_memo" not in state:
+        state["_memo"] = Memo()
 
 
 def read_share_link() -> None:
