@@ -1,12 +1,10 @@
 """Section 5 — Autoregression: append the sampled id and run the model again, one token."""
 
-import inspect
-
 import streamlit as st
 from annotated_text import annotated_text
 
 from chapter1.logits import logits
-from token_by_token.tokens import markdown_literal, show, spans
+from token_by_token.tokens import markdown_literal, show, source, spans
 
 
 def step(model, cache, ids, next_id):
@@ -36,7 +34,7 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
         "**autoregression**, is all that text generation is. The ids are the truth: the "
         "loop appends ids and never turns text back into ids."
     )
-    st.code(inspect.getsource(step), language="python")
+    st.code(source(step), language="python")
     layers, heads, positions, head_dim = cache_shape(forward.cache)
     numbers = 2 * layers * heads * positions * head_dim
     st.markdown(

@@ -1,7 +1,5 @@
 """Section 3 — Filters and softmax: from the last row of scores to probabilities."""
 
-import inspect
-
 import pandas as pd
 import streamlit as st
 import torch
@@ -13,7 +11,7 @@ from transformers import (
 )
 
 from token_by_token import charts
-from token_by_token.tokens import markdown_literal, show
+from token_by_token.tokens import markdown_literal, show, source
 
 
 def warpers(temperature, top_k, top_p, min_p):
@@ -63,19 +61,18 @@ def describe(warper) -> str:
 
 
 def bars_table(tokenizer, last_logits, probs, next_id, count: int = 12) -> pd.DataFrame:
-    """The top candidates by original probability (plus the sampled token), both ways."""
+    """The top candidates by original probability (plus the sampled token): each token's
+    probability before and after the filters."""
     original = torch.softmax(last_logits, dim=-1)
     top = original.topk(count).indices.tolist()
     if next_id not in top:
         top.append(next_id)
-    records = []
-    for token_id in top:
-        label = f"{show(tokenizer, token_id)}  ({token_id})"
-        for distribution, values in [("original", original), ("after filters", probs)]:
-            records.append({"token": label, "distribution": distribution,
-                            "probability": float(values[token_id]),
-                            "sampled": token_id == next_id})
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame({
+        "token": [f"{show(tokenizer, i)}  ({i})" for i in top],
+        "original": original[top].tolist(),
+        "after filters": probs[top].tolist(),
+        "sampled": [i == next_id for i in top],
+    })
 
 
 RULES = {
@@ -105,8 +102,7 @@ def render(loaded, forward, chain, probs, next_id) -> None:
         "divide by the total. Before softmax, **filters** reshape the scores and cut the "
         "long tail, so that a random choice can't pick a token the model thinks absurd."
     )
-    st.code(inspect.getsource(warpers) + "\n\n" + inspect.getsource(probabilities),
-            language="python")
+    st.code(source(warpers, probabilities), language="python")
     st.caption("These are the transformers library's own warpers, in the order its "
                "`generate()` applies them: Temperature → Top-K → Top-P → Min-P.")
 
@@ -128,14 +124,13 @@ def render(loaded, forward, chain, probs, next_id) -> None:
         "in the sidebar and watch the bars."
     )
     bars = bars_table(tokenizer, last, probs, next_id)
-    st.altair_chart(charts.probability_bars(bars), width="stretch")
+    st.vega_lite_chart(charts.probability_bars_spec(bars), width="stretch")
     st.caption("Grey: the model's own probabilities (softmax at temperature 1, no filter). "
                "Blue: after your filters. The outlined bar is the token sampled in Section 4.")
     st.dataframe(table, hide_index=True, column_config={
         "original probability kept": st.column_config.NumberColumn(format="percent")})
     with st.expander("The chart as a table"):
-        st.dataframe(bars.pivot(index="token", columns="distribution", values="probability")
-                     .reset_index(), hide_index=True)
+        st.dataframe(bars, hide_index=True)
     st.success("**Summary.** Temperature reshapes the scores, Top-K, Top-P and Min-P remove "
                "the unlikely tail, softmax turns what is left into probabilities that add "
                "up to 1.")

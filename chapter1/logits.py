@@ -1,13 +1,11 @@
 """Section 2 — Logits: the model turns token ids into one row of scores per position."""
 
-import inspect
-
 import pandas as pd
 import streamlit as st
 import torch
 
 from token_by_token import charts
-from token_by_token.tokens import show
+from token_by_token.tokens import show, source
 
 
 def logits(model, ids, cache=None):
@@ -47,8 +45,16 @@ def heatmap_table(tokenizer, ids, forward, rows: int, candidates: int) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def heatmap(model_id, ids, rows, candidates, _loaded, _forward):
+    """The heatmap's table and chart, built once per (model, ids, rows): a slider move or a
+    resample reuses them (they depend on the ids only)."""
+    table = heatmap_table(_loaded.tokenizer, list(ids), _forward, rows, candidates)
+    chart = charts.logits_heatmap(table, row_height=30 if rows <= 12 else 22)
+    return table, chart.to_dict()
+
+
 def render(loaded, ids, forward) -> None:
-    tokenizer = loaded.tokenizer
     st.header("2. Logits — one score per token, at every position", anchor="logits")
     n, vocab = len(ids), forward.vocab
     st.markdown(
@@ -59,7 +65,7 @@ def render(loaded, ids, forward) -> None:
         "probabilities yet (they can be negative and don't sum to 1); Section 3 turns them "
         "into probabilities."
     )
-    st.code(inspect.getsource(logits), language="python")
+    st.code(source(logits), language="python")
     st.markdown(
         f"Your {n:,} tokens gave a **{n:,} × {vocab:,}** table: `logits.shape` is "
         f"`torch.Size([{n}, {vocab}])`. Only the **last row** matters for what comes next; "
@@ -76,9 +82,8 @@ def render(loaded, ids, forward) -> None:
         shown = st.slider("Positions shown (the last ones)", 1, n, min(n, 12),
                           key="heatmap_rows")
     candidates = 8 if shown <= 12 else 5
-    table = heatmap_table(tokenizer, ids, forward, shown, candidates)
-    st.altair_chart(charts.logits_heatmap(table, row_height=30 if shown <= 12 else 22),
-                    width="stretch")
+    table, spec = heatmap(loaded.model_id, tuple(ids), shown, candidates, loaded, forward)
+    st.vega_lite_chart(spec, width="stretch")
     st.caption("Each row is a position, labelled by its input token; the cells are the top "
                f"{candidates} candidates for the token that follows, darker = more likely "
                "relative to that row's favourite. Hover a cell for its logit and probability.")

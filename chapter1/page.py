@@ -1,13 +1,12 @@
 """Chapter 1: Tokenization & Sampling. From your text to the model's next token, and again."""
 
-import inspect
-
 import streamlit as st
 
 from chapter1 import autoregression, filters, logits, pipeline, sampling, tokenizer
 from token_by_token import model as models
 from token_by_token import state
 from token_by_token.state import RANGES
+from token_by_token.tokens import source
 
 SECTIONS = {"tokenizer": "1. Tokenizer", "logits": "2. Logits",
             "filters": "3. Filters and softmax", "sampling": "4. Sampling",
@@ -65,7 +64,7 @@ if s["autoregressive"]:
 
 st.markdown("The whole chapter in one function, calling each section's lesson in order; "
             "the sections below take it apart:")
-st.code(inspect.getsource(pipeline.generate), language="python")
+st.code(source(pipeline.generate), language="python")
 
 tokenizer.render(loaded, s["text"], current.text_ids, current.cut)
 if current.forward is None:

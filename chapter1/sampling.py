@@ -1,12 +1,10 @@
 """Section 4 — Sampling: a weighted random choice picks the next token id."""
 
-import inspect
-
 import streamlit as st
 import torch
 from annotated_text import annotated_text
 
-from token_by_token.tokens import markdown_literal, show, spans
+from token_by_token.tokens import markdown_literal, show, source, spans
 
 
 def sample(probs, generator=None):
@@ -33,8 +31,7 @@ def render(loaded, ids, probs, next_id, seed, draw) -> None:
         "comes out about 3 times in 10; a token the filters removed has probability 0 and "
         "never comes out. `torch.multinomial` makes that draw."
     )
-    st.code(inspect.getsource(sample) + "\n\n" + inspect.getsource(random_stream),
-            language="python")
+    st.code(source(sample, random_stream), language="python")
     token = show(tokenizer, next_id)
     st.markdown(
         f"With seed **{seed}** and resample count **{draw}**, the draw for position "

@@ -1,12 +1,17 @@
 """Section 1 — Tokenizer: Byte Pair Encoding. Text in, a list of token ids out."""
 
-import inspect
-
 import pandas as pd
 import streamlit as st
 from annotated_text import annotated_text
 
-from token_by_token.tokens import markdown_literal, show, show_bytes, spans, token_bytes
+from token_by_token.tokens import (
+    markdown_literal,
+    show,
+    show_bytes,
+    source,
+    spans,
+    token_bytes,
+)
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
@@ -52,7 +57,7 @@ def render(loaded, text: str, ids: list[int], cut: int) -> None:
         "is full. Frequent words end up as one token; rare words are spelled from pieces; "
         "any text at all can still be written, byte by byte."
     )
-    st.code(inspect.getsource(tokenize), language="python")
+    st.code(source(tokenize), language="python")
 
     st.subheader("Your text as tokens")
     st.caption("Each chip is one token with its id. ␣ is a space, \\n a newline; "

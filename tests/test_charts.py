@@ -49,7 +49,11 @@ def test_probability_bars_mark_the_sampled_token_even_outside_the_top(loaded):
     rare = int(last.argmin())
     table = bars_table(loaded.tokenizer, last, probs, rare, count=5)
     assert table["token"].nunique() == 6
-    sampled = table[table["sampled"]]
-    assert len(sampled) == 2  # its original and its filtered bar
-    assert sampled["token"].unique().tolist() == [f"{show(loaded.tokenizer, rare)}  ({rare})"]
+    label = f"{show(loaded.tokenizer, rare)}  ({rare})"
+    assert table[table["sampled"]]["token"].tolist() == [label]
+    assert table["token"].iloc[-1] == label  # appended after the top 5
+    assert table["original"].iloc[:5].is_monotonic_decreasing
     charts.probability_bars(table).to_json()
+    spec = charts.probability_bars_spec(table)  # the fast path: same chart, new data
+    assert spec["data"]["values"] == table.to_dict("records")
+    assert spec["encoding"] == charts.probability_bars(table).to_dict()["encoding"]

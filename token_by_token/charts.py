@@ -4,6 +4,9 @@ Token text is always data (values), never part of a field name or an expression,
 backslashes and braces in tokens are safe.
 """
 
+import copy
+from functools import cache
+
 import altair as alt
 import pandas as pd
 
@@ -40,22 +43,40 @@ def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
 
 
 def probability_bars(table: pd.DataFrame) -> alt.Chart:
-    """Original vs filtered probability for the top candidates; the sampled token in navy.
+    """Original vs filtered probability for the top candidates; the sampled token outlined.
 
-    `table`: token (unique label), distribution ("original" / "after filters"),
-    probability, sampled (bool)."""
-    order = table["token"].drop_duplicates().tolist()
-    return alt.Chart(table).mark_bar().encode(
-        y=alt.Y("token:N", sort=order, title=None, axis=alt.Axis(labelLimit=180)),
+    `table`: token (unique label, in display order), original, after filters (the two
+    probabilities), sampled (bool)."""
+    kinds = ["original", "after filters"]
+    return alt.Chart(table).transform_window(
+        order="row_number()",  # keep the table's order on the axis
+    ).transform_fold(kinds, as_=["distribution", "probability"]).mark_bar().encode(
+        y=alt.Y("token:N", sort=alt.EncodingSortField("order"), title=None,
+                axis=alt.Axis(labelLimit=180)),
         x=alt.X("probability:Q", axis=alt.Axis(format="%"), title="probability"),
-        yOffset=alt.YOffset("distribution:N", sort=["original", "after filters"]),
-        color=alt.Color(
-            "distribution:N", sort=["original", "after filters"],
-            scale=alt.Scale(domain=["original", "after filters"], range=[GREY, "#4a63c8"]),
-            legend=alt.Legend(orient="bottom", title=None),
-        ),
+        yOffset=alt.YOffset("distribution:N", sort=kinds),
+        color=alt.Color("distribution:N", sort=kinds,
+                        scale=alt.Scale(domain=kinds, range=[GREY, "#4a63c8"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
         stroke=alt.condition("datum.sampled", alt.value(NAVY), alt.value(None)),
         strokeWidth=alt.condition("datum.sampled", alt.value(3), alt.value(0)),
         tooltip=[alt.Tooltip("token:N"), alt.Tooltip("distribution:N"),
                  alt.Tooltip("probability:Q", format=".3%")],
     ).properties(height=alt.Step(11))
+
+
+@cache
+def _bars_template() -> dict:
+    """The probability-bars spec without data, built and validated by Altair once."""
+    empty = pd.DataFrame({"token": [], "original": [], "after filters": [], "sampled": []})
+    spec = probability_bars(empty).to_dict()
+    spec.pop("datasets", None)
+    return spec
+
+
+def probability_bars_spec(table: pd.DataFrame) -> dict:
+    """probability_bars(table) as a Vega-Lite spec, fast: only the data changes between
+    reruns, so a slider move doesn't pay for building and validating the chart again."""
+    spec = copy.deepcopy(_bars_template())
+    spec["data"] = {"values": table.to_dict("records")}
+    return spec

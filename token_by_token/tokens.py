@@ -5,6 +5,7 @@ split over two tokens. We show whitespace as visible marks (␣ \\n \\t), invisi
 <U+XXXX>, and bytes that are only part of a UTF-8 character as <0xE3>, never as �.
 """
 
+import inspect
 import re
 import unicodedata
 from functools import cache
@@ -94,3 +95,9 @@ def spans(tokenizer, ids, highlight: int | None = None,
         chips.append((markdown_literal(show(tokenizer, int(token_id))), str(token_id),
                       background, color))
     return chips
+
+
+@cache
+def source(*functions) -> str:
+    """The source of lesson functions, as shown on the page (read once per process)."""
+    return "\n\n".join(inspect.getsource(function) for function in functions)

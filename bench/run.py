@@ -1,0 +1,280 @@
+"""Benchmarks on the real Qwen3-0.6B shape: `uv run python bench/run.py [--smoke]`.
+
+Builds the Qwen3-0.6B-shaped random model offline (tests/tiny_model.py --shape qwen3-0.6b,
+bf16 as the app loads it), measures every row of the performance table in one run (medians),
+and writes bench/RESULTS.md. `--smoke` does the same on the tiny model with few repetitions,
+so CI checks the benchmark still runs (not its timings).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import tiny_model  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+WEIGHT_BYTES = 1.19e9  # Qwen3-0.6B in bf16, for the memory target
+
+
+def median_time(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def text_of(tokenizer, n: int) -> str:
+    """A text of about n tokens: English prose, cut by tokens."""
+    words = ("The quick brown fox jumps over the lazy dog while the model counts every token "
+             "it reads, one position at a time, and predicts the next. ") * (n // 8 + 4)
+    ids = tokenizer.encode(words, add_special_tokens=False)[:n]
+    return tokenizer.decode(ids)
+
+
+def app(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "main.py"), default_timeout=600)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+class Forwards:
+    """Counts forwards of the shared model (a forward pre-hook)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        model.register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny model, few repetitions")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--out", default=None, help="where to write the results table")
+    args = parser.parse_args()
+    reps = args.reps or (2 if args.smoke else 5)
+    out = Path(args.out or (tempfile.mkdtemp() + "/RESULTS.md" if args.smoke
+                            else ROOT / "bench" / "RESULTS.md"))
+    torch.set_num_threads(os.cpu_count() or 2)
+
+    model_dir = ROOT / "bench" / (".tiny-model" if args.smoke else ".qwen3-0.6b-model")
+    if not (model_dir / "config.json").exists():
+        print(f"building {model_dir} …", flush=True)
+        tiny_model.build(model_dir, shape="tiny" if args.smoke else "qwen3-0.6b")
+    os.environ["TOKEN_BY_TOKEN_MODEL"] = str(model_dir)
+
+    from transformers import DynamicCache
+
+    from chapter1.logits import logits
+    from token_by_token import model as models
+    loaded = models._load(str(model_dir))
+    model, tokenizer = loaded.model, loaded.tokenizer
+    forwards = Forwards(model)
+    rows, notes = [], []
+
+    def bare_forward(ids):
+        return median_time(lambda: logits(model, ids), reps)
+
+    def bare_step(ids):
+        cache = DynamicCache(config=model.config)
+        logits(model, ids[:-1], cache)
+        def one():
+            logits(model, ids[-1:], cache)
+            cache.crop(-1)  # drop the step again: the next rep starts from the same context
+        return median_time(one, reps)
+
+    # a. a slider change reruns the page without a forward
+    for n in (8, 60, 150) if not args.smoke else (8, 30):
+        at = app(text=text_of(tokenizer, n))
+        ids = list(at.session_state["_memo"].forward.ids)
+        def slide(at=at, values=[0.75, 0.7]):  # noqa: B006 (alternates 0.75 and 0.7)
+            at.sidebar.slider(key="temperature").set_value(values.pop(0)).run()
+            values.append(at.session_state["temperature"])
+        before = forwards.calls
+        page = median_time(slide, reps)
+        slider_forwards = forwards.calls - before
+        full = bare_forward(ids)
+        rows.append(("a", f"slider rerun, {len(ids)} tokens", page, "full forward", full,
+                     page / full, "≤ 0.1"))
+    notes.append(f"Forwards per slider change: {slider_forwards}.")
+    before = forwards.calls
+    at.sidebar.button(key="resample").click().run()
+    notes.append(f"Forwards per resample: {forwards.calls - before}.")
+
+    # b, c. a Generate click costs one cached step, not a recompute
+    clicks = {}
+    for n in (10, 60, 150, 500) if not args.smoke else (10, 40):
+        at = app(text=text_of(tokenizer, n), autoregressive=True)
+        before = forwards.calls
+        click = median_time(lambda at=at: at.sidebar.button(key="generate").click().run(), reps)
+        per_click = (forwards.calls - before) / reps
+        ids = list(at.session_state["_memo"].forward.ids)
+        clicks[n] = click
+        step = bare_step(ids)
+        naive = bare_forward(ids)
+        rows.append(("b", f"Generate click, {len(ids)} tokens", click, "bare cached step", step,
+                     click / step, "≤ 2"))
+        rows.append(("c", f"Generate click, {len(ids)} tokens", click, "naive recompute",
+                     naive, click / naive, "report"))
+    notes.append(f"Forwards per Generate click: {per_click:g}.")
+    first, last = min(clicks), max(clicks)
+    rows.append(("b", f"Generate click at {last} vs at {first} tokens", clicks[last],
+                 f"click at {first}", clicks[first], clicks[last] / clicks[first], "≤ 1.5"))
+
+    # d, e. cold start and peak memory, each in a fresh process
+    cold_app, rss_short = fresh_process("app", model_dir, 8)
+    cold_bare, rss_bare = fresh_process("bare", model_dir, 8)
+    _, rss_long = fresh_process("app", model_dir, loaded.max_tokens)
+    rows.append(("d", "cold start to first Chapter 1 render", cold_app,
+                 "from_pretrained + one forward", cold_bare, cold_app / cold_bare, "≤ 1.3"))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    for label, rss in [("short input", rss_short), (f"{loaded.max_tokens} tokens", rss_long)]:
+        rows.append(("e", f"peak RSS, {label} (MB)", rss, "bf16 weights (MB)", weights / 1e6,
+                     rss / (weights / 1e6), "≤ 2.6 GB" if not args.smoke else "report"))
+    notes.append(f"Bare from_pretrained + forward peak RSS: {rss_bare:,.0f} MB.")
+
+    # f. four learners stepping at once
+    single = concurrent_steps(1, tokenizer, reps)
+    rss_before = rss_mb()
+    four = concurrent_steps(4, tokenizer, reps)
+    extra = (rss_mb() - rss_before) / 3
+    rows.append(("f", "per-step time, 4 learners at once", four, "1 learner", single,
+                 four / single, "≤ 4.5"))
+    notes.append(f"RSS growth per extra learner session (after their steps): {extra:,.1f} MB "
+                 "(target ≤ 50 MB).")
+
+    # the page's own render cost, split out
+    notes.extend(render_costs(loaded, tokenizer, reps))
+    write(out, rows, notes, args.smoke, model_dir)
+
+
+def concurrent_steps(learners: int, tokenizer, reps: int) -> float:
+    """Median seconds per Generate click while `learners` sessions click at the same time."""
+    sessions = [app(text=text_of(tokenizer, 60) + f" learner {i}", autoregressive=True)
+                for i in range(learners)]
+    times = []
+
+    def learner(at):
+        for _ in range(reps):
+            start = time.perf_counter()
+            at.sidebar.button(key="generate").click().run()
+            times.append(time.perf_counter() - start)
+    threads = [threading.Thread(target=learner, args=(at,)) for at in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statistics.median(times)
+
+
+def render_costs(loaded, tokenizer, reps: int) -> list[str]:
+    """What the page itself costs, apart from the model: charts and token spans."""
+    from chapter1.filters import bars_table, probabilities, survivors, warpers
+    from chapter1.logits import heatmap_table
+    from chapter1.pipeline import advance
+    from token_by_token import charts
+    from token_by_token.state import Memo
+    from token_by_token.tokens import spans
+    ids = tokenizer.encode(text_of(tokenizer, 150), add_special_tokens=False)
+    forward = advance(loaded.model, ids, Memo())
+    chain = warpers(0.7, 20, 0.8, 0.0)
+    probs = probabilities(forward.last, chain)
+    parts = {
+        "probabilities (4 warpers + softmax)": lambda: probabilities(forward.last, chain),
+        "survivor table": lambda: survivors(forward.last, chain),
+        "heatmap table + chart spec": lambda: charts.logits_heatmap(
+            heatmap_table(tokenizer, ids, forward, 12, 8)).to_dict(),
+        "probability bars table + chart spec": lambda: charts.probability_bars(
+            bars_table(tokenizer, forward.last, probs, 0)).to_dict(),
+        "token spans (150 tokens)": lambda: spans(tokenizer, ids),
+    }
+    return [f"Render cost, {name}: {median_time(fn, reps) * 1000:,.1f} ms."
+            for name, fn in parts.items()]
+
+
+FRESH = {
+    "app": """
+import os, resource, sys, time
+t = time.perf_counter()
+sys.path.insert(0, {root!r})
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({main!r}, default_timeout=600)
+at.session_state["text"] = {text!r}
+at.run()
+assert not at.exception and at.title[0].value.startswith("Chapter 1"), at.exception
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)
+""",
+    "bare": """
+import resource, time
+t = time.perf_counter()
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained({model!r})
+model = AutoModelForCausalLM.from_pretrained({model!r}, dtype=torch.bfloat16).eval()
+with torch.inference_mode():
+    model(torch.tensor([tok.encode({text!r})]))
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3)
+""",
+}
+
+
+def fresh_process(kind: str, model_dir: Path, n: int) -> tuple[float, float]:
+    """(seconds, peak RSS in MB) of a fresh Python process doing `kind` on ~n tokens."""
+    from transformers import AutoTokenizer
+    text = text_of(AutoTokenizer.from_pretrained(model_dir), n)
+    code = FRESH[kind].format(root=str(ROOT), main=str(ROOT / "main.py"), text=text,
+                              model=str(model_dir))
+    env = {**os.environ, "TOKEN_BY_TOKEN_MODEL": str(model_dir)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=True)
+    seconds, rss = result.stdout.split()[-2:]
+    return float(seconds), float(rss)
+
+
+def write(out: Path, rows, notes, smoke: bool, model_dir: Path) -> None:
+    import streamlit
+    lines = [
+        "# Benchmark results" + (" (smoke run: tiny model, timings not meaningful)"
+                                  if smoke else ""),
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, streamlit {streamlit.__version__}. Model: "
+        f"{model_dir.name} (bf16). Medians; ratios measured in the same run.",
+        "",
+        "| # | What | Measured | Compared with | Baseline | Ratio | Target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, what, value, other, base, ratio, target in rows:
+        unit = "" if "MB" in what else " s"
+        lines.append(f"| {key} | {what} | {value:,.3f}{unit} | {other} | {base:,.3f}{unit} "
+                     f"| {ratio:.2f} | {target} |")
+    lines += ["", *[f"- {note}" for note in notes], ""]
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
