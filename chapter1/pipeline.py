@@ -56,35 +56,48 @@ class Forward:
 
 
 def summarize(rows: torch.Tensor):
+    """The top candidates of each row with their probabilities (softmax at temperature 1),
+    without a second [positions, vocab] tensor: log-sum-exp taken 64 rows at a time."""
     top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
-    return top.indices, top.values, torch.softmax(rows, dim=-1).gather(-1, top.indices)
+    log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
+    return top.indices, top.values, torch.exp(top.values - log_total[:, None])
+
+
+PREFILL_CHUNK = 128  # positions per forward when reading a whole text
 
 
 def advance(model, ids: list[int], memo: Memo) -> Forward:
     """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
-    when one id was appended, else the whole sequence from scratch."""
+    (the Section 5 lesson) when one id was appended, else the whole sequence from scratch.
+
+    A long text is read 128 positions at a time through the KV cache (chunked prefill): the
+    same logits as one forward, without a [1,024 × vocabulary] table in memory at once."""
     before = memo.forward
     if before is not None and before.ids == tuple(ids):
         return before
     memo.forward = None  # a failed forward must not leave a stale cache behind
+    stepped = before is not None and before.ids == tuple(ids[:-1])
+    summaries = []
     with FORWARD_LOCK:
         start = time.perf_counter()
-        stepped = before is not None and before.ids == tuple(ids[:-1])
         if stepped:
-            _, last = step(model, before.cache, list(before.ids), ids[-1])
-            rows, cache = last[None], before.cache
+            cache, first = before.cache, before.first
+            _, last = step(model, cache, list(before.ids), ids[-1])
+            summaries.append(summarize(last[None]))
         else:
             cache = DynamicCache(config=model.config)
-            rows = logits(model, ids, cache)
+            for chunk in range(0, len(ids), PREFILL_CHUNK):
+                rows = logits(model, ids[chunk: chunk + PREFILL_CHUNK], cache)
+                first = rows[0] if chunk == 0 else first
+                last = rows[-1]
+                summaries.append(summarize(rows))
+                del rows
         seconds = time.perf_counter() - start
-    top_ids, top_logits, top_probs = summarize(rows)
-    if stepped:
-        top_ids = torch.cat([before.top_ids, top_ids])
-        top_logits = torch.cat([before.top_logits, top_logits])
-        top_probs = torch.cat([before.top_probs, top_probs])
-    memo.forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs,
-                           first=before.first if stepped else rows[0], last=rows[-1],
-                           seconds=seconds, stepped=stepped)
+    old = [(before.top_ids, before.top_logits, before.top_probs)] if stepped else []
+    top_ids, top_logits, top_probs = (
+        torch.cat(parts) for parts in zip(*old, *summaries, strict=True))
+    memo.forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs, first.clone(),
+                           last.clone(), seconds, stepped)
     return memo.forward
 
 
@@ -98,7 +111,7 @@ class View:
     chain: list
     probs: torch.Tensor | None
     next_id: int | None
-    stop: str | None      # why generation can't go on, if it can't
+    stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
 
 
 CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples")
@@ -107,6 +120,8 @@ CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed"
 def view(loaded, state) -> View:
     """Everything the page shows, from the learner's choices in `state` (a mapping)."""
     memo = state["_memo"]
+    if memo.model_id != loaded.model_id:  # another model was loaded: nothing carries over
+        memo.model_id, memo.forward, memo.view = loaded.model_id, None, None
     key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
     if memo.view is not None and memo.view[0] == key:
         return memo.view[1]
@@ -116,7 +131,7 @@ def view(loaded, state) -> View:
     ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
     chain = warpers(state["temperature"], state["top_k"], state["top_p"], state["min_p"])
     if not ids:
-        return View(text_ids, cut, ids, None, chain, None, None, "There is no text yet.")
+        return View(text_ids, cut, ids, None, chain, None, None, "empty")
     forward = advance(loaded.model, ids, memo)
     probs = probabilities(forward.last, chain)
     next_id = sample(probs, random_stream(state["seed"], len(ids), state["resamples"]))

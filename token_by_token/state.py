@@ -43,6 +43,7 @@ class Memo:
     of it can be recomputed from the choices): the model's forward for the current ids with
     its KV cache, and the last view of the page. Mutated in place, never re-assigned: a plain
     attribute write can't be interrupted by a Streamlit rerun, a session-state write can."""
+    model_id = None
     forward = None
     view = None
 
