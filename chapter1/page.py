@@ -56,6 +56,7 @@ with st.sidebar:
               help="Draw again from the same probabilities.")
 
 current = pipeline.view(loaded, s)
+state.write_share_link()
 if s["autoregressive"]:
     generate_slot.button(
         "Generate next token", key="generate", type="primary",
@@ -82,4 +83,3 @@ st.markdown(
     "loop, one token at a time. What happens *inside* `model(...)`, the box this chapter "
     "treated as a function, is Chapter 2."
 )
-state.write_share_link()

@@ -1,0 +1,22 @@
+"""The benchmark never rots: CI runs its smoke mode (tiny model) and checks every row is there.
+Timings are not checked here; bench/RESULTS.md holds the real run on the Qwen3-0.6B shape."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_benchmark_smoke_mode_measures_every_row(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--reps", "1",
+         "--out", str(out)], capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = out.read_text()
+    for row in ["| a | slider rerun", "| b | Generate click", "| c | Generate click",
+                "| d | cold start", "| e | peak RSS", "| f | per-step time"]:
+        assert row in table, row
+    assert "Forwards per slider change: 0." in table
+    assert "Forwards per resample: 0." in table
+    assert "Forwards per Generate click: 1." in table
