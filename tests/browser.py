@@ -26,10 +26,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(model_dir: Path, timeout: float = 120):
-    """`streamlit run main.py` on a free local port; yields its base URL."""
+def streamlit_server(model_dir: Path | None, timeout: float = 120, **extra_env):
+    """`streamlit run main.py` on a free local port; yields its base URL. model_dir None:
+    TOKEN_BY_TOKEN_MODEL unset (the app's default model)."""
     port = free_port()
-    env = {**os.environ, "TOKEN_BY_TOKEN_MODEL": str(model_dir)}
+    env = {k: v for k, v in os.environ.items() if k != "TOKEN_BY_TOKEN_MODEL"}
+    env.update(extra_env)
+    if model_dir is not None:
+        env["TOKEN_BY_TOKEN_MODEL"] = str(model_dir)
     log = open(ARTIFACTS / f"streamlit-{port}.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "main.py"),
