@@ -24,14 +24,19 @@ import ast
 import hashlib
 import json
 import math
+import os
 import sys
 import sysconfig
 import time
 from pathlib import Path
 from pydoc_data.topics import topics
 
-import torch
-from transformers import (
+# Idle OpenMP threads sleep instead of spinning: when another process holds one of the two
+# cores, spinning made every training step ~10x slower (measured); read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
@@ -52,14 +57,14 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 # Model shape and training settings; --smoke swaps in a tiny model and a few steps.
-POCKET = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 6,
-          "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 32}
+POCKET = {"hidden_size": 192, "intermediate_size": 576, "num_hidden_layers": 4,
+          "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 32}
 SMOKE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16}
-TRAIN = {"context": 256, "batch": 32, "lr": 2e-3, "warmup": 100, "weight_decay": 0.1,
-         "steps": 3000}
+TRAIN = {"context": 256, "batch": 16, "lr": 3e-3, "warmup": 30, "weight_decay": 0.1,
+         "steps": 2400, "compile": True}
 SMOKE_TRAIN = {"context": 64, "batch": 4, "lr": 2e-3, "warmup": 2, "weight_decay": 0.1,
-               "steps": 5}
+               "steps": 5, "compile": False}
 
 
 def documents() -> list[str]:
@@ -112,6 +117,14 @@ def build_model(tokenizer, shape: dict, max_positions: int) -> Qwen3ForCausalLM:
     return model
 
 
+def next_token_loss(model, batch: torch.Tensor) -> torch.Tensor:
+    # bfloat16 matrix products (AMX/AVX-512 on recent CPUs) ~2x faster than float32 here;
+    # the weights, gradients and optimizer state stay float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=batch[:, :-1]).logits
+    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+
+
 def train(model, stream: torch.Tensor, settings: dict, deadline: float) -> int:
     """AdamW with warmup and cosine decay; returns the number of steps taken.
 
@@ -124,6 +137,8 @@ def train(model, stream: torch.Tensor, settings: dict, deadline: float) -> int:
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings["weight_decay"]}, {"params": rest}],
         lr=settings["lr"], betas=(0.9, 0.95), weight_decay=0.0)
+    # Compiling fuses the many small element-wise kernels: ~1.5x faster after ~1 min.
+    loss_fn = torch.compile(next_token_loss) if settings["compile"] else next_token_loss
     context, start, step = settings["context"], time.monotonic(), 0
     model.train()
     while step < settings["steps"]:
@@ -139,8 +154,7 @@ def train(model, stream: torch.Tensor, settings: dict, deadline: float) -> int:
         starts = torch.randint(0, len(stream) - context - 1, (settings["batch"],),
                                generator=generator)
         batch = torch.stack([stream[s:s + context + 1] for s in starts.tolist()])
-        logits = model(input_ids=batch[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        loss = loss_fn(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -184,7 +198,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "token_by_token" / "pocket")
     parser.add_argument("--minutes", type=float, default=25.0, help="wall-clock limit")
     parser.add_argument("--steps", type=int, help="cap on training steps")
-    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--vocab", type=int, default=4096)
     parser.add_argument("--smoke", action="store_true", help="tiny corpus and model, seconds")
     args = parser.parse_args()
     began = time.monotonic()

@@ -143,3 +143,24 @@ def test_two_learners_in_two_browsers_never_see_each_others_work(server):
         assert len(generated_in(a)) == 2
         no_errors(a)
         no_errors(b)
+
+
+def test_offline_with_an_empty_cache_walks_chapter_one_on_the_pocket_model(tmp_path):
+    """No hub, nothing cached: the default model falls back to the pocket model, with a
+    banner saying why, and the whole chapter works on it."""
+    with streamlit_server(None, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path)) as url, \
+            chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(url)
+        expect(page.get_by_text("Running on the pocket model")).to_be_visible(timeout=90_000)
+        wait_idle(page)
+        generate = switch_on_autoregression(page)
+        for n in (1, 2, 3):
+            generate.click()
+            expect(page.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
+            wait_idle(page)
+        for section in ["2. Logits", "3. Filters and softmax", "4. Sampling",
+                        "5. Autoregression"]:
+            expect(page.get_by_role("heading", name=section).first).to_be_visible()
+        no_errors(page)
+        page.screenshot(path=str(ARTIFACTS / "pocket-fallback.png"))
