@@ -206,7 +206,7 @@ def memo_bytes(memo) -> int:
 
 def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     """What the page itself costs, apart from the model: charts and token spans."""
-    from chapter1.filters import bars_table, probabilities, survivors, warpers
+    from chapter1.filters import Watched, bars_table, probabilities, survivors, warpers
     from chapter1.logits import heatmap_table
     from chapter1.pipeline import advance
     from token_by_token import charts
@@ -214,11 +214,11 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     from token_by_token.tokens import spans
     ids = tokenizer.encode(text_of(tokenizer, 150), add_special_tokens=False)
     forward = advance(loaded.model, ids, Memo())
-    chain = warpers(0.7, 20, 0.8, 0.0)
+    chain = [Watched(w) for w in warpers(0.7, 20, 0.8, 0.0)]
     probs = probabilities(forward.last, chain)
     parts = {
         "probabilities (4 warpers + softmax)": lambda: probabilities(forward.last, chain),
-        "survivor table": lambda: survivors(forward.last, chain),
+        "survivor table (from the watched warpers)": lambda: survivors(forward.last, chain),
         "heatmap table + chart spec": lambda: charts.logits_heatmap(
             heatmap_table(tokenizer, ids, forward, 12, 8)).to_dict(),
         "probability bars table + chart spec": lambda: charts.probability_bars(

@@ -37,16 +37,26 @@ def probabilities(last_logits, chain):
     return torch.softmax(scores, dim=-1)[0]  # exp(-inf) = 0
 
 
-def survivors(last_logits, chain) -> pd.DataFrame:
+class Watched:
+    """A warper that also notes which tokens it let through, for the survivor table: the
+    page runs `probabilities` once, with watched warpers, and reads the notes afterwards."""
+
+    def __init__(self, warper):
+        self.warper, self.kept = warper, None
+
+    def __call__(self, input_ids, scores):
+        scores = self.warper(input_ids, scores)
+        self.kept = torch.isfinite(scores[0])
+        return scores
+
+
+def survivors(last_logits, watched: list[Watched]) -> pd.DataFrame:
     """After each filter in turn: how many tokens remain, and how much of the original
-    (temperature 1) probability they carry."""
+    (temperature 1) probability they carry. `watched` has been through `probabilities`."""
     original = torch.softmax(last_logits, dim=-1)
-    scores = last_logits[None]
     rows = [("no filter", len(last_logits), 1.0)]
-    for warper in chain:
-        scores = warper(None, scores)
-        kept = torch.isfinite(scores[0])
-        rows.append((describe(warper), int(kept.sum()), float(original[kept].sum())))
+    for w in watched:
+        rows.append((describe(w.warper), int(w.kept.sum()), float(original[w.kept].sum())))
     return pd.DataFrame(rows, columns=["after", "tokens left", "original probability kept"])
 
 
@@ -119,7 +129,7 @@ def render(loaded, forward, chain, probs, next_id) -> None:
     table = survivors(last, chain)
     left = int(table["tokens left"].iloc[-1])
     st.markdown(
-        f"With your settings ({', '.join(describe(w) for w in chain)}), **{left:,} of "
+        f"With your settings ({', '.join(describe(w.warper) for w in chain)}), **{left:,} of "
         f"{len(last):,} tokens** can still be chosen. Move Temperature to 0.1, or Top-K to 1, "
         "in the sidebar and watch the bars."
     )

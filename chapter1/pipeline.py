@@ -13,7 +13,7 @@ import torch
 from transformers import DynamicCache
 
 from chapter1.autoregression import step
-from chapter1.filters import probabilities, warpers
+from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import logits
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
@@ -108,7 +108,7 @@ class View:
     cut: int              # how many of the text's tokens the cap left out
     ids: list[int]        # text ids + generated ids: the sequence the model reads
     forward: Forward | None
-    chain: list
+    chain: list           # the warpers, watched: each knows which tokens it kept
     probs: torch.Tensor | None
     next_id: int | None
     stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
@@ -129,7 +129,8 @@ def view(loaded, state) -> View:
     cut = max(len(text_ids) - loaded.max_tokens, 0)
     text_ids = text_ids[: loaded.max_tokens]
     ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
-    chain = warpers(state["temperature"], state["top_k"], state["top_p"], state["min_p"])
+    chain = [Watched(w) for w in warpers(state["temperature"], state["top_k"], state["top_p"],
+                                         state["min_p"])]
     if not ids:
         return View(text_ids, cut, ids, None, chain, None, None, "empty")
     forward = advance(loaded.model, ids, memo)

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chapter1.autoregression import step
-from chapter1.filters import probabilities, survivors, warpers
+from chapter1.filters import Watched, probabilities, survivors, warpers
 from chapter1.logits import logits
 from chapter1.pipeline import generate
 from chapter1.sampling import random_stream, sample
@@ -67,8 +67,14 @@ def test_sampled_stepping_reproduces_generate(peaked, seed, temperature, top_k, 
 def test_the_filters_really_bite_on_this_model(peaked, temperature, top_k, top_p, min_p):
     ids = tokenize(peaked.tokenizer, TEXT)
     last = logits(peaked.model, ids)[-1]
-    left = survivors(last, warpers(temperature, top_k, top_p, min_p))["tokens left"]
+    chain = warpers(temperature, top_k, top_p, min_p)
+    watched = [Watched(w) for w in chain]
+    probs = probabilities(last, watched)
+    assert torch.equal(probs, probabilities(last, chain))  # watching changes nothing
+    left = survivors(last, watched)["tokens left"]
     assert left.iloc[-1] < len(last) and left.iloc[-1] >= 1
+    assert probs[~watched[-1].kept].sum() == 0  # what the last filter removed can't be drawn
+    assert left.is_monotonic_decreasing  # a filter only ever removes
 
 
 def test_cached_step_equals_full_recompute_in_float32(tiny_dir):

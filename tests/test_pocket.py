@@ -59,6 +59,23 @@ def test_pocket_predictions_are_peaked_not_uniform(pocket):
     assert torch.softmax(last, -1).max() > 0.05  # uniform would be 1/vocab
 
 
+# Documentation English written for this test, so it is in no training document.
+UNSEEN = ("This function reads the configuration file and returns a dictionary that maps "
+          "each section name to its options. If the file does not exist, a FileNotFoundError "
+          "is raised. The optional encoding argument is passed to open(); by default the "
+          "file is read as UTF-8. Use the write() method to save the changes back to disk.")
+
+
+def test_pocket_predicts_unseen_documentation_text(pocket):
+    """Next-token top-1 accuracy on text it never saw (a random model scores about 0)."""
+    from chapter1.logits import logits
+    from chapter1.tokenizer import tokenize
+    ids = tokenize(pocket.tokenizer, UNSEEN)
+    predicted = logits(pocket.model, ids)[:-1].argmax(-1).tolist()
+    accuracy = sum(p == t for p, t in zip(predicted, ids[1:], strict=True)) / (len(ids) - 1)
+    assert accuracy >= 0.25, accuracy  # 31.5% measured; the model it replaced scored 20.8%
+
+
 def test_all_of_chapter_one_runs_on_the_pocket_model(pocket):
     at = run_app(autoregressive=True)
     headers = [h.value for h in at.header]
