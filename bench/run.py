@@ -211,7 +211,7 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     from chapter1.pipeline import advance
     from token_by_token import charts
     from token_by_token.state import Memo
-    from token_by_token.tokens import spans
+    from token_by_token.tokens import chip_html, spans
     ids = tokenizer.encode(text_of(tokenizer, 150), add_special_tokens=False)
     forward = advance(loaded.model, ids, Memo())
     chain = [Watched(w) for w in warpers(0.7, 20, 0.8, 0.0)]
@@ -219,11 +219,12 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     parts = {
         "probabilities (4 warpers + softmax)": lambda: probabilities(forward.last, chain),
         "survivor table (from the watched warpers)": lambda: survivors(forward.last, chain),
-        "heatmap table + chart spec": lambda: charts.logits_heatmap(
-            heatmap_table(tokenizer, ids, forward, 12, 8)).to_dict(),
-        "probability bars table + chart spec": lambda: charts.probability_bars(
-            bars_table(tokenizer, forward.last, probs, 0)).to_dict(),
-        "token spans (150 tokens)": lambda: spans(tokenizer, ids),
+        "heatmap table + chart spec": lambda: charts.fast_spec(
+            charts.logits_heatmap, heatmap_table(tokenizer, ids, forward, 12, 8), height=360),
+        "probability bars table + chart spec": lambda: charts.fast_spec(
+            charts.probability_bars, bars_table(tokenizer, forward.last, probs, 0)),
+        "token chips (150 tokens), cached HTML": lambda: "".join(
+            chip_html(*chip) for chip in spans(tokenizer, ids)),
     }
     return [f"Render cost, {name}: {median_time(fn, reps) * 1000:,.1f} ms."
             for name, fn in parts.items()]

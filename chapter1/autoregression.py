@@ -1,10 +1,9 @@
 """Section 5 — Autoregression: append the sampled id and run the model again, one token."""
 
 import streamlit as st
-from annotated_text import annotated_text
 
 from chapter1.logits import logits
-from token_by_token.tokens import markdown_literal, show, source, spans
+from token_by_token.tokens import annotated, markdown_literal, show, source, spans
 
 
 def step(model, cache, ids, next_id):
@@ -56,7 +55,7 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
     if generated:
         st.markdown(f"**{len(generated)} generated so far** (your text in pastel, generated "
                     "tokens in blue, the token sampled next in navy):")
-    annotated_text(*spans(tokenizer, [*ids, current.next_id], highlight=len(ids),
+    annotated(spans(tokenizer, [*ids, current.next_id], highlight=len(ids),
                           generated_from=len(ids) - len(generated)))
     if generated:
         st.code(f"generated = {generated}\n"
@@ -90,6 +89,6 @@ def render_retokenized(tokenizer, ids, previous_ids) -> None:
         "re-tokenizes its own output."
     )
     st.markdown("Generated ids:")
-    annotated_text(*spans(tokenizer, previous_ids))
+    annotated(spans(tokenizer, previous_ids))
     st.markdown("The same text, tokenized again:")
-    annotated_text(*spans(tokenizer, ids))
+    annotated(spans(tokenizer, ids))

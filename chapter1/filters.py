@@ -134,7 +134,7 @@ def render(loaded, forward, chain, probs, next_id) -> None:
         "in the sidebar and watch the bars."
     )
     bars = bars_table(tokenizer, last, probs, next_id)
-    st.vega_lite_chart(charts.probability_bars_spec(bars), width="stretch")
+    st.vega_lite_chart(bars, charts.fast_spec(charts.probability_bars, bars), width="stretch")
     st.caption("Grey: the model's own probabilities (softmax at temperature 1, no filter). "
                "Blue: after your filters. The outlined bar is the token sampled in Section 4.")
     st.dataframe(table, hide_index=True, column_config={

@@ -45,15 +45,6 @@ def heatmap_table(tokenizer, ids, forward, rows: int, candidates: int) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def heatmap(model_id, ids, rows, candidates, _loaded, _forward):
-    """The heatmap's table and chart, built once per (model, ids, rows): a slider move or a
-    resample reuses them (they depend on the ids only)."""
-    table = heatmap_table(_loaded.tokenizer, list(ids), _forward, rows, candidates)
-    chart = charts.logits_heatmap(table, row_height=30 if rows <= 12 else 22)
-    return table, chart.to_dict()
-
-
 def render(loaded, ids, forward) -> None:
     st.header("2. Logits — one score per token, at every position", anchor="logits")
     n, vocab = len(ids), forward.vocab
@@ -82,8 +73,10 @@ def render(loaded, ids, forward) -> None:
         shown = st.slider("Positions shown (the last ones)", 1, n, min(n, 12),
                           key="heatmap_rows")
     candidates = 8 if shown <= 12 else 5
-    table, spec = heatmap(loaded.model_id, tuple(ids), shown, candidates, loaded, forward)
-    st.vega_lite_chart(spec, width="stretch")
+    table = heatmap_table(loaded.tokenizer, ids, forward, shown, candidates)
+    row_height = 30 if shown <= 12 else 22
+    spec = charts.fast_spec(charts.logits_heatmap, table, height=row_height * shown)
+    st.vega_lite_chart(table, spec, width="stretch")
     st.caption("Each row is a position, labelled by its input token; the cells are the top "
                f"{candidates} candidates for the token that follows, darker = more likely "
                "relative to that row's favourite. Hover a cell for its logit and probability.")

@@ -63,15 +63,16 @@ def summarize(rows: torch.Tensor):
     return top.indices, top.values, torch.exp(top.values - log_total[:, None])
 
 
-PREFILL_CHUNK = 128  # positions per forward when reading a whole text
+PREFILL_CHUNK = 64  # positions per forward when reading a whole text
 
 
 def advance(model, ids: list[int], memo: Memo) -> Forward:
     """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
     (the Section 5 lesson) when one id was appended, else the whole sequence from scratch.
 
-    A long text is read 128 positions at a time through the KV cache (chunked prefill): the
-    same logits as one forward, without a [1,024 × vocabulary] table in memory at once."""
+    A long text is read 64 positions at a time through the KV cache (chunked prefill): the
+    same logits as one forward, without a [1,024 × vocabulary] table in memory at once
+    (peak RSS at 1,024 tokens on the Qwen3-0.6B shape: 2.39 GB; 2.55 GB with 128)."""
     before = memo.forward
     if before is not None and before.ids == tuple(ids):
         return before

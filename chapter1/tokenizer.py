@@ -2,9 +2,9 @@
 
 import pandas as pd
 import streamlit as st
-from annotated_text import annotated_text
 
 from token_by_token.tokens import (
+    annotated,
     markdown_literal,
     show,
     show_bytes,
@@ -62,7 +62,7 @@ def render(loaded, text: str, ids: list[int], cut: int) -> None:
     st.subheader("Your text as tokens")
     st.caption("Each chip is one token with its id. ␣ is a space, \\n a newline; "
                "<0xE3> is a byte that is only part of a character.")
-    annotated_text(*spans(tokenizer, ids))
+    annotated(spans(tokenizer, ids))
     st.code(f"tokens = {ids}\nlen(tokens) = {len(ids)}", language="python", wrap_lines=True)
     if cut:
         st.warning(f"Your text is {len(ids) + cut:,} tokens long; the page keeps the first "

@@ -8,10 +8,11 @@ from transformers import AutoModelForCausalLM
 from chapter1.autoregression import step
 from chapter1.filters import Watched, probabilities, survivors, warpers
 from chapter1.logits import logits
-from chapter1.pipeline import generate
+from chapter1.pipeline import PREFILL_CHUNK, TOP, advance, generate
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
 from token_by_token import model as models
+from token_by_token.state import Memo
 
 TEXT = "The quick brown fox jumps over the lazy"
 
@@ -75,6 +76,22 @@ def test_the_filters_really_bite_on_this_model(peaked, temperature, top_k, top_p
     assert left.iloc[-1] < len(last) and left.iloc[-1] >= 1
     assert probs[~watched[-1].kept].sum() == 0  # what the last filter removed can't be drawn
     assert left.is_monotonic_decreasing  # a filter only ever removes
+
+
+def test_chunked_prefill_equals_one_forward_in_float32(tiny_dir):
+    """The page reads a long text PREFILL_CHUNK positions at a time through the KV cache."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    ids = [10 + (7 * i) % 500 for i in range(2 * PREFILL_CHUNK + 5)]  # three chunks
+    forward = advance(model, ids, Memo())
+    full = logits(model, ids)
+    top = full.topk(TOP, dim=-1)
+    assert forward.cache.get_seq_length() == len(ids) and not forward.stepped
+    assert torch.allclose(forward.first, full[0], atol=1e-4)
+    assert torch.allclose(forward.last, full[-1], atol=1e-4)
+    assert torch.allclose(forward.top_logits, top.values, atol=1e-4)
+    assert torch.allclose(forward.top_probs, torch.softmax(full, -1).topk(TOP, -1).values,
+                          atol=1e-5)
+    assert (forward.top_ids == top.indices).float().mean() > 0.99  # near-ties may swap
 
 
 def test_cached_step_equals_full_recompute_in_float32(tiny_dir):

@@ -83,3 +83,19 @@ def test_spans_escape_markup_and_mark_the_highlighted_token(loaded):
     assert chips[1][2] == "#000080" and chips[0][2] != "#000080"
     # st-annotated-text html-escapes the body: no tag survives
     assert "<b>" not in "".join(html.escape(c[0]) for c in chips)
+
+
+def test_cached_chips_are_exactly_st_annotated_texts_markup(loaded, monkeypatch):
+    from annotated_text.util import get_annotated_html
+
+    from token_by_token import tokens
+    tokenizer = loaded.tokenizer
+    text = "**x** <b>&amp; <img src=x onerror=alert(1)> 日本"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    chips = spans(tokenizer, ids, highlight=2, generated_from=4)
+    written = []
+    monkeypatch.setattr(tokens.st, "markdown", lambda body, **kw: written.append((body, kw)))
+    tokens.annotated(chips)
+    tokens.annotated(chips)  # the second time from the cache: the same markup
+    assert written[0] == written[1] == (get_annotated_html(*chips), {"unsafe_allow_html": True})
+    assert "<b>" not in written[0][0] and "<img" not in written[0][0]

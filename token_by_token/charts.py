@@ -18,13 +18,13 @@ def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
     """Positions as rows, top candidates as cells; colour = probability relative to the
     row's favourite. `table`: position, input token, rank, predicted token, logit,
     probability, shade (see chapter1.logits.heatmap_table)."""
-    data = table.assign(row=table["position"].astype(str) + ": " + table["input token"])
-    rows = data["row"].drop_duplicates().tolist()
-    base = alt.Chart(data).encode(
+    base = alt.Chart(table).transform_calculate(
+        row="datum.position + ': ' + datum['input token']",  # token text stays data
+    ).encode(
         x=alt.X("rank:O", title="rank of the candidate (1 = most likely)",
                 axis=alt.Axis(labelAngle=0, orient="top")),
-        y=alt.Y("row:N", sort=rows, title="position: input token",
-                axis=alt.Axis(labelLimit=160)),
+        y=alt.Y("row:N", sort=alt.EncodingSortField("position", op="min"),
+                title="position: input token", axis=alt.Axis(labelLimit=160)),
     )
     cells = base.mark_rect(stroke="white").encode(
         color=alt.Color("shade:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
@@ -39,7 +39,7 @@ def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
         text="predicted token:N",
         color=alt.condition("datum.shade > 0.55", alt.value("white"), alt.value("black")),
     )
-    return (cells + labels).properties(height=row_height * len(rows))
+    return (cells + labels).properties(height=row_height * table["position"].nunique())
 
 
 def probability_bars(table: pd.DataFrame) -> alt.Chart:
@@ -66,17 +66,16 @@ def probability_bars(table: pd.DataFrame) -> alt.Chart:
 
 
 @cache
-def _bars_template() -> dict:
-    """The probability-bars spec without data, built and validated by Altair once."""
-    empty = pd.DataFrame({"token": [], "original": [], "after filters": [], "sampled": []})
-    spec = probability_bars(empty).to_dict()
+def _template(build, columns: tuple[str, ...]) -> dict:
+    """The spec `build` makes, without its data: built and validated by Altair once."""
+    spec = build(pd.DataFrame({column: [] for column in columns})).to_dict()
     spec.pop("datasets", None)
+    spec.pop("data", None)
     return spec
 
 
-def probability_bars_spec(table: pd.DataFrame) -> dict:
-    """probability_bars(table) as a Vega-Lite spec, fast: only the data changes between
-    reruns, so a slider move doesn't pay for building and validating the chart again."""
-    spec = copy.deepcopy(_bars_template())
-    spec["data"] = {"values": table.to_dict("records")}
-    return spec
+def fast_spec(build, table: pd.DataFrame, **properties) -> dict:
+    """build(table).to_dict() without the data, for st.vega_lite_chart(table, spec): the
+    chart's spec depends on the data only through its values (and `properties`, such as
+    the height), so a rerun doesn't pay for building and validating it again."""
+    return {**copy.deepcopy(_template(build, tuple(table.columns))), **properties}

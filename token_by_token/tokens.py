@@ -8,8 +8,10 @@ split over two tokens. We show whitespace as visible marks (␣ \\n \\t), invisi
 import inspect
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
+import streamlit as st
+from annotated_text import annotation
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 BYTE_OF_CHAR = {char: byte for byte, char in bytes_to_unicode().items()}
@@ -95,6 +97,19 @@ def spans(tokenizer, ids, highlight: int | None = None,
         chips.append((markdown_literal(show(tokenizer, int(token_id))), str(token_id),
                       background, color))
     return chips
+
+
+@lru_cache(maxsize=1 << 16)
+def chip_html(text: str, label: str, background: str, color: str | None) -> str:
+    """One chip's HTML, made by st-annotated-text's `annotation` (cached: built once)."""
+    return str(annotation(text, label, background, color))
+
+
+def annotated(chips: list[tuple]) -> None:
+    """`annotated_text(*chips)`, the same markup (chips in a <span>), with each chip built
+    once per process: a rerun doesn't rebuild a thousand chips' HTML."""
+    st.markdown("<span>" + "".join(chip_html(*chip) for chip in chips) + "</span>",
+                unsafe_allow_html=True)
 
 
 @cache
