@@ -3,7 +3,7 @@
 import streamlit as st
 
 from chapter1.logits import logits
-from token_by_token.tokens import annotated, markdown_literal, show, source, spans
+from token_by_token.tokens import annotated, markdown_literal, show, source, spans, tail_chips
 
 
 def step(model, cache, ids, next_id):
@@ -55,8 +55,8 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
     if generated:
         st.markdown(f"**{len(generated)} generated so far** (your text in pastel, generated "
                     "tokens in blue, the token sampled next in navy):")
-    annotated(spans(tokenizer, [*ids, current.next_id], highlight=len(ids),
-                          generated_from=len(ids) - len(generated)))
+    tail_chips(tokenizer, [*ids, current.next_id], highlight=len(ids),
+               generated_from=len(ids) - len(generated))
     if generated:
         st.code(f"generated = {generated}\n"
                 f"text = {loaded.tokenizer.decode(generated)!r}", language="python",

@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from token_by_token.tokens import annotated, markdown_literal, show, source, spans
+from token_by_token.tokens import markdown_literal, show, source, tail_chips
 
 
 def sample(probs, generator=None):
@@ -39,7 +39,7 @@ def render(loaded, ids, probs, next_id, seed, draw) -> None:
         "another draw from the same probabilities, or change the seed."
     )
     st.markdown("The new token sequence, with the sampled token last:")
-    annotated(spans(tokenizer, [*ids, next_id], highlight=len(ids)))
+    tail_chips(tokenizer, [*ids, next_id], highlight=len(ids))
     st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {len(ids) + 1} ids\n"
             f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
     st.success("**Summary.** Sampling is `torch.multinomial(probs, 1)`: a weighted random "

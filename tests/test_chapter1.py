@@ -174,3 +174,16 @@ def test_retokenizing_can_change_the_ids_and_the_page_says_so(loaded):
 def test_tokens_with_quotes_braces_and_backslashes_chart_fine(text):
     at = run_app(text=text)
     assert not at.exception
+
+
+def test_sections_4_and_5_repeat_only_the_tail_of_a_long_sequence(loaded):
+    from token_by_token.tokens import TAIL
+    text = "one two three four five six seven eight nine ten " * 20
+    n = len(loaded.tokenizer.encode(text, add_special_tokens=False))
+    assert n + 1 > TAIL
+    at = run_app(text=text)
+    chips = [m.value for m in at.markdown if m.value.startswith("<span><span")]
+    sizes = [chip.count("display:inline-flex") for chip in chips]
+    assert sizes == [n, TAIL, TAIL]  # Section 1: every token; 4 and 5: the last 64 (+ next)
+    notes = [c.value for c in at.caption if "earlier tokens" in c.value]
+    assert notes == [f"… {n + 1 - TAIL:,} earlier tokens, then the last {TAIL}:"] * 2
