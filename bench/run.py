@@ -25,8 +25,6 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-WEIGHT_BYTES = 1.19e9  # Qwen3-0.6B in bf16, for the memory target
-
 
 def in_thread(fn, *args):
     """fn(*args) in a fresh thread that then ends, the way Streamlit runs every script.
@@ -224,11 +222,7 @@ def concurrent_steps(learners: int, tokenizer, reps: int) -> float:
 
 def memo_bytes(memo) -> int:
     """Bytes of the tensors one learner's session holds (KV cache and summaries)."""
-    forward = memo.forward
-    tensors = [forward.top_ids, forward.top_logits, forward.top_probs, forward.first,
-               forward.last, *(t for layer in forward.cache.layers
-                               for t in (layer.keys, layer.values))]
-    return sum(t.numel() * t.element_size() for t in tensors)
+    return sum(t.numel() * t.element_size() for t in memo.forward.tensors)
 
 
 def render_costs(loaded, tokenizer, reps: int) -> list[str]:

@@ -129,7 +129,7 @@ def render(loaded, forward, chain, probs, next_id) -> None:
     table = survivors(last, chain)
     left = int(table["tokens left"].iloc[-1])
     st.markdown(
-        f"With your settings ({', '.join(describe(w.warper) for w in chain)}), **{left:,} of "
+        f"With your settings ({', '.join(table['after'].iloc[1:])}), **{left:,} of "
         f"{len(last):,} tokens** can still be chosen. Move Temperature to 0.1, or Top-K to 1, "
         "in the sidebar and watch the bars."
     )

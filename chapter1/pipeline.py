@@ -54,6 +54,12 @@ class Forward:
     def vocab(self) -> int:
         return self.last.shape[-1]
 
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor this learner's session holds: summaries, two rows, the KV cache."""
+        return [self.top_ids, self.top_logits, self.top_probs, self.first, self.last,
+                *(t for layer in self.cache.layers for t in (layer.keys, layer.values))]
+
 
 def summarize(rows: torch.Tensor):
     """The top candidates of each row with their probabilities (softmax at temperature 1),

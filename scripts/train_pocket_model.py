@@ -25,7 +25,6 @@ Run:  uv run python scripts/train_pocket_model.py [--out token_by_token/pocket] 
 """
 
 import argparse
-import ast
 import hashlib
 import json
 import math
@@ -84,14 +83,10 @@ def docstrings(root: Path, files) -> set[str]:
         if file.suffix != ".py" or SKIP_DIRS & set(file.parts[:-1]):
             continue
         try:
-            tree = ast.parse((root / file).read_text(encoding="utf-8"))
+            found = tiny_model.docstrings_in((root / file).read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc and doc.strip():
-                    docs.add(doc.strip())
+        docs.update(doc.strip() for doc in found if doc.strip())
     return docs
 
 

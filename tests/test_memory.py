@@ -2,22 +2,15 @@
 history, and only the KV cache and the top-candidate summaries, never a [positions × vocab]
 table. (The process's peak RSS on the Qwen3-0.6B shape is a benchmark number: bench/run.py.)"""
 
-import torch
 
 from chapter1.pipeline import TOP, advance
 from token_by_token.state import Memo
 
 
-def session_tensors(forward) -> list[torch.Tensor]:
-    return [forward.top_ids, forward.top_logits, forward.top_probs, forward.first,
-            forward.last, *(t for layer in forward.cache.layers
-                            for t in (layer.keys, layer.values))]
-
-
 def test_the_longest_input_keeps_no_autograd_history_and_no_vocab_table(loaded):
     ids = [10 + (13 * i) % 700 for i in range(loaded.max_tokens)]
     forward = advance(loaded.model, ids, Memo())
-    tensors = session_tensors(forward)
+    tensors = forward.tensors
     assert all(t.grad_fn is None and not t.requires_grad for t in tensors)
 
     config = loaded.model.config
@@ -33,11 +26,10 @@ def test_the_longest_input_keeps_no_autograd_history_and_no_vocab_table(loaded):
 def test_a_generated_token_adds_one_position_to_what_the_session_holds(loaded):
     ids = [10 + (13 * i) % 700 for i in range(100)]
     memo = Memo()
-    before = sum(t.numel() * t.element_size() for t in session_tensors(advance(
-        loaded.model, ids, memo)))
+    before = sum(t.numel() * t.element_size() for t in advance(loaded.model, ids, memo).tensors)
     after_forward = advance(loaded.model, [*ids, 42], memo)
     assert after_forward.stepped
-    after = sum(t.numel() * t.element_size() for t in session_tensors(after_forward))
+    after = sum(t.numel() * t.element_size() for t in after_forward.tensors)
     config = loaded.model.config
     per_position = (2 * config.num_hidden_layers * config.num_key_value_heads
                     * config.head_dim * 2 + TOP * (8 + 4 + 4))

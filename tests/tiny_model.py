@@ -39,20 +39,23 @@ SHAPES = {
 }
 
 
+def docstrings_in(source: str) -> list[str]:
+    """The module, class and function docstrings of one Python source, in ast.walk order."""
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return [doc for node in ast.walk(ast.parse(source))
+            if isinstance(node, kinds) and (doc := ast.get_docstring(node))]
+
+
 def stdlib_docstrings(max_chars: int = 1_000_000) -> list[str]:
     """Docstrings of the standard library's modules, classes and functions, in a fixed order."""
     texts, total = [], 0
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docs = docstrings_in(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                if doc:
-                    texts.append(doc)
-                    total += len(doc)
+        texts += docs
+        total += sum(map(len, docs))
         if total >= max_chars:
             break
     return texts
