@@ -5,6 +5,7 @@ import streamlit as st
 from chapter1 import autoregression, filters, logits, pipeline, sampling, tokenizer
 from token_by_token import model as models
 from token_by_token import state
+from token_by_token.clicks import one_at_a_time
 from token_by_token.state import RANGES
 from token_by_token.tokens import source
 
@@ -43,7 +44,11 @@ with st.sidebar:
                       "Autoregressive mode is on.")
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
-    generate_slot = st.empty()
+    if s["autoregressive"]:
+        st.button("Generate next token", key="generate", type="primary",
+                  on_click=pipeline.generate_next, args=(loaded,),
+                  disabled=pipeline.sequence(loaded, s).stop is not None,
+                  help="Append the sampled token and run one cached forward step.")
     st.subheader("Sampling")
     for key, label in [("temperature", "Temperature"), ("top_k", "Top-K (0 = off)"),
                        ("top_p", "Top-P"), ("min_p", "Min-P")]:
@@ -58,10 +63,8 @@ with st.sidebar:
 current = pipeline.view(loaded, s)
 state.write_share_link()
 if s["autoregressive"]:
-    generate_slot.button(
-        "Generate next token", key="generate", type="primary",
-        on_click=pipeline.generate_next, args=(loaded,), disabled=current.stop is not None,
-        help="Append the sampled token and run one cached forward step.")
+    with st.sidebar:  # the step has run: the next click may come (token_by_token/clicks.py)
+        one_at_a_time("generate", "Running the model for this token…")
 
 st.markdown("The whole chapter in one function, calling each section's lesson in order; "
             "the sections below take it apart:")

@@ -109,6 +109,36 @@ def advance(model, ids: list[int], memo: Memo) -> Forward:
 
 
 @dataclass(frozen=True)
+class Sequence:
+    """The ids the model reads, from the text and the generated ids: no forward needed."""
+    text_ids: list[int]   # the text's ids (capped)
+    cut: int              # how many of the text's tokens the cap left out
+    ids: list[int]        # text ids + generated ids: the sequence the model reads
+    stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
+
+
+def sequence(loaded, state) -> Sequence:
+    """The learner's token sequence, and whether generation may go on (cheap: no forward)."""
+    memo = state["_memo"]
+    key = (loaded.model_id, state["text"], tuple(state["generated"]))
+    if memo.sequence is not None and memo.sequence[0] == key:
+        return memo.sequence[1]
+    text_ids = tokenize(loaded.tokenizer, state["text"])
+    cut = max(len(text_ids) - loaded.max_tokens, 0)
+    text_ids = text_ids[: loaded.max_tokens]
+    ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
+    stop = None
+    if not ids:
+        stop = "empty"
+    elif state["generated"] and state["generated"][-1] in loaded.eos_ids:
+        stop = "eos"
+    elif len(ids) >= loaded.max_tokens:
+        stop = "cap"
+    memo.sequence = (key, Sequence(text_ids, cut, ids, stop))
+    return memo.sequence[1]
+
+
+@dataclass(frozen=True)
 class View:
     """Everything Chapter 1 shows, derived from the learner's choices."""
     text_ids: list[int]   # the text's ids (capped)
@@ -132,23 +162,16 @@ def view(loaded, state) -> View:
     key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
     if memo.view is not None and memo.view[0] == key:
         return memo.view[1]
-    text_ids = tokenize(loaded.tokenizer, state["text"])
-    cut = max(len(text_ids) - loaded.max_tokens, 0)
-    text_ids = text_ids[: loaded.max_tokens]
-    ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
+    seq = sequence(loaded, state)
     chain = [Watched(w) for w in warpers(state["temperature"], state["top_k"], state["top_p"],
                                          state["min_p"])]
-    if not ids:
-        return View(text_ids, cut, ids, None, chain, None, None, "empty")
-    forward = advance(loaded.model, ids, memo)
+    if not seq.ids:
+        return View(seq.text_ids, seq.cut, seq.ids, None, chain, None, None, seq.stop)
+    forward = advance(loaded.model, seq.ids, memo)
     probs = probabilities(forward.last, chain)
-    next_id = sample(probs, random_stream(state["seed"], len(ids), state["resamples"]))
-    stop = None
-    if state["generated"] and state["generated"][-1] in loaded.eos_ids:
-        stop = "eos"
-    elif len(ids) >= loaded.max_tokens:
-        stop = "cap"
-    memo.view = (key, View(text_ids, cut, ids, forward, chain, probs, next_id, stop))
+    next_id = sample(probs, random_stream(state["seed"], len(seq.ids), state["resamples"]))
+    memo.view = (key, View(seq.text_ids, seq.cut, seq.ids, forward, chain, probs, next_id,
+                           seq.stop))
     return memo.view[1]
 
 
@@ -158,10 +181,17 @@ def generate_next(loaded) -> None:
     Reading and writing st.session_state item by item lets Streamlit interrupt this callback
     when the learner clicks again, losing a click. So: one snapshot (to_dict doesn't yield),
     and an in-place append to the learner's list."""
-    state = st.session_state.to_dict()
-    current = view(loaded, state)
-    if current.stop is None:
-        state["generated"].append(current.next_id)
+    append_next(loaded, st.session_state.to_dict())
+
+
+def append_next(loaded, state) -> None:
+    """Append the sampled next id to state["generated"] (in place). Two clicks' callbacks can
+    run at once (Streamlit starts a new run before the last one has stopped): the lock makes
+    the second wait and sample from the sequence the first one made."""
+    with state["_memo"].lock:
+        current = view(loaded, state)
+        if current.stop is None:
+            state["generated"].append(current.next_id)
 
 
 def resample() -> None:

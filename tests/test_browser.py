@@ -117,6 +117,44 @@ def test_rapid_generate_clicks_append_exactly_one_id_each(page):
     no_errors(page)
 
 
+def test_a_click_while_the_last_one_is_being_handled_is_refused_visibly(server):
+    """The guard (token_by_token/clicks.py): a click marks Generate busy before the server
+    has answered; a second click then is refused (nothing is sent to the server) and
+    counted; the new page makes the button ready again."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        sent = []  # every message the page sends to the server (each rerun request is one)
+        page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+        page.goto(server)
+        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        wait_idle(page)
+        generate = switch_on_autoregression(page)
+        before = len(sent)
+        busy = generate.evaluate("""(button) => new Promise((done) => {
+            const click = () => button.dispatchEvent(new MouseEvent("click", {
+                bubbles: true, cancelable: true}));
+            click();  // taken: the button turns busy at once, before the server answers
+            setTimeout(() => {  // a second click, in a later task
+                const state = {busy: button.getAttribute("aria-disabled"),
+                               note: getComputedStyle(button.closest(".st-key-generate"),
+                                                      "::after").content};
+                click();  // refused: the first click has not reached the page's script yet
+                done({...state, refused: window.tokenByTokenGuards.generate.refused});
+            });
+        })""")
+        assert busy == {"busy": "true", "note": '"Running the model for this token…"',
+                        "refused": 1}
+        expect(page.get_by_text("1 generated so far")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        expect(generate).not_to_have_attribute("aria-disabled", "true")
+        page.wait_for_timeout(500)
+        assert len(sent) - before == 1  # one rerun request: the refused click sent nothing
+        assert len(generated_in(page)) == 1
+        generate.click()  # ready again
+        expect(page.get_by_text("2 generated so far")).to_be_visible(timeout=30_000)
+        no_errors(page)
+
+
 def test_two_learners_in_two_browsers_never_see_each_others_work(server):
     with chromium() as browser:
         a = browser.new_context().new_page()

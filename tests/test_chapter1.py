@@ -187,3 +187,27 @@ def test_sections_4_and_5_repeat_only_the_tail_of_a_long_sequence(loaded):
     assert sizes == [n, TAIL, TAIL]  # Section 1: every token; 4 and 5: the last 64 (+ next)
     notes = [c.value for c in at.caption if "earlier tokens" in c.value]
     assert notes == [f"… {n + 1 - TAIL:,} earlier tokens, then the last {TAIL}:"] * 2
+
+
+def test_overlapping_generate_callbacks_append_the_chain_in_order(loaded):
+    """Streamlit can run a second click's callback while the first is still running: each
+    must sample from the sequence the one before made, not both from the same one."""
+    import threading
+
+    from chapter1.pipeline import append_next
+    from token_by_token.state import DEFAULTS, Memo
+    state = {**DEFAULTS, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "generated": [],
+             "_memo": Memo()}
+    expected = []
+    for _ in range(4):
+        ids = tokenize(loaded.tokenizer, state["text"]) + expected
+        from chapter1.logits import logits
+        probs = probabilities(logits(loaded.model, ids)[-1], warpers(1.0, 0, 1.0, 0.0))
+        expected.append(sample(probs, random_stream(state["seed"], len(ids), 0)))
+    assert len(set(expected)) > 1  # a chain where appending the same id twice would show
+    threads = [threading.Thread(target=append_next, args=(loaded, state)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["generated"] == expected

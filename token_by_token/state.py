@@ -4,6 +4,7 @@ Everything else on a page is derived from these (DESIGN.md: derive, don't store)
 """
 
 import math
+import threading
 
 import streamlit as st
 
@@ -44,8 +45,12 @@ class Memo:
     its KV cache, and the last view of the page. Mutated in place, never re-assigned: a plain
     attribute write can't be interrupted by a Streamlit rerun, a session-state write can."""
     model_id = None
+    sequence = None
     forward = None
     view = None
+
+    def __init__(self):
+        self.lock = threading.Lock()
 
 
 def init() -> None:
