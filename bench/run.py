@@ -23,7 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import tiny_model  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from helpers import counting_forwards, held_bytes, run_app  # noqa: E402
 
 
 def in_thread(fn, *args):
@@ -68,21 +68,13 @@ def text_of(tokenizer, n: int) -> str:
     return tokenizer.decode(ids)
 
 
-def app(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "main.py"), default_timeout=600)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def app(**state):
+    return run_app(timeout=600, **state)
 
 
-class Forwards:
-    """Counts forwards of the shared model (a forward pre-hook)."""
-
-    def __init__(self, model):
-        self.calls = 0
-        model.register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
+def forward_ids(at) -> list[int]:
+    from chapter1.pipeline import FORWARD
+    return list(at.session_state["_memo"].latest(FORWARD).ids)
 
 
 def main() -> None:
@@ -108,7 +100,6 @@ def main() -> None:
     from token_by_token import model as models
     loaded = in_thread(models._load, str(model_dir))
     model, tokenizer = loaded.model, loaded.tokenizer
-    forwards = Forwards(model)
     rows, notes = [], []
 
     def bare_forward(ids):
@@ -127,29 +118,30 @@ def main() -> None:
     # a. a slider change reruns the page without a forward
     for n in (8, 60, 150) if not args.smoke else (8, 30):
         at = app(text=text_of(tokenizer, n))
-        ids = list(at.session_state["_memo"].forward.ids)
+        ids = forward_ids(at)
         def slide(at=at, values=[0.75, 0.7]):  # noqa: B006 (alternates 0.75 and 0.7)
             at.sidebar.slider(key="temperature").set_value(values.pop(0)).run()
             values.append(at.session_state["temperature"])
-        before = forwards.calls
-        page = median_time(slide, reps)
-        slider_forwards = forwards.calls - before
+        with counting_forwards(model) as calls:
+            page = median_time(slide, reps)
+        slider_forwards = len(calls)
         full = bare_forward(ids)
         rows.append(("a", f"slider rerun, {len(ids)} tokens", page, "full forward", full,
                      page / full, "≤ 0.1"))
     notes.append(f"Forwards per slider change: {slider_forwards}.")
-    before = forwards.calls
-    at.sidebar.button(key="resample").click().run()
-    notes.append(f"Forwards per resample: {forwards.calls - before}.")
+    with counting_forwards(model) as calls:
+        at.sidebar.button(key="resample").click().run()
+    notes.append(f"Forwards per resample: {len(calls)}.")
 
     # b, c. a Generate click costs one cached step, not a recompute
     clicks = {}
     for n in (10, 60, 150, 500) if not args.smoke else (10, 40):
         at = app(text=text_of(tokenizer, n), autoregressive=True)
-        before = forwards.calls
-        click = median_time(lambda at=at: at.sidebar.button(key="generate").click().run(), reps)
-        per_click = (forwards.calls - before) / reps
-        ids = list(at.session_state["_memo"].forward.ids)
+        with counting_forwards(model) as calls:
+            click = median_time(lambda at=at: at.sidebar.button(key="generate").click().run(),
+                                reps)
+        per_click = len(calls) / reps
+        ids = forward_ids(at)
         clicks[n] = click
         step = bare_step(ids)
         naive = bare_forward(ids)
@@ -189,7 +181,7 @@ def main() -> None:
     rss_before = rss_mb()
     four, sessions = concurrent_steps(4, tokenizer, reps)
     extra = (rss_mb() - rss_before) / 3
-    held = statistics.mean(memo_bytes(at.session_state["_memo"]) for at in sessions) / 1e6
+    held = statistics.mean(held_bytes(at.session_state["_memo"]) for at in sessions) / 1e6
     rows.append(("f", "per-step time, 4 learners at once", four, "1 learner", single,
                  four / single, "≤ 4.5"))
     notes.append(f"Memory per extra learner: RSS grew {extra:,.1f} MB per session with 4 "
@@ -220,18 +212,13 @@ def concurrent_steps(learners: int, tokenizer, reps: int) -> float:
     return statistics.median(times), sessions
 
 
-def memo_bytes(memo) -> int:
-    """Bytes of the tensors one learner's session holds (KV cache and summaries)."""
-    return sum(t.numel() * t.element_size() for t in memo.forward.tensors)
-
-
 def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     """What the page itself costs, apart from the model: charts and token spans."""
     from chapter1.filters import Watched, bars_table, probabilities, survivors, warpers
     from chapter1.logits import heatmap_table
     from chapter1.pipeline import advance
     from token_by_token import charts
-    from token_by_token.state import Memo
+    from token_by_token.memo import Memo
     from token_by_token.tokens import chip_html, spans
     ids = tokenizer.encode(text_of(tokenizer, 150), add_special_tokens=False)
     forward = advance(loaded.model, ids, Memo())
@@ -241,7 +228,8 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
         "probabilities (4 warpers + softmax)": lambda: probabilities(forward.last, chain),
         "survivor table (from the watched warpers)": lambda: survivors(forward.last, chain),
         "heatmap table + chart spec": lambda: charts.fast_spec(
-            charts.logits_heatmap, heatmap_table(tokenizer, ids, forward, 12, 8), height=360),
+            charts.logits_heatmap, heatmap_table(tokenizer, ids, forward.candidates, 12, 8),
+            height=360),
         "probability bars table + chart spec": lambda: charts.fast_spec(
             charts.probability_bars, bars_table(tokenizer, forward.last, probs, 0)),
         "token chips (150 tokens), cached HTML": lambda: "".join(

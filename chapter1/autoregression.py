@@ -3,7 +3,10 @@
 import streamlit as st
 
 from chapter1.logits import logits
-from token_by_token.tokens import annotated, markdown_literal, show, source, spans, tail_chips
+from token_by_token.sections import lesson
+from token_by_token.tokens import annotated, markdown_literal, show, spans, tail_chips
+
+TITLE = "Autoregression — append, and go again"
 
 
 def step(model, cache, ids, next_id):
@@ -23,17 +26,17 @@ def cache_shape(cache) -> tuple[int, int, int, int]:
     return len(cache.layers), keys.shape[1], keys.shape[2], keys.shape[3]
 
 
-def render(loaded, current, generated, autoregressive, previous_ids) -> None:
+def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
-    forward, ids = current.forward, current.ids
-    st.header("5. Autoregression — append, and go again", anchor="autoregression")
+    forward, ids, generated = view.forward, view.ids, view.generated
     st.markdown(
         "One token is not a text. To write more, the model's own choice becomes part of its "
         "input: append the sampled id to the ids and run the model again. That loop, "
         "**autoregression**, is all that text generation is. The ids are the truth: the "
         "loop appends ids and never turns text back into ids."
     )
-    st.code(source(step), language="python")
+    lesson(view.trace(step), note=None if forward.step is None else
+           "Values from the step that appended the last generated token.")
     layers, heads, positions, head_dim = cache_shape(forward.cache)
     numbers = 2 * layers * heads * positions * head_dim
     st.markdown(
@@ -48,29 +51,28 @@ def render(loaded, current, generated, autoregressive, previous_ids) -> None:
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
 
-    if not autoregressive:
+    if not view.autoregressive:
         st.info("Switch on **Autoregressive mode** in the sidebar, then press **Generate next "
                 "token** to append the sampled token and step the model.")
-        render_retokenized(tokenizer, current.ids, previous_ids)
+        render_retokenized(tokenizer, ids, view.previous_ids)
     if generated:
         st.markdown(f"**{len(generated)} generated so far** (your text in pastel, generated "
                     "tokens in blue, the token sampled next in navy):")
-    tail_chips(tokenizer, [*ids, current.next_id], highlight=len(ids),
+    tail_chips(tokenizer, [*ids, view.next_id], highlight=len(ids),
                generated_from=len(ids) - len(generated))
     if generated:
         st.code(f"generated = {generated}\n"
                 f"text = {loaded.tokenizer.decode(generated)!r}", language="python",
                 wrap_lines=True)
-    if current.stop == "eos":
+    if view.stop == "eos":
         st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
                    "end-of-text token: it considers the text finished. Generation stops here. "
                    "Edit the text (switch Autoregressive mode off) to start again.")
-    elif current.stop == "cap":
+    elif view.stop == "cap":
         st.warning(f"The sequence reached {loaded.max_tokens:,} tokens, this app's context "
                    "cap, so generation stops here.")
-    st.success("**Summary.** Generation is a loop: ids → logits → probabilities → sampled id "
-               "→ append. With the KV cache, each turn costs one token of model time.")
-    st.progress(5 / 5, text="Chapter 1 · section 5 of 5")
+    return ("Generation is a loop: ids → logits → probabilities → sampled id → append. With "
+            "the KV cache, each turn costs one token of model time.")
 
 
 def render_retokenized(tokenizer, ids, previous_ids) -> None:

@@ -11,7 +11,10 @@ from transformers import (
 )
 
 from token_by_token import charts
-from token_by_token.tokens import markdown_literal, show, source
+from token_by_token.sections import lesson
+from token_by_token.tokens import markdown_literal, show
+
+TITLE = "Filters and softmax — scores become probabilities"
 
 
 def warpers(temperature, top_k, top_p, min_p):
@@ -43,6 +46,10 @@ class Watched:
 
     def __init__(self, warper):
         self.warper, self.kept = warper, None
+
+    @property
+    def shown_as(self):  # the live values beside the lesson show the warper itself
+        return self.warper
 
     def __call__(self, input_ids, scores):
         scores = self.warper(input_ids, scores)
@@ -102,17 +109,16 @@ RULES = {
 }
 
 
-def render(loaded, forward, chain, probs, next_id) -> None:
+def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
-    last = forward.last
-    st.header("3. Filters and softmax — scores become probabilities", anchor="filters")
+    last, chain, probs, next_id = view.forward.last, view.chain, view.probs, view.next_id
     st.markdown(
         "To choose the next token we need probabilities: non-negative numbers that add up "
         "to 1. **Softmax** makes them from the last row of logits: `exp` every score, then "
         "divide by the total. Before softmax, **filters** reshape the scores and cut the "
         "long tail, so that a random choice can't pick a token the model thinks absurd."
     )
-    st.code(source(warpers, probabilities), language="python")
+    lesson(view.trace(warpers), view.trace(probabilities))
     st.caption("These are the transformers library's own warpers, in the order its "
                "`generate()` applies them: Temperature → Top-K → Top-P → Min-P.")
 
@@ -141,7 +147,5 @@ def render(loaded, forward, chain, probs, next_id) -> None:
         "original probability kept": st.column_config.NumberColumn(format="percent")})
     with st.expander("The chart as a table"):
         st.dataframe(bars, hide_index=True)
-    st.success("**Summary.** Temperature reshapes the scores, Top-K, Top-P and Min-P remove "
-               "the unlikely tail, softmax turns what is left into probabilities that add "
-               "up to 1.")
-    st.progress(3 / 5, text="Chapter 1 · section 3 of 5")
+    return ("Temperature reshapes the scores, Top-K, Top-P and Min-P remove the unlikely "
+            "tail, softmax turns what is left into probabilities that add up to 1.")

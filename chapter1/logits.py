@@ -1,11 +1,16 @@
 """Section 2 — Logits: the model turns token ids into one row of scores per position."""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 import torch
 
 from token_by_token import charts
-from token_by_token.tokens import show, source
+from token_by_token.sections import lesson
+from token_by_token.tokens import show
+
+TITLE = "Logits — one score per token, at every position"
 
 
 def logits(model, ids, cache=None):
@@ -20,12 +25,38 @@ def logits(model, ids, cache=None):
     return output.logits[0].float()  # [positions, vocab]
 
 
-def heatmap_table(tokenizer, ids, forward, rows: int, candidates: int) -> pd.DataFrame:
-    """The top candidates of the last `rows` positions, one line per cell."""
+TOP = 10  # candidates kept per position for the heatmap
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The top candidates at each position, without the [positions × vocab] table."""
+    ids: torch.Tensor     # [positions, TOP] best candidates at each position
+    logits: torch.Tensor  # [positions, TOP]
+    probs: torch.Tensor   # [positions, TOP] softmax at temperature 1
+
+    @staticmethod
+    def of(rows: torch.Tensor) -> "Candidates":
+        """The top candidates of each row of logits, with their probabilities: log-sum-exp
+        taken 64 rows at a time, so no second [positions, vocab] tensor is made."""
+        top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
+        log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
+        return Candidates(top.indices, top.values, torch.exp(top.values - log_total[:, None]))
+
+    def then(self, more: "Candidates") -> "Candidates":
+        """These positions followed by `more`'s."""
+        return Candidates(*(torch.cat(pair) for pair in zip(
+            (self.ids, self.logits, self.probs), (more.ids, more.logits, more.probs),
+            strict=True)))
+
+
+def heatmap_table(tokenizer, ids, candidates: Candidates, rows: int,
+                  count: int) -> pd.DataFrame:
+    """The top `count` candidates of the last `rows` positions, one line per cell."""
     start = len(ids) - rows
-    top_ids = forward.top_ids[start:, :candidates].tolist()
-    top_logits = forward.top_logits[start:, :candidates].tolist()
-    top_probs = forward.top_probs[start:, :candidates].tolist()
+    top_ids = candidates.ids[start:, :count].tolist()
+    top_logits = candidates.logits[start:, :count].tolist()
+    top_probs = candidates.probs[start:, :count].tolist()
     records = []
     for offset, (cand_ids, cand_logits, cand_probs) in enumerate(
             zip(top_ids, top_logits, top_probs, strict=True)):
@@ -45,8 +76,8 @@ def heatmap_table(tokenizer, ids, forward, rows: int, candidates: int) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
-def render(loaded, ids, forward) -> None:
-    st.header("2. Logits — one score per token, at every position", anchor="logits")
+def render(loaded, view) -> str:
+    ids, forward = view.ids, view.forward
     n, vocab = len(ids), forward.vocab
     st.markdown(
         "The model takes the whole list of ids and returns a table of numbers: one row per "
@@ -56,7 +87,12 @@ def render(loaded, ids, forward) -> None:
         "probabilities yet (they can be negative and don't sum to 1); Section 3 turns them "
         "into probabilities."
     )
-    st.code(source(logits), language="python")
+    note = None
+    if forward.chunks > 1:
+        note = (f"The page read your text in {forward.chunks} calls, one chunk of positions "
+                "after another, each adding to the KV cache of Section 5. These are the last "
+                "call's values.")
+    lesson(view.trace(logits), note=note)
     st.markdown(
         f"Your {n:,} tokens gave a **{n:,} × {vocab:,}** table: `logits.shape` is "
         f"`torch.Size([{n}, {vocab}])`. Only the **last row** matters for what comes next; "
@@ -73,7 +109,7 @@ def render(loaded, ids, forward) -> None:
         shown = st.slider("Positions shown (the last ones)", 1, n, min(n, 12),
                           key="heatmap_rows")
     candidates = 8 if shown <= 12 else 5
-    table = heatmap_table(loaded.tokenizer, ids, forward, shown, candidates)
+    table = heatmap_table(loaded.tokenizer, ids, forward.candidates, shown, candidates)
     row_height = 30 if shown <= 12 else 22
     spec = charts.fast_spec(charts.logits_heatmap, table, height=row_height * shown)
     st.vega_lite_chart(table, spec, width="stretch")
@@ -82,10 +118,9 @@ def render(loaded, ids, forward) -> None:
                "relative to that row's favourite. Hover a cell for its logit and probability.")
     with st.expander("The same as a table"):
         st.dataframe(table.drop(columns=["shade"]), hide_index=True)
-    st.success("**Summary.** `logits(model, ids)` runs the model once over the sequence and "
-               f"returns a {n:,} × {vocab:,} table of scores. The last row is the raw "
-               "material for the next token.")
-    st.progress(2 / 5, text="Chapter 1 · section 2 of 5")
+    return (f"`logits(model, ids)` runs the model once over the sequence and returns a "
+            f"{n:,} × {vocab:,} table of scores. The last row is the raw material for the next "
+            "token.")
 
 
 def format_row(row: torch.Tensor, edge: int = 3) -> str:

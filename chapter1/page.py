@@ -4,14 +4,10 @@ import streamlit as st
 
 from chapter1 import autoregression, filters, logits, pipeline, sampling, tokenizer
 from token_by_token import model as models
-from token_by_token import state
+from token_by_token import sections, state
 from token_by_token.clicks import one_at_a_time
-from token_by_token.state import RANGES
-from token_by_token.tokens import source
 
-SECTIONS = {"tokenizer": "1. Tokenizer", "logits": "2. Logits",
-            "filters": "3. Filters and softmax", "sampling": "4. Sampling",
-            "autoregression": "5. Autoregression"}
+SECTIONS = [tokenizer, logits, filters, sampling, autoregression]
 PIPELINE = """
 digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",
@@ -37,7 +33,7 @@ loaded = models.load_or_explain()
 s = st.session_state
 
 with st.sidebar:
-    st.markdown(" · ".join(f"[{title}](#{anchor})" for anchor, title in SECTIONS.items()))
+    st.markdown(sections.links(SECTIONS))
     st.text_area("Your text", key="text", on_change=state.text_edited, height=120,
                  disabled=s["autoregressive"],
                  help="Everything on this page is computed from this text. Locked while "
@@ -50,14 +46,11 @@ with st.sidebar:
                   disabled=pipeline.sequence(loaded, s).stop is not None,
                   help="Append the sampled token and run one cached forward step.")
     st.subheader("Sampling")
-    for key, label in [("temperature", "Temperature"), ("top_k", "Top-K (0 = off)"),
-                       ("top_p", "Top-P"), ("min_p", "Min-P")]:
-        low, high, step = RANGES[key]
-        st.slider(label, low, high, step=step, key=key)
+    for key in state.SLIDERS:
+        state.slider(key)
     st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
-    low, high, _ = RANGES["seed"]
-    st.number_input("Seed", low, high, key="seed")
-    st.button("Resample", key="resample", on_click=pipeline.resample,
+    state.seed_input()
+    st.button("Resample", key="resample", on_click=state.resample,
               help="Draw again from the same probabilities.")
 
 current = pipeline.view(loaded, s)
@@ -68,16 +61,8 @@ if s["autoregressive"]:
 
 st.markdown("The whole chapter in one function, calling each section's lesson in order; "
             "the sections below take it apart:")
-st.code(source(pipeline.generate), language="python")
-
-tokenizer.render(loaded, s["text"], current.text_ids, current.cut)
-if current.forward is None:
-    st.info("Type some text in the sidebar: the model needs at least one token.")
-    st.stop()
-logits.render(loaded, current.ids, current.forward)
-filters.render(loaded, current.forward, current.chain, current.probs, current.next_id)
-sampling.render(loaded, current.ids, current.probs, current.next_id, s["seed"], s["resamples"])
-autoregression.render(loaded, current, s["generated"], s["autoregressive"], s["previous_ids"])
+sections.lesson(pipeline.generate)
+sections.draw("Chapter 1", SECTIONS, loaded, current)
 
 st.header("Conclusion")
 st.markdown(

@@ -2,11 +2,13 @@
 
 `generate()` is the whole chapter in one function: the five lessons in order. The page runs the
 same lessons one step at a time, driven by the learner: `view()` derives everything the page
-shows from the choices in st.session_state, running the model only when the ids change.
+shows from the choices in st.session_state, running the model only when the ids change. Each
+lesson call the page makes is traced (token_by_token.trace), so the page can show the values
+beside the code; the model's calls are traced when the forward runs and kept with it.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import streamlit as st
 import torch
@@ -14,13 +16,12 @@ from transformers import DynamicCache
 
 from chapter1.autoregression import step
 from chapter1.filters import Watched, probabilities, warpers
-from chapter1.logits import logits
+from chapter1.logits import Candidates, logits
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
+from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
-from token_by_token.state import Memo
-
-TOP = 10  # candidates kept per position for the heatmap
+from token_by_token.trace import Trace, traced
 
 
 def generate(tokenizer, model, text, n_tokens,
@@ -42,34 +43,26 @@ class Forward:
     """What the model computed for one learner's ids (kept in that learner's session)."""
     ids: tuple[int, ...]
     cache: DynamicCache       # keys and values of every position, for the next step
-    top_ids: torch.Tensor     # [positions, TOP] best candidates at each position
-    top_logits: torch.Tensor  # [positions, TOP]
-    top_probs: torch.Tensor   # [positions, TOP] softmax at temperature 1
+    candidates: Candidates    # the top candidates at every position
     first: torch.Tensor       # logits[0]
     last: torch.Tensor        # logits[-1]: what the next token is chosen from
-    seconds: float            # how long the forward that produced this took
-    stepped: bool             # True: one cached step; False: the whole sequence
+    prefill: Trace            # the last logits() call that read the text (chunk by chunk)
+    chunks: int               # how many logits() calls read it
+    step: Trace | None = None  # the step() that made this forward, if one did
+    seconds: float = 0.0      # how long the forward that produced this took
 
     @property
     def vocab(self) -> int:
         return self.last.shape[-1]
 
     @property
-    def tensors(self) -> list[torch.Tensor]:
-        """Every tensor this learner's session holds: summaries, two rows, the KV cache."""
-        return [self.top_ids, self.top_logits, self.top_probs, self.first, self.last,
-                *(t for layer in self.cache.layers for t in (layer.keys, layer.values))]
-
-
-def summarize(rows: torch.Tensor):
-    """The top candidates of each row with their probabilities (softmax at temperature 1),
-    without a second [positions, vocab] tensor: log-sum-exp taken 64 rows at a time."""
-    top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
-    log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
-    return top.indices, top.values, torch.exp(top.values - log_total[:, None])
+    def stepped(self) -> bool:
+        """True: one cached step for one appended id; False: the whole sequence was read."""
+        return self.step is not None
 
 
 PREFILL_CHUNK = 64  # positions per forward when reading a whole text
+FORWARD: Slot[Forward] = Slot("chapter1.forward")
 
 
 def advance(model, ids: list[int], memo: Memo) -> Forward:
@@ -79,33 +72,37 @@ def advance(model, ids: list[int], memo: Memo) -> Forward:
     A long text is read 64 positions at a time through the KV cache (chunked prefill): the
     same logits as one forward, without a [1,024 × vocabulary] table in memory at once
     (peak RSS at 1,024 tokens on the Qwen3-0.6B shape: 2.39 GB; 2.55 GB with 128)."""
-    before = memo.forward
-    if before is not None and before.ids == tuple(ids):
-        return before
-    memo.forward = None  # a failed forward must not leave a stale cache behind
-    stepped = before is not None and before.ids == tuple(ids[:-1])
-    summaries = []
+    key = tuple(ids)
+    if (same := memo.get(FORWARD, key)) is not None:
+        return same
+    before = memo.latest(FORWARD)
+    memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
     with FORWARD_LOCK:
         start = time.perf_counter()
-        if stepped:
-            cache, first = before.cache, before.first
-            _, last = step(model, cache, list(before.ids), ids[-1])
-            summaries.append(summarize(last[None]))
+        if before is not None and before.ids == key[:-1]:  # one id appended: one step
+            (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
+            forward = replace(before, ids=key, last=last, step=trace,
+                              candidates=before.candidates.then(Candidates.of(last[None])))
         else:
-            cache = DynamicCache(config=model.config)
-            for chunk in range(0, len(ids), PREFILL_CHUNK):
-                rows = logits(model, ids[chunk: chunk + PREFILL_CHUNK], cache)
-                first = rows[0] if chunk == 0 else first
-                last = rows[-1]
-                summaries.append(summarize(rows))
-                del rows
+            forward = prefill(model, ids)
         seconds = time.perf_counter() - start
-    old = [(before.top_ids, before.top_logits, before.top_probs)] if stepped else []
-    top_ids, top_logits, top_probs = (
-        torch.cat(parts) for parts in zip(*old, *summaries, strict=True))
-    memo.forward = Forward(tuple(ids), cache, top_ids, top_logits, top_probs, first.clone(),
-                           last.clone(), seconds, stepped)
-    return memo.forward
+    return memo.put(FORWARD, key, replace(forward, seconds=seconds))
+
+
+def prefill(model, ids: list[int]) -> Forward:
+    """Read the whole sequence into a new KV cache, PREFILL_CHUNK positions per call."""
+    cache, parts = DynamicCache(config=model.config), []
+    for chunk in range(0, len(ids), PREFILL_CHUNK):
+        rows, trace = traced(logits, model, ids[chunk: chunk + PREFILL_CHUNK], cache)
+        if chunk == 0:
+            first = rows[0].clone()
+        last = rows[-1].clone()
+        parts.append(Candidates.of(rows))
+        del rows
+    candidates = parts[0]
+    for part in parts[1:]:
+        candidates = candidates.then(part)
+    return Forward(tuple(ids), cache, candidates, first, last, trace, len(parts))
 
 
 @dataclass(frozen=True)
@@ -115,15 +112,19 @@ class Sequence:
     cut: int              # how many of the text's tokens the cap left out
     ids: list[int]        # text ids + generated ids: the sequence the model reads
     stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
+    tokenize: Trace       # the tokenize() call that read the text
+
+
+SEQUENCE: Slot[Sequence] = Slot("chapter1.sequence")
 
 
 def sequence(loaded, state) -> Sequence:
     """The learner's token sequence, and whether generation may go on (cheap: no forward)."""
-    memo = state["_memo"]
-    key = (loaded.model_id, state["text"], tuple(state["generated"]))
-    if memo.sequence is not None and memo.sequence[0] == key:
-        return memo.sequence[1]
-    text_ids = tokenize(loaded.tokenizer, state["text"])
+    memo = memo_of(state).for_model(loaded.model_id)
+    key = (state["text"], tuple(state["generated"]))
+    if (same := memo.get(SEQUENCE, key)) is not None:
+        return same
+    text_ids, trace = traced(tokenize, loaded.tokenizer, state["text"])
     cut = max(len(text_ids) - loaded.max_tokens, 0)
     text_ids = text_ids[: loaded.max_tokens]
     ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
@@ -134,45 +135,72 @@ def sequence(loaded, state) -> Sequence:
         stop = "eos"
     elif len(ids) >= loaded.max_tokens:
         stop = "cap"
-    memo.sequence = (key, Sequence(text_ids, cut, ids, stop))
-    return memo.sequence[1]
+    return memo.put(SEQUENCE, key, Sequence(text_ids, cut, ids, stop, trace))
 
 
 @dataclass(frozen=True)
 class View:
-    """Everything Chapter 1 shows, derived from the learner's choices."""
-    text_ids: list[int]   # the text's ids (capped)
-    cut: int              # how many of the text's tokens the cap left out
-    ids: list[int]        # text ids + generated ids: the sequence the model reads
-    forward: Forward | None
-    chain: list           # the warpers, watched: each knows which tokens it kept
-    probs: torch.Tensor | None
-    next_id: int | None
-    stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
+    """Everything Chapter 1 shows, derived from the learner's choices: what every section's
+    render(loaded, view) reads."""
+    text: str
+    sequence: Sequence
+    generated: list[int]       # the choices, as they were for this view
+    seed: int
+    resamples: int
+    autoregressive: bool
+    previous_ids: list[int]
+    forward: Forward | None = None
+    chain: list = field(default_factory=list)  # the warpers, watched: what each one kept
+    probs: torch.Tensor | None = None
+    next_id: int | None = None
+    traces: dict = field(default_factory=dict)  # lesson function name -> its traced call
+
+    @property
+    def ids(self) -> list[int]:
+        return self.sequence.ids
+
+    @property
+    def stop(self) -> str | None:
+        return self.sequence.stop
+
+    def trace(self, function) -> Trace | object:
+        """The traced call of a lesson function on this page, or the function itself if the
+        page did not call it (token_by_token.sections.lesson shows either)."""
+        return self.traces.get(function.__name__, function)
 
 
-CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples")
+CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
+           "autoregressive", "previous_ids")
+VIEW: Slot[View] = Slot("chapter1.view")
 
 
 def view(loaded, state) -> View:
     """Everything the page shows, from the learner's choices in `state` (a mapping)."""
-    memo = state["_memo"]
-    if memo.model_id != loaded.model_id:  # another model was loaded: nothing carries over
-        memo.model_id, memo.forward, memo.view = loaded.model_id, None, None
+    memo = memo_of(state).for_model(loaded.model_id)
     key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
-    if memo.view is not None and memo.view[0] == key:
-        return memo.view[1]
+    if (same := memo.get(VIEW, key)) is not None:
+        return same
     seq = sequence(loaded, state)
-    chain = [Watched(w) for w in warpers(state["temperature"], state["top_k"], state["top_p"],
-                                         state["min_p"])]
+    choices = View(state["text"], seq, list(state["generated"]), state["seed"],
+                   state["resamples"], state["autoregressive"], list(state["previous_ids"]),
+                   traces={"tokenize": seq.tokenize})
     if not seq.ids:
-        return View(seq.text_ids, seq.cut, seq.ids, None, chain, None, None, seq.stop)
+        return choices
     forward = advance(loaded.model, seq.ids, memo)
-    probs = probabilities(forward.last, chain)
-    next_id = sample(probs, random_stream(state["seed"], len(seq.ids), state["resamples"]))
-    memo.view = (key, View(seq.text_ids, seq.cut, seq.ids, forward, chain, probs, next_id,
-                           seq.stop))
-    return memo.view[1]
+    chain, warpers_trace = traced(warpers, state["temperature"], state["top_k"],
+                                  state["top_p"], state["min_p"])
+    chain = [Watched(w) for w in chain]
+    probs, probs_trace = traced(probabilities, forward.last, chain)
+    generator, stream_trace = traced(random_stream, state["seed"], len(seq.ids),
+                                     state["resamples"])
+    next_id, sample_trace = traced(sample, probs, generator)
+    traces = {**choices.traces, "logits": forward.prefill, "warpers": warpers_trace,
+              "probabilities": probs_trace, "random_stream": stream_trace,
+              "sample": sample_trace}
+    if forward.step is not None:
+        traces["step"] = forward.step
+    return memo.put(VIEW, key, replace(choices, forward=forward, chain=chain, probs=probs,
+                                       next_id=next_id, traces=traces))
 
 
 def generate_next(loaded) -> None:
@@ -188,15 +216,10 @@ def append_next(loaded, state) -> None:
     """Append the sampled next id to state["generated"] (in place). Two clicks' callbacks can
     run at once (Streamlit starts a new run before the last one has stopped): the lock makes
     the second wait and sample from the sequence the first one made."""
-    with state["_memo"].lock:
+    with memo_of(state).lock:
         current = view(loaded, state)
         if current.stop is None:
             state["generated"].append(current.next_id)
-
-
-def resample() -> None:
-    """on_click of "Resample": the next draw from the same probabilities."""
-    st.session_state["resamples"] += 1
 
 
 def autoregression_toggled(loaded) -> None:
@@ -205,7 +228,7 @@ def autoregression_toggled(loaded) -> None:
     state = st.session_state
     if state["autoregressive"] or not state["generated"]:
         return
-    ids = view(loaded, st.session_state).ids
+    ids = sequence(loaded, state).ids
     state["previous_ids"] = ids
     state["text"] = loaded.tokenizer.decode(ids)
     state["generated"] = []

@@ -3,7 +3,10 @@
 import streamlit as st
 import torch
 
-from token_by_token.tokens import markdown_literal, show, source, tail_chips
+from token_by_token.sections import lesson
+from token_by_token.tokens import markdown_literal, show, tail_chips
+
+TITLE = "Sampling — a weighted random choice"
 
 
 def sample(probs, generator=None):
@@ -21,16 +24,17 @@ def random_stream(seed, position, draw):
     return torch.Generator().manual_seed(hash((seed, position, draw)) % 2**63)
 
 
-def render(loaded, ids, probs, next_id, seed, draw) -> None:
+def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
-    st.header("4. Sampling — a weighted random choice", anchor="sampling")
+    ids, probs, next_id = view.ids, view.probs, view.next_id
+    seed, draw = view.seed, view.resamples
     st.markdown(
         "Now pick one token. Not always the most likely one (that is greedy decoding): draw "
         "at random, with each token's chance equal to its probability. A token at 30% "
         "comes out about 3 times in 10; a token the filters removed has probability 0 and "
         "never comes out. `torch.multinomial` makes that draw."
     )
-    st.code(source(sample, random_stream), language="python")
+    lesson(view.trace(sample), view.trace(random_stream))
     token = show(tokenizer, next_id)
     st.markdown(
         f"With seed **{seed}** and resample count **{draw}**, the draw for position "
@@ -42,7 +46,5 @@ def render(loaded, ids, probs, next_id, seed, draw) -> None:
     tail_chips(tokenizer, [*ids, next_id], highlight=len(ids))
     st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {len(ids) + 1} ids\n"
             f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
-    st.success("**Summary.** Sampling is `torch.multinomial(probs, 1)`: a weighted random "
-               "choice. The seed makes it reproducible; the filters decide what can be "
-               "chosen at all.")
-    st.progress(4 / 5, text="Chapter 1 · section 4 of 5")
+    return ("Sampling is `torch.multinomial(probs, 1)`: a weighted random choice. The seed "
+            "makes it reproducible; the filters decide what can be chosen at all.")

@@ -3,15 +3,18 @@
 import pandas as pd
 import streamlit as st
 
+from token_by_token.sections import lesson
 from token_by_token.tokens import (
     annotated,
     markdown_literal,
     show,
     show_bytes,
-    source,
     spans,
     token_bytes,
 )
+
+TITLE = "Tokenizer — Byte Pair Encoding"
+NEEDS_IDS = False  # the tokenizer is read before there is any token
 
 
 def tokenize(tokenizer, text: str) -> list[int]:
@@ -39,9 +42,9 @@ def token_table(tokenizer, ids) -> pd.DataFrame:
     })
 
 
-def render(loaded, text: str, ids: list[int], cut: int) -> None:
+def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
-    st.header("1. Tokenizer — Byte Pair Encoding", anchor="tokenizer")
+    text, ids, cut = view.text, view.sequence.text_ids, view.sequence.cut
     st.markdown(
         "A model can't read text; it reads a list of integers. The **tokenizer** turns your "
         "text into that list. Each integer, a **token id**, is a row number in the model's "
@@ -57,7 +60,7 @@ def render(loaded, text: str, ids: list[int], cut: int) -> None:
         "is full. Frequent words end up as one token; rare words are spelled from pieces; "
         "any text at all can still be written, byte by byte."
     )
-    st.code(source(tokenize), language="python")
+    lesson(view.trace(tokenize))
 
     st.subheader("Your text as tokens")
     st.caption("Each chip is one token with its id. ␣ is a space, \\n a newline; "
@@ -76,13 +79,9 @@ def render(loaded, text: str, ids: list[int], cut: int) -> None:
 
     render_vocabulary(loaded)
     render_special_tokens(loaded, ids)
-
-    st.success(
-        "**Summary.** The tokenizer maps text to a list of token ids from a fixed vocabulary "
-        f"of {len(tokenizer):,} tokens. Everything that follows works on these ids, "
-        "never on the text."
-    )
-    st.progress(1 / 5, text="Chapter 1 · section 1 of 5")
+    return ("The tokenizer maps text to a list of token ids from a fixed vocabulary of "
+            f"{len(tokenizer):,} tokens. Everything that follows works on these ids, never on "
+            "the text.")
 
 
 def render_vocabulary(loaded) -> None:

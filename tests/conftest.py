@@ -1,6 +1,6 @@
-"""Shared fixtures: the tiny offline model (built once per run) and AppTest helpers."""
+"""Shared fixtures: the tiny offline model (built once per run) on which every test runs, the
+model as the app loads it, a forward counter. Helpers every test may use are in helpers.py."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,11 +11,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import tiny_model  # noqa: E402
-
-MAIN = str(ROOT / "main.py")
-CHAPTER1 = str(ROOT / "chapter1" / "page.py")
-CHAPTER2 = str(ROOT / "chapter2" / "page.py")
-README = str(ROOT / "readme.py")
+from helpers import CHAPTER1, counting_forwards, run_app  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -37,23 +33,13 @@ def loaded(tiny_dir):
     return model._load(str(tiny_dir))
 
 
-def run_app(page: str | None = None, **state):
-    """A fresh learner session: main.py, optionally switched to a page, after setting state."""
-    from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(MAIN, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+@pytest.fixture
+def forwards(loaded):
+    """Every forward of the shared model during the test: the input ids it received."""
+    with counting_forwards(loaded.model) as calls:
+        yield calls
 
 
 @pytest.fixture
 def chapter1():
     return run_app(CHAPTER1)
-
-
-def is_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -4,7 +4,7 @@ Timings are not checked here; bench/RESULTS.md holds the real run on the Qwen3-0
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_benchmark_smoke_mode_measures_every_row(tmp_path):

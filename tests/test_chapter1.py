@@ -3,41 +3,18 @@ each Generate click appends one id and runs one forward on that id alone."""
 
 import pytest
 import torch
-from conftest import run_app
+from helpers import (
+    expected_next_id,
+    forward_of,
+    generated_ids,
+    run_app,
+    shown_next_id,
+)
 
 from chapter1.filters import probabilities, warpers
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
-
-
-@pytest.fixture
-def forwards(loaded):
-    """Every forward of the shared model: the input ids it received."""
-    calls = []
-    hook = loaded.model.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((args[0] if args else kwargs["input_ids"])
-                                                  [0].tolist()), with_kwargs=True)
-    yield calls
-    hook.remove()
-
-
-def shown_next_id(at) -> int:
-    code = next(c.value for c in at.code if c.value.startswith("next_id = "))
-    return int(code.split()[2])
-
-
-def generated_ids(at) -> list[int]:
-    return list(at.session_state["generated"])
-
-
-def expected_next_id(loaded, at) -> int:
-    """The sample, recomputed from the learner's choices with the lesson functions."""
-    s = at.session_state
-    ids = (tokenize(loaded.tokenizer, s["text"]) + list(s["generated"]))[: loaded.max_tokens]
-    from chapter1.logits import logits
-    last = logits(loaded.model, ids)[-1]
-    probs = probabilities(last, warpers(s["temperature"], s["top_k"], s["top_p"], s["min_p"]))
-    return sample(probs, random_stream(s["seed"], len(ids), s["resamples"]))
+from token_by_token.state import SLIDERS
 
 
 def test_chapter_renders_every_section(loaded):
@@ -65,9 +42,7 @@ def test_controls_run_no_forward(loaded, forwards, action):
         next(b for b in sidebar.button if b.label.startswith("Reset")).click().run()
         assert at.session_state["temperature"] == 0.7
     else:
-        low, high = {"temperature": (0.05, 2.0), "top_k": (0, 100), "top_p": (0.0, 1.0),
-                     "min_p": (0.0, 1.0)}[action]
-        for value in (low, high):
+        for value in (SLIDERS[action].low, SLIDERS[action].high):
             sidebar.slider(key=action).set_value(value).run()
             assert not at.exception
     assert not at.exception
@@ -123,7 +98,7 @@ def test_twenty_generate_clicks_append_one_id_each_with_one_token_forwards(loade
     # one forward per click, each on the new id alone
     assert forwards == [[token_id] for token_id in before]
     text_ids = tokenize(loaded.tokenizer, at.session_state["text"])
-    assert at.session_state["_memo"].forward.ids == tuple(text_ids + before)
+    assert forward_of(at).ids == tuple(text_ids + before)
 
 
 def test_end_of_text_stops_generation(loaded):
@@ -195,7 +170,8 @@ def test_overlapping_generate_callbacks_append_the_chain_in_order(loaded):
     import threading
 
     from chapter1.pipeline import append_next
-    from token_by_token.state import DEFAULTS, Memo
+    from token_by_token.memo import Memo
+    from token_by_token.state import DEFAULTS
     state = {**DEFAULTS, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "generated": [],
              "_memo": Memo()}
     expected = []

@@ -5,8 +5,7 @@ import json
 import pandas as pd
 
 from chapter1.filters import bars_table, probabilities, warpers
-from chapter1.logits import heatmap_table
-from chapter1.pipeline import Forward, summarize
+from chapter1.logits import Candidates, heatmap_table
 from token_by_token import charts
 from token_by_token.tokens import show
 
@@ -30,10 +29,7 @@ def test_heatmap_table_from_a_forward(loaded):
     ids = loaded.tokenizer.encode("a 'quoted' {brace} \\ text", add_special_tokens=False)
     from chapter1.logits import logits
     rows = logits(loaded.model, ids)
-    top_ids, top_logits, top_probs = summarize(rows)
-    forward = Forward(tuple(ids), None, top_ids, top_logits, top_probs, rows[0], rows[-1],
-                      0.0, False)
-    table = heatmap_table(loaded.tokenizer, ids, forward, rows=4, candidates=3)
+    table = heatmap_table(loaded.tokenizer, ids, Candidates.of(rows), rows=4, count=3)
     assert len(table) == 4 * 3
     assert table["position"].tolist() == [p for p in range(len(ids) - 4, len(ids))
                                           for _ in range(3)]

@@ -7,12 +7,12 @@ from transformers import AutoModelForCausalLM
 
 from chapter1.autoregression import step
 from chapter1.filters import Watched, probabilities, survivors, warpers
-from chapter1.logits import logits
-from chapter1.pipeline import PREFILL_CHUNK, TOP, advance, generate
+from chapter1.logits import TOP, logits
+from chapter1.pipeline import PREFILL_CHUNK, advance, generate
 from chapter1.sampling import random_stream, sample
 from chapter1.tokenizer import tokenize
 from token_by_token import model as models
-from token_by_token.state import Memo
+from token_by_token.memo import Memo
 
 TEXT = "The quick brown fox jumps over the lazy"
 
@@ -88,10 +88,11 @@ def test_chunked_prefill_equals_one_forward_in_float32(tiny_dir):
     assert forward.cache.get_seq_length() == len(ids) and not forward.stepped
     assert torch.allclose(forward.first, full[0], atol=1e-4)
     assert torch.allclose(forward.last, full[-1], atol=1e-4)
-    assert torch.allclose(forward.top_logits, top.values, atol=1e-4)
-    assert torch.allclose(forward.top_probs, torch.softmax(full, -1).topk(TOP, -1).values,
+    candidates = forward.candidates
+    assert torch.allclose(candidates.logits, top.values, atol=1e-4)
+    assert torch.allclose(candidates.probs, torch.softmax(full, -1).topk(TOP, -1).values,
                           atol=1e-5)
-    assert (forward.top_ids == top.indices).float().mean() > 0.99  # near-ties may swap
+    assert (candidates.ids == top.indices).float().mean() > 0.99  # near-ties may swap
 
 
 def test_cached_step_equals_full_recompute_in_float32(tiny_dir):

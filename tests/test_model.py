@@ -5,7 +5,7 @@ import time
 
 import pytest
 import torch
-from conftest import run_app
+from helpers import run_app
 
 from token_by_token import model
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_app
+from helpers import ROOT, run_app
 
 from token_by_token import model as models
 

@@ -5,10 +5,24 @@ import re
 
 import pytest
 import torch
-from conftest import CHAPTER1, CHAPTER2, README, run_app
+from helpers import (
+    CHAPTER1,
+    CHAPTER2,
+    MAIN,
+    README,
+    chip_bodies,
+    chips_blocks,
+    code_starting,
+    expected_next_id,
+    forward_of,
+    generated_ids,
+    literal_markdown,
+    page_text,
+    run_app,
+    shown_next_id,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_chapter1 import expected_next_id, generated_ids, shown_next_id
 
 from chapter1.filters import probabilities, warpers
 from chapter1.logits import logits
@@ -33,21 +47,13 @@ TEXTS = {
 }
 
 
-def page_text(at) -> str:
-    """Everything the page rendered as Markdown, the places where markup could come alive."""
-    parts = [e.value for e in [*at.markdown, *at.caption, *at.success, *at.info, *at.warning,
-                               *at.error]]
-    return "\n".join(parts)
-
-
 @pytest.mark.parametrize("name", list(TEXTS))
 def test_any_text_renders_and_keeps_the_learners_text(loaded, name):
     text = TEXTS[name]
     at = run_app(text=text)
-    assert not at.exception
     assert at.sidebar.text_area(key="text").value == text  # nothing the learner typed is lost
     ids = tokenize(loaded.tokenizer, text)
-    shown = next(c.value for c in at.code if c.value.startswith("tokens = "))
+    shown = code_starting(at, "tokens = ")
     assert shown.startswith(f"tokens = {ids[: loaded.max_tokens]}")
     assert "\ufffd" not in page_text(at)
     if not ids:
@@ -65,7 +71,7 @@ def test_ten_thousand_characters_are_capped_with_a_message(loaded):
     assert cut > 0
     assert any(f"{total:,} tokens long" in w.value and f"last {cut:,}" in w.value
                for w in at.warning)
-    assert at.session_state["_memo"].forward.ids == tuple(tokenize(loaded.tokenizer, text)[:1024])
+    assert forward_of(at).ids == tuple(tokenize(loaded.tokenizer, text)[:1024])
 
 
 MARKUP = ["**bold**", "_x_", "$x^2$", ":red[x]", "[a](javascript:alert(1))", "<b>",
@@ -74,13 +80,18 @@ MARKUP = ["**bold**", "_x_", "$x^2$", ":red[x]", "[a](javascript:alert(1))", "<b
 
 
 @pytest.mark.parametrize("markup", MARKUP)
-def test_markup_never_reaches_the_page_unescaped(markup):
-    at = run_app(text=f"see {markup} here", temperature=2.0, top_k=0, top_p=1.0)
+def test_markup_never_reaches_the_page_unescaped(loaded, markup):
+    text = f"see {markup} here"
+    at = run_app(text=text, temperature=2.0, top_k=0, top_p=1.0)
+    section1 = "".join(chip_bodies(chips_blocks(at)[0]))  # every token of the text, in order
+    ids = tokenize(loaded.tokenizer, text)
+    assert section1 == literal_markdown(loaded.tokenizer, ids)  # whatever the token cuts
+    unescaped = re.sub(r"\\(.)", r"\1", section1)
+    assert markup.replace(" ", "␣") in unescaped  # every mark there, behind its backslash
     rendered = page_text(at)
     for construct in ["**bold**", "$x^2$", ":red[x]", "](javascript", "<b>", "<img", "<script",
                       "`tick`"]:
-        if construct in markup:
-            assert construct not in rendered, construct
+        assert construct not in rendered, construct  # nowhere else whole either
 
 
 def test_special_token_policy_is_consistent_and_explained(loaded):
@@ -90,7 +101,7 @@ def test_special_token_policy_is_consistent_and_explained(loaded):
     specials = {loaded.tokenizer.convert_tokens_to_ids(t)
                 for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")}
     assert specials <= set(ids)  # typed special tokens become special ids, everywhere
-    assert at.session_state["_memo"].forward.ids == tuple(ids)
+    assert forward_of(at).ids == tuple(ids)
     assert any("Your text contains special tokens" in i.value for i in at.info)
     assert any("one special token" in m.value for m in at.markdown)
 
@@ -134,8 +145,7 @@ def test_toggling_off_editing_and_on_again_starts_from_the_new_text(loaded):
     expected = shown_next_id(at)
     at.sidebar.button(key="generate").click().run()
     assert generated_ids(at) == [expected]
-    assert at.session_state["_memo"].forward.ids == tuple(
-        tokenize(loaded.tokenizer, "A new beginning") + [expected])
+    assert forward_of(at).ids == tuple(tokenize(loaded.tokenizer, "A new beginning") + [expected])
 
 
 def test_every_choice_survives_switching_pages():
@@ -171,8 +181,8 @@ def test_two_learners_never_share_state_and_the_model_is_never_mutated(loaded):
     assert b.session_state["text"] == "Learner B writes something else"
     assert generated_ids(b) == [] and len(generated_ids(a)) == 4
     assert a.session_state["temperature"] == 0.7 and a.session_state["resamples"] == 0
-    assert a.session_state["_memo"].forward is not b.session_state["_memo"].forward
-    assert a.session_state["_memo"].forward.ids[: 4] != b.session_state["_memo"].forward.ids[: 4]
+    assert forward_of(a) is not forward_of(b)
+    assert forward_of(a).ids[: 4] != forward_of(b).ids[: 4]
     assert shown_next_id(b) == expected_next_id(loaded, b)
     assert all(torch.equal(weights[n], p) for n, p in loaded.model.state_dict().items())
     assert len(loaded.tokenizer) == vocab
@@ -185,7 +195,6 @@ def test_two_learners_never_share_state_and_the_model_is_never_mutated(loaded):
                                                          "text": "**hi**"}),
 ])
 def test_a_share_link_is_read_safely(query, expected):
-    from conftest import MAIN
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(MAIN, default_timeout=60)
     for pair in query.split("&"):

@@ -4,7 +4,7 @@ Everything else on a page is derived from these (DESIGN.md: derive, don't store)
 """
 
 import math
-import threading
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -23,34 +23,40 @@ DEFAULTS = {
     "previous_ids": [],      # the generated sequence, when it was handed back as text
 }
 
-# Slider ranges (min, max, step). Each filter has an "off" end and a greedy end:
-# temperature 1.0 is off; top_k 0 is off, 1 is greedy; top_p 1.0 is off, 0.0 is greedy;
-# min_p 0.0 is off, 1.0 is greedy.
-RANGES = {
-    "temperature": (0.05, 2.0, 0.05),
-    "top_k": (0, 100, 1),
-    "top_p": (0.0, 1.0, 0.01),
-    "min_p": (0.0, 1.0, 0.01),
-    "seed": (0, 2**31 - 1, 1),
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric choice: its label on the page and the values it may take."""
+    label: str
+    low: float
+    high: float
+    step: float
+
+
+# Each filter has an "off" end and a greedy end: temperature 1.0 is off; top_k 0 is off,
+# 1 is greedy; top_p 1.0 is off, 0.0 is greedy; min_p 0.0 is off, 1.0 is greedy.
+SLIDERS = {
+    "temperature": Range("Temperature", 0.05, 2.0, 0.05),
+    "top_k": Range("Top-K (0 = off)", 0, 100, 1),
+    "top_p": Range("Top-P", 0.0, 1.0, 0.01),
+    "min_p": Range("Min-P", 0.0, 1.0, 0.01),
 }
+RANGES = {**SLIDERS, "seed": Range("Seed", 0, 2**31 - 1, 1)}
 
 # What a share link carries (?text=…&temperature=…), and how to read each value back.
 SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
           "seed": int}
 
 
-class Memo:
-    """One learner's derived values, kept between reruns in their session (not choices: all
-    of it can be recomputed from the choices): the model's forward for the current ids with
-    its KV cache, and the last view of the page. Mutated in place, never re-assigned: a plain
-    attribute write can't be interrupted by a Streamlit rerun, a session-state write can."""
-    model_id = None
-    sequence = None
-    forward = None
-    view = None
+def slider(key: str) -> None:
+    """The sampling slider for `key`, as defined once in SLIDERS."""
+    r = SLIDERS[key]
+    st.slider(r.label, r.low, r.high, step=r.step, key=key)
 
-    def __init__(self):
-        self.lock = threading.Lock()
+
+def seed_input() -> None:
+    r = RANGES["seed"]
+    st.number_input(r.label, r.low, r.high, key="seed")
 
 
 def init() -> None:
@@ -66,8 +72,6 @@ def init() -> None:
             state[key] = state[key]
     if first_run:
         read_share_link()
-    if "_memo" not in state:
-        state["_memo"] = Memo()
 
 
 def read_share_link() -> None:
@@ -83,8 +87,7 @@ def read_share_link() -> None:
         if isinstance(value, float) and not math.isfinite(value):
             continue
         if key in RANGES:
-            low, high, _ = RANGES[key]
-            value = kind(min(max(value, low), high))
+            value = kind(min(max(value, RANGES[key].low), RANGES[key].high))
         st.session_state[key] = value
 
 
@@ -99,6 +102,11 @@ def write_share_link() -> None:
 def reset_sampling() -> None:
     """on_click for "Reset to defaults": the sampling sliders back to Qwen3's values."""
     st.session_state.update(SAMPLING_DEFAULTS)
+
+
+def resample() -> None:
+    """on_click of "Resample": the next draw from the same probabilities."""
+    st.session_state["resamples"] += 1
 
 
 def text_edited() -> None:

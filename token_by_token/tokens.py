@@ -5,7 +5,6 @@ split over two tokens. We show whitespace as visible marks (␣ \\n \\t), invisi
 <U+XXXX>, and bytes that are only part of a UTF-8 character as <0xE3>, never as �.
 """
 
-import inspect
 import re
 import unicodedata
 from functools import cache, lru_cache
@@ -121,9 +120,3 @@ def annotated(chips: list[tuple]) -> None:
     once per process: a rerun doesn't rebuild a thousand chips' HTML."""
     st.markdown("<span>" + "".join(chip_html(*chip) for chip in chips) + "</span>",
                 unsafe_allow_html=True)
-
-
-@cache
-def source(*functions) -> str:
-    """The source of lesson functions, as shown on the page (read once per process)."""
-    return "\n\n".join(inspect.getsource(function) for function in functions)

@@ -1,0 +1,165 @@
+"""What the tests and the benchmark share: the AppTest driver, the forward counter, readers of
+what a page shows, and a count of the memory a learner's session really holds."""
+
+import gc
+import string
+import types
+from contextlib import contextmanager
+from html.parser import HTMLParser
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(ROOT / "main.py")
+CHAPTER1 = str(ROOT / "chapter1" / "page.py")
+CHAPTER2 = str(ROOT / "chapter2" / "page.py")
+README = str(ROOT / "readme.py")
+
+
+def run_app(page: str | None = None, timeout: float = 60, **state):
+    """A fresh learner session: main.py, optionally switched to a page, after setting state.
+    Fails on any exception the page raised."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@contextmanager
+def counting_forwards(model):
+    """Every forward of `model` while inside: the list of input ids each one received."""
+    calls = []
+
+    def note(module, args, kwargs):
+        ids = args[0] if args else kwargs["input_ids"]
+        calls.append(ids[0].tolist())
+
+    hook = model.register_forward_pre_hook(note, with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        hook.remove()
+
+
+# --- what a page shows ---------------------------------------------------------------
+
+def code_starting(at, prefix: str) -> str:
+    return next(c.value for c in at.code if c.value.startswith(prefix))
+
+
+def shown_next_id(at) -> int:
+    """The id Section 4 says was sampled (its `next_id = …` line)."""
+    return int(code_starting(at, "next_id = ").split()[2])
+
+
+def generated_ids(at) -> list[int]:
+    return list(at.session_state["generated"])
+
+
+def forward_of(at):
+    """The learner's current forward, as their session keeps it."""
+    from chapter1.pipeline import FORWARD
+    return at.session_state["_memo"].latest(FORWARD)
+
+
+def chips_blocks(at) -> list[str]:
+    """The markdown blocks holding token chips (st-annotated-text's markup), in page order."""
+    return [m.value for m in at.markdown if m.value.startswith("<span><span")]
+
+
+class _ChipBodies(HTMLParser):
+    """The text of each chip (its first text node) in st-annotated-text's markup."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.bodies = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "span":
+            self.depth += 1
+            if self.depth == 2:
+                self.bodies.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth == 2:
+            self.bodies[-1] += data
+
+
+def chip_bodies(block: str) -> list[str]:
+    """Each chip's body as the Markdown renderer receives it (HTML entities decoded)."""
+    parser = _ChipBodies()
+    parser.feed(block)
+    return parser.bodies
+
+
+def literal_markdown(tokenizer, ids) -> str:
+    """What the page must hand to Markdown for the tokens `ids` to show literally: each token
+    as the chips show it (␣ for a space, <0xE3> for a piece of a character), every ASCII
+    punctuation mark behind a backslash, CommonMark's escape (& < > " ' are HTML-escaped
+    instead). Written here apart from the app's own escaping, which it checks."""
+    from token_by_token.tokens import show_ids
+    return "".join("\\" + c if c in string.punctuation and c not in "&<>\"'" else c
+                   for c in "".join(show_ids(tokenizer, ids)))
+
+
+def page_text(at) -> str:
+    """Everything the page rendered as Markdown, the places where markup could come alive."""
+    parts = [e.value for e in [*at.markdown, *at.caption, *at.success, *at.info, *at.warning,
+                               *at.error]]
+    return "\n".join(parts)
+
+
+def expected_next_id(loaded, at) -> int:
+    """The sample, recomputed from the learner's choices with the lesson functions."""
+    from chapter1.filters import probabilities, warpers
+    from chapter1.logits import logits
+    from chapter1.sampling import random_stream, sample
+    from chapter1.tokenizer import tokenize
+    s = at.session_state
+    ids = (tokenize(loaded.tokenizer, s["text"]) + list(s["generated"]))[: loaded.max_tokens]
+    last = logits(loaded.model, ids)[-1]
+    probs = probabilities(last, warpers(s["temperature"], s["top_k"], s["top_p"], s["min_p"]))
+    return sample(probs, random_stream(s["seed"], len(ids), s["resamples"]))
+
+
+# --- what a session holds --------------------------------------------------------------
+
+SHARED_OBJECTS = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
+                  types.MethodType, torch.nn.Module)
+
+
+def held_tensors(root) -> list[torch.Tensor]:
+    """Every tensor reachable from `root` (a learner's session state), one per storage,
+    found by walking the objects themselves (gc referents), not any list the code keeps.
+    The walk stops at what is shared by the process: modules, classes, functions, the
+    model, the tokenizer."""
+    from transformers import PreTrainedTokenizerBase
+    seen, storages, tensors, todo = set(), set(), [], [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (*SHARED_OBJECTS, PreTrainedTokenizerBase)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            storage = obj.untyped_storage()
+            if storage.data_ptr() not in storages:
+                storages.add(storage.data_ptr())
+                tensors.append(obj)
+            continue
+        todo.extend(gc.get_referents(obj))
+    return tensors
+
+
+def held_bytes(root) -> int:
+    return sum(t.untyped_storage().nbytes() for t in held_tensors(root))
+
