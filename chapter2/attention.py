@@ -1,0 +1,190 @@
+"""Attention: each position takes a weighted mix of what earlier positions carry.
+
+The steps, in the order one layer runs them: project x into q, k, v per head; RMSNorm
+each head's q and k (QK-norm); turn q and k by their positions' angles (RoPE); let each
+query head read its group's key/value head (GQA); score q·kᵀ/√head_dim; mask the
+future; softmax; mix the values; merge the heads; project back (o_proj).
+"""
+
+import torch
+
+from chapter2.rmsnorm import norm
+
+
+def split_heads(t, head_dim):
+    """[positions, heads * head_dim] -> [heads, positions, head_dim]."""
+    return t.view(t.shape[0], -1, head_dim).transpose(0, 1)
+
+
+def project(layer, x):
+    """Three views of every position: a query, a key and a value.
+
+    q asks "what am I looking for?", k answers "what do I hold?", v is
+    what gets passed on. Each is cut into heads of head_dim numbers:
+    every head attends on its own. x is [positions, hidden].
+    """
+    attn = layer.self_attn
+    q = split_heads(attn.q_proj(x), attn.head_dim)  # [query heads, ...]
+    k = split_heads(attn.k_proj(x), attn.head_dim)  # [kv heads, ...]
+    v = split_heads(attn.v_proj(x), attn.head_dim)  # [kv heads, ...]
+    return q, k, v
+
+
+def qk_norm(layer, q, k):
+    """RMSNorm on each head's query and key (Qwen3's QK-norm).
+
+    Every head's head_dim numbers are normalised on their own, so q·k
+    can't grow huge and no single score swamps the softmax.
+    """
+    attn = layer.self_attn
+    return norm(attn.q_norm, q), norm(attn.k_norm, k)
+
+
+def rope_theta(config) -> float:
+    """RoPE's base: the larger, the slower the slowest pairs turn.
+
+    transformers 5 keeps it in config.rope_parameters; older configs
+    have config.rope_theta; 10,000 is the original paper's value.
+    """
+    params = getattr(config, "rope_parameters", None) or {}
+    return params.get("rope_theta", getattr(config, "rope_theta", 10_000.0))
+
+
+def rope_angles(positions, head_dim, theta):
+    """cos and sin of the angle by which each position turns each pair.
+
+    Pair i turns by position / theta^(2i / head_dim) radians: the
+    first pairs spin fast, the last barely move. Pair i is made of
+    coordinates i and i + head_dim/2. Both [positions, head_dim].
+    """
+    pairs = torch.arange(0, head_dim, 2).float() / head_dim
+    speeds = 1.0 / theta**pairs  # radians per position, one per pair
+    angles = torch.as_tensor(positions).float()[:, None] * speeds
+    angles = torch.cat([angles, angles], dim=-1)  # both halves of a pair
+    return angles.cos(), angles.sin()
+
+
+def rotate_half(x):
+    """[a, b] -> [-b, a]: each pair (a_i, b_i) turned by 90 degrees."""
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
+def rotate(x, cos, sin):
+    """Turn each pair of q's or k's numbers by its position's angle (RoPE).
+
+    After turning, the product q·k depends on how far apart two
+    positions are, not where they are: that is how attention sees
+    word order.
+    """
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+def kv_head_of(query_head, config):
+    """The key/value head that a query head reads (grouped-query attention).
+
+    Query heads come in groups of num_attention_heads //
+    num_key_value_heads; a group shares one key and one value head.
+    """
+    group = config.num_attention_heads // config.num_key_value_heads
+    return query_head // group
+
+
+def share_kv(t, query_heads):
+    """Repeat each key/value head for every query head of its group.
+
+    Fewer k and v heads than q heads (GQA): a smaller KV cache. After
+    this step, head h of q meets head kv_head_of(h) of k and v.
+    """
+    return t.repeat_interleave(query_heads // t.shape[0], dim=0)
+
+
+def scores(q, k):
+    """How well each query matches each key: q·kᵀ / √head_dim.
+
+    Row i, column j: how much position i wants what position j holds.
+    Dividing by √head_dim keeps the scores in a range softmax likes.
+    """
+    return q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+
+
+def causal_mask(scores):
+    """No peeking ahead: scores above the diagonal become -inf.
+
+    Position i may read positions 0..i only; softmax turns -inf into
+    exactly 0.
+    """
+    n = scores.shape[-1]
+    future = torch.ones(n, n, dtype=torch.bool).triu(diagonal=1)
+    return scores.masked_fill(future, float("-inf"))
+
+
+def softmax(scores):
+    """Each row of scores -> weights that are >= 0 and sum to 1.
+
+    Computed in float32, as the library does, even for a bfloat16
+    model.
+    """
+    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+
+
+def attend(weights, v):
+    """Each position's output: the values mixed by its weights.
+
+    [heads, positions, positions] @ [heads, positions, head_dim].
+    """
+    return weights.to(v.dtype) @ v
+
+
+def merge_heads(out):
+    """[heads, positions, head_dim] -> [positions, heads * head_dim]."""
+    return out.transpose(0, 1).reshape(out.shape[1], -1)
+
+
+def qkv(layer, x, cos, sin):
+    """q, k, v of one layer, ready to meet: normed, turned, shared.
+
+    x is the layer's normalised input, [positions, hidden]; all three
+    come out [query heads, positions, head_dim].
+    """
+    q, k, v = project(layer, x)
+    q, k = qk_norm(layer, q, k)
+    q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+    k, v = share_kv(k, len(q)), share_kv(v, len(q))
+    return q, k, v
+
+
+def attention(layer, x, cos, sin):
+    """One layer's attention, by hand: [positions, hidden] in and out.
+
+    Every position mixes the values of the positions it may see, one
+    mix per head; o_proj turns the heads' results back into hidden.
+    """
+    q, k, v = qkv(layer, x, cos, sin)
+    weights = softmax(causal_mask(scores(q, k)))
+    out = attend(weights, v)  # [heads, positions, head_dim]
+    return layer.self_attn.o_proj(merge_heads(out))
+
+
+def angles(model, n):
+    """cos and sin for positions 0..n-1, with the model's head_dim and theta."""
+    head_dim = model.model.layers[0].self_attn.head_dim
+    return rope_angles(torch.arange(n), head_dim, rope_theta(model.config))
+
+
+def attention_weights(model, ids, layer):
+    """Who looks at whom in one layer: [query heads, positions, positions].
+
+    Row i of head h: how position i spreads its attention over
+    positions 0..i (zero above the diagonal; each row sums to 1). The
+    model's fast attention never writes these down, so they are
+    recomputed from what that layer reads in the model's own forward.
+    """
+    block = model.model.layers[layer]
+    layer %= len(model.model.layers)  # -1: the last layer
+    with torch.inference_mode():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+        x = out.hidden_states[layer][0]  # what the layer reads
+        x = norm(block.input_layernorm, x)
+        q, k, _ = qkv(block, x, *angles(model, len(ids)))
+        return softmax(causal_mask(scores(q, k)))
