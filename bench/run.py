@@ -217,9 +217,11 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     from chapter1.filters import Watched, bars_table, probabilities, survivors, warpers
     from chapter1.logits import heatmap_table
     from chapter1.pipeline import advance
+    from chapter1.sampling import random_stream, sample
     from token_by_token import charts
     from token_by_token.memo import Memo
     from token_by_token.tokens import chip_html, spans
+    from token_by_token.trace import traced
     ids = tokenizer.encode(text_of(tokenizer, 150), add_special_tokens=False)
     forward = advance(loaded.model, ids, Memo())
     chain = [Watched(w) for w in warpers(0.7, 20, 0.8, 0.0)]
@@ -235,8 +237,21 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
         "token chips (150 tokens), cached HTML": lambda: "".join(
             chip_html(*chip) for chip in spans(tokenizer, ids)),
     }
-    return [f"Render cost, {name}: {median_time(fn, reps) * 1000:,.1f} ms."
-            for name, fn in parts.items()]
+
+    def lessons(trace):  # the lesson calls a slider rerun makes, as view() makes them
+        run = (lambda fn, *a: traced(fn, *a)[1].code) if trace else (lambda fn, *a: fn(*a))
+        run(warpers, 0.7, 20, 0.8, 0.0)
+        run(probabilities, forward.last, chain)
+        run(random_stream, 42, len(ids), 0)
+        run(sample, probs, random_stream(42, len(ids), 0))
+    plain = median_time(lambda: lessons(False), reps * 4)
+    live = median_time(lambda: lessons(True), reps * 4)
+    notes = [f"Live values beside the code (issue: ≤ 2 ms per rerun): the four lessons a "
+             f"slider rerun calls, traced and written out with their values, {live * 1000:,.1f}"
+             f" ms against {plain * 1000:,.1f} ms untraced: {(live - plain) * 1000:,.1f} ms "
+             "more per rerun."]
+    return notes + [f"Render cost, {name}: {median_time(fn, reps) * 1000:,.1f} ms."
+                    for name, fn in parts.items()]
 
 
 # Peak RSS of the process itself: VmHWM starts afresh at exec (ru_maxrss would inherit the

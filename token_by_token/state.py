@@ -1,6 +1,8 @@
-"""The learner's choices: session-state keys, defaults and share-link query params, in one place.
+"""The learner's choices, in one place: session-state keys and defaults, each slider with its
+label and range, the share link, and the callbacks that change choices.
 
-Everything else on a page is derived from these (DESIGN.md: derive, don't store).
+Everything else on a page is derived from these (DESIGN.md: derive, don't store); the values
+derived from them that a rerun keeps live in the learner's Memo (token_by_token/memo.py).
 """
 
 import math

@@ -16,8 +16,8 @@ from functools import cache, cached_property
 
 import torch
 
-WIDTH = 72  # characters of one value description at most
-LINE = 84  # a line of values longer than this puts each value on its own line
+WIDTH = 64  # characters of one value description at most
+LINE = 86  # a line of values longer than this puts each value on its own line (and is cut)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,8 @@ def describe_object(value) -> str:
     if hasattr(value, "layers") and hasattr(value, "get_seq_length"):  # a KV cache
         return f"{name}({len(value.layers)} layers, {value.get_seq_length():,} positions)"
     if hasattr(value, "logits") and isinstance(value.logits, torch.Tensor):  # model output
-        return f"{name}(logits={describe_tensor(value.logits)})"
+        shape = "×".join(f"{s:,}" for s in value.logits.shape)
+        return f"{name}(logits=[{shape}] {str(value.logits.dtype).removeprefix('torch.')})"
     if hasattr(value, "__dict__") and not isinstance(value, torch.nn.Module):
         for key, setting in vars(value).items():  # its first number: what it is set to
             if isinstance(setting, (int, float)) and not key.startswith("_"):
@@ -157,8 +158,8 @@ def describe_object(value) -> str:
     return name
 
 
-def shorten(text: str) -> str:
-    return text if len(text) <= WIDTH else text[: WIDTH - 1] + "…"
+def shorten(text: str, width: int = WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @cache
@@ -190,7 +191,7 @@ def with_values(trace: Trace) -> str:
             mark = f"[{number}] " if len(runs) > 1 else ""
             shown = [f"{name} = {text}" for name, text in run]
             if len(indent) + len(", ".join(shown)) > LINE:  # one value per line
-                out.extend(f"{indent}# → {mark}{one}" for one in shown)
+                out.extend(shorten(f"{indent}# → {mark}{one}", LINE) for one in shown)
             else:
                 out.append(f"{indent}# → {mark}{', '.join(shown)}")
         if line.lstrip().startswith("return ") and trace.returned:
