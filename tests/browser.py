@@ -17,6 +17,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+SERVERS: dict[str, subprocess.Popen] = {}  # base URL -> its running streamlit process
 
 
 def free_port() -> int:
@@ -26,17 +27,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(model_dir: Path | None, timeout: float = 120, **extra_env):
-    """`streamlit run main.py` on a free local port; yields its base URL. model_dir None:
-    TOKEN_BY_TOKEN_MODEL unset (the app's default model)."""
+def streamlit_server(model_dir: Path | None, timeout: float = 120, script: Path | None = None,
+                     **extra_env):
+    """`streamlit run main.py` (or `script`) on a free local port; yields its base URL.
+    model_dir None: TOKEN_BY_TOKEN_MODEL unset (the app's default model)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TOKEN_BY_TOKEN_MODEL"}
     env.update(extra_env)
     if model_dir is not None:
         env["TOKEN_BY_TOKEN_MODEL"] = str(model_dir)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / f"streamlit-{port}.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "main.py"),
+        [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "main.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -52,8 +55,10 @@ def streamlit_server(model_dir: Path | None, timeout: float = 120, **extra_env):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not start: see {log.name}") from None
                 time.sleep(0.3)
+        SERVERS[url] = server
         yield url
     finally:
+        SERVERS.pop(url, None)
         server.terminate()
         server.wait(timeout=20)
         log.close()

@@ -1,0 +1,297 @@
+"""What the learner feels: the app in Chromium against a floor page with the same controls.
+
+`uv run python bench/browser.py [--smoke] [--model pocket|qwen3] [--reps 8]`
+
+Both pages are served by `streamlit run` (the app's main.py, and bench/floor.py: the same
+sidebar widgets and nothing else) and driven by one Chromium, alternately, in one run. Each
+interaction is timed inside the page (performance.now()): from the input event (key press,
+pointer down, navigation) until the expected new content is in the DOM. Beside it, the split:
+  server  from the first to the last websocket message the interaction brought
+  messages, KB  how many messages and bytes the server sent
+  browser from the last message until the DOM stopped changing (its last mutation)
+The Generate rows also give a bare transformers cached step, timed in this process's long-lived
+main thread (how a learner's own script would run it), and the step time the page reports.
+Results go to bench/RESULTS.md's browser section (see bench/run.py), or stdout with --smoke.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from browser import IDLE, SERVERS, chromium, streamlit_server  # noqa: E402
+
+FLOOR = ROOT / "bench" / "floor.py"
+
+# Installed before any page script: notes every websocket message (arrival time, bytes) and
+# the time of the last DOM change, and resolves the moment a watched pattern appears.
+PROBE = """
+((start, pattern) => {
+  const b = window.__bench = {messages: [], lastMutation: 0, start, seen: null, mark: 0,
+                              pattern: pattern === null ? null : new RegExp(pattern)};
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => b.messages.push(
+        [performance.now(), e.data.byteLength ?? e.data.size ?? e.data.length]));
+    }
+  };
+  const check = (node) => {
+    const el = node.nodeType === 3 ? node.parentElement : node;
+    const block = el && (el.closest?.('[data-testid="stMarkdownContainer"], h1, h2, h3') ?? el);
+    return block && b.pattern.test(block.textContent);
+  };
+  new MutationObserver((records) => {
+    const now = performance.now();
+    b.lastMutation = now;
+    if (b.pattern && b.seen === null && records.some((r) => check(r.target))) b.seen = now;
+  }).observe(document, {subtree: true, childList: true, characterData: true});
+  for (const kind of ["keydown", "pointerdown"]) {
+    document.addEventListener(kind, () => { if (b.start === null) b.start = performance.now(); },
+                              true);
+  }
+})(START, PATTERN);
+"""
+
+
+def probe(pattern: str | None = None) -> str:
+    """The probe; with a pattern, timing starts at navigation (a first load)."""
+    return (PROBE.replace("START", "null" if pattern is None else "0")
+            .replace("PATTERN", "null" if pattern is None else json.dumps(pattern)))
+
+
+def text_of(tokenizer, n: int) -> str:
+    words = ("The quick brown fox jumps over the lazy dog while the model counts every token "
+             "it reads, one position at a time, and predicts the next. ") * (n // 8 + 4)
+    return tokenizer.decode(tokenizer.encode(words, add_special_tokens=False)[:n])
+
+
+def arm(page, pattern: str) -> None:
+    """Watch for `pattern` (a regular expression) from the next input event on."""
+    page.evaluate("""(source) => { const b = window.__bench;
+        b.start = null; b.seen = null; b.pattern = new RegExp(source);
+        b.mark = b.messages.length; }""", pattern)
+
+
+def settle(page, quiet_ms: int = 400) -> dict:
+    """Wait until the pattern was seen, the app is idle and the DOM has been quiet; then the
+    interaction's figures (seconds and counts)."""
+    page.wait_for_function("window.__bench.seen !== null", timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    page.wait_for_function(
+        f"performance.now() - window.__bench.lastMutation > {quiet_ms}", timeout=120_000,
+        polling=50)
+    b = page.evaluate("""() => { const b = window.__bench;
+        return {start: b.start, seen: b.seen, last: b.lastMutation,
+                messages: b.messages.slice(b.mark)}; }""")
+    messages = [m for m in b["messages"] if m[0] >= b["start"]]
+    first = messages[0][0] if messages else b["seen"]
+    final = messages[-1][0] if messages else b["seen"]
+    return {"latency": (b["seen"] - b["start"]) / 1000,
+            "server": (final - first) / 1000,
+            "messages": len(messages),
+            "kb": sum(m[1] for m in messages) / 1000,
+            "browser": max(b["last"] - final, 0) / 1000}
+
+
+def first_load(browser, url: str, pattern: str) -> dict:
+    """A new learner opens the page: navigation start to `pattern` in the page."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(probe(pattern))
+    page.goto(url)
+    figures = settle(page)
+    page.close()
+    return figures
+
+
+def open_page(browser, url: str, wait: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(probe())
+    page.goto(url)
+    page.wait_for_selector(f"text={wait}", timeout=120_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    return page
+
+
+def slider_move(page, value_after: str):
+    slider = page.locator('[data-testid="stSlider"]', has_text="Temperature").get_by_role("slider")
+    slider.focus()
+    arm(page, rf"temperature = {re.escape(value_after)}\b")
+    page.keyboard.press("ArrowRight" if value_after == "0.75" else "ArrowLeft")
+    return settle(page)
+
+
+def seed_step(page, pattern: str, up: bool):
+    arm(page, pattern)
+    page.get_by_test_id("stNumberInputStepUp" if up else "stNumberInputStepDown").click()
+    return settle(page)
+
+
+def click(page, name: str, pattern: str):
+    arm(page, pattern)
+    page.get_by_role("button", name=name).click()
+    return settle(page)
+
+
+def toggle_autoregression(page):
+    page.get_by_test_id("stCheckbox").get_by_text("Autoregressive mode").click()
+    page.get_by_role("button", name="Generate next token").wait_for(timeout=60_000)
+    page.wait_for_selector(IDLE, timeout=120_000)
+
+
+def bare_step_seconds(model_dir: Path, n: int, reps: int) -> float:
+    """One cached step at n tokens, in this process's main thread, the way a learner's own
+    script would run it (one long-lived thread)."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    ids = torch.arange(10, 10 + n)[None] % model.config.vocab_size
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(ids[:, :-1], cache=cache)
+        times = []
+        for _ in range(reps + 2):
+            start = time.perf_counter()
+            model(ids[:, -1:], cache=cache)
+            times.append(time.perf_counter() - start)
+            cache.crop(-1)
+    return statistics.median(times[2:])
+
+
+def idle_cpu(url: str, seconds: float = 5) -> float:
+    """The server's CPU use with a page open and nothing happening, in % of one core."""
+    pid = SERVERS[url].pid
+
+    def ticks():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    before = ticks()
+    time.sleep(seconds)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds * 100
+
+
+def measure(model_dir: Path, reps: int) -> tuple[list, list]:
+    """Rows (interaction, app figures, floor figures) and notes, medians of `reps`."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows, notes = [], []
+    env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir)}
+    with streamlit_server(model_dir, **env) as app, \
+            streamlit_server(model_dir, script=FLOOR, **env) as floor, chromium() as browser:
+        # the very first page of a fresh server loads the model too
+        cold = first_load(browser, app, r"Conclusion")
+        notes.append(f"First page of a fresh server (model loading included): "
+                     f"{cold['latency']:.2f} s.")
+        loads = {"app": [], "floor": []}
+        for _ in range(reps):
+            loads["app"].append(first_load(browser, app, r"Conclusion"))
+            loads["floor"].append(first_load(browser, floor, r"generated so far"))
+        rows.append(("first load of Chapter 1 (server up, model loaded)", *loads.values()))
+
+        pages = {"app": open_page(browser, app, "Conclusion"),
+                 "floor": open_page(browser, floor, "Floor page")}
+        time.sleep(2)
+        notes.append(f"Idle server CPU with a page open: app {idle_cpu(app):.1f} %, floor "
+                     f"{idle_cpu(floor):.1f} % of a core.")
+        figures = {name: {"slider": [], "seed": [], "resample": []} for name in pages}
+        for rep in range(reps):
+            for name, page in pages.items():
+                value = "0.75" if rep % 2 == 0 else "0.7"
+                figures[name]["slider"].append(slider_move(page, value))
+                seed = 43 if rep % 2 == 0 else 42
+                pattern = rf"With seed {seed}\b" if name == "app" else rf"seed = {seed}\b"
+                figures[name]["seed"].append(seed_step(page, pattern, up=rep % 2 == 0))
+                pattern = (rf"resample count {rep + 1}\b" if name == "app"
+                           else rf"resamples = {rep + 1}\b")
+                figures[name]["resample"].append(click(page, "Resample", pattern))
+        for kind, label in [("slider", "Temperature slider: key press"),
+                            ("seed", "Seed +/−"), ("resample", "Resample")]:
+            rows.append((label, figures["app"][kind], figures["floor"][kind]))
+        for page in pages.values():
+            page.close()
+
+        for n in (10, 500):
+            query = f"/?text={quote(text_of(tokenizer, n))}"
+            pages = {"app": open_page(browser, app + query, "Conclusion"),
+                     "floor": open_page(browser, floor + query, "Floor page")}
+            clicks = {"app": [], "floor": []}
+            reported = []
+            for page in pages.values():
+                toggle_autoregression(page)
+            for rep in range(reps):
+                for name, page in pages.items():
+                    clicks[name].append(click(page, "Generate next token",
+                                              rf"(^|\D){rep + 1} generated so far"))
+                caption = pages["app"].get_by_text("The last forward ran").inner_text()
+                reported.append(float(re.search(r"in ([\d.,]+) ms", caption)[1]
+                                      .replace(",", "")) / 1000)
+            bare = bare_step_seconds(model_dir, n, reps)
+            rows.append((f"Generate next token at {n} tokens", clicks["app"], clicks["floor"],
+                         bare, statistics.median(reported)))
+            for page in pages.values():
+                page.close()
+    return rows, notes
+
+
+COLUMNS = ["latency", "server", "messages", "kb", "browser"]
+
+
+def table(rows, notes, title: str) -> str:
+    lines = [f"### {title}", "",
+             "| Interaction | App | Floor | Ratio | App: server · messages · KB · browser "
+             "| Floor: server · messages · KB · browser |",
+             "|---|---|---|---|---|---|"]
+    for label, app, floor, *step in rows:
+        a = {k: statistics.median(f[k] for f in app) for k in COLUMNS}
+        f = {k: statistics.median(x[k] for x in floor) for k in COLUMNS}
+        split = "{server:.3f} s · {messages:.0f} · {kb:.1f} · {browser:.3f} s"
+        lines.append(f"| {label} | {a['latency']:.3f} s | {f['latency']:.3f} s | "
+                     f"{a['latency'] / f['latency']:.1f}× | {split.format(**a)} | "
+                     f"{split.format(**f)} |")
+        if step:
+            bare, reported = step
+            lines.append(f"| ↳ bare cached step (long-lived thread) / the page's own step | "
+                         f"{bare:.3f} s | | | page reports {reported:.3f} s | |")
+    lines += ["", *[f"- {note}" for note in notes], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 1 repetition")
+    parser.add_argument("--model", choices=["pocket", "qwen3"], default="pocket")
+    parser.add_argument("--reps", type=int, default=8)
+    args = parser.parse_args()
+    print(run(args.model, 1 if args.smoke else args.reps, args.smoke))
+
+
+def run(model: str, reps: int, smoke: bool = False) -> str:
+    """The browser table for `model` ("pocket" or "qwen3", the Qwen3-0.6B shape)."""
+    import tiny_model
+    if smoke:
+        model_dir, title = ROOT / "bench" / ".tiny-model", "Browser (smoke run, tiny model)"
+        if not (model_dir / "config.json").exists():
+            tiny_model.build(model_dir)
+    elif model == "pocket":
+        from token_by_token.model import POCKET_DIR
+        model_dir, title = POCKET_DIR, "Browser, pocket model"
+    else:
+        model_dir = ROOT / "bench" / ".qwen3-0.6b-model"
+        title = "Browser, Qwen3-0.6B shape (random weights, bf16)"
+        if not (model_dir / "config.json").exists():
+            tiny_model.build(model_dir, "qwen3-0.6b")
+    rows, notes = measure(model_dir, reps)
+    return table(rows, notes, f"{title}: Chromium 1400 × 1000, medians of {reps}")
+
+
+if __name__ == "__main__":
+    main()
