@@ -40,34 +40,52 @@ with st.sidebar:
                       "Autoregressive mode is on.")
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
-    if s["autoregressive"]:
-        st.button("Generate next token", key="generate", type="primary",
-                  on_click=pipeline.generate_next, args=(loaded,),
-                  disabled=pipeline.sequence(loaded, s).stop is not None,
-                  help="Append the sampled token and run one cached forward step.")
-    st.subheader("Sampling")
-    for key in state.SLIDERS:
-        state.slider(key)
-    st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
-    state.seed_input()
-    st.button("Resample", key="resample", on_click=state.resample,
-              help="Draw again from the same probabilities.")
 
-current = pipeline.view(loaded, s)
-state.write_share_link()
-if s["autoregressive"]:
-    with st.sidebar:  # the step has run: the next click may come (token_by_token/clicks.py)
-        one_at_a_time("generate", "Running the model for this token…")
+
+@st.fragment
+def stepping() -> bool:
+    """Sections 2–5 and Generate: a Generate click reruns only this part of the page."""
+    if s["autoregressive"]:
+        st.sidebar.button("Generate next token", key="generate", type="primary",
+                          on_click=pipeline.generate_next, args=(loaded,),
+                          disabled=pipeline.sequence(loaded, s).stop is not None,
+                          help="Append the sampled token and run one cached forward step.")
+    current = pipeline.view(loaded, s)  # the model runs here, when the ids changed
+    drawn = sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(1, 2))
+    sampling(drawn)
+    if s["autoregressive"]:  # the step has run: the next click may come (clicks.py)
+        with st.sidebar:
+            one_at_a_time("generate", "Running the model for this token…")
+    return drawn
+
+
+@st.fragment
+def sampling(with_sections: bool) -> None:
+    """Sections 3–5 and the sampling controls: a slider, the seed or Resample rerun only
+    this part of the page, and never the model."""
+    with st.sidebar:
+        st.subheader("Sampling")
+        for key in state.SLIDERS:
+            state.slider(key)
+        st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
+        state.seed_input()
+        st.button("Resample", key="resample", on_click=state.resample,
+                  help="Draw again from the same probabilities.")
+    state.write_share_link()
+    if with_sections:
+        sections.draw("Chapter 1", SECTIONS, loaded, pipeline.view(loaded, s),
+                      part=slice(2, None))
+
 
 st.markdown("The whole chapter in one function, calling each section's lesson in order; "
             "the sections below take it apart:")
 sections.lesson(pipeline.generate)
-sections.draw("Chapter 1", SECTIONS, loaded, current)
-
-st.header("Conclusion")
-st.markdown(
-    "That is the whole of text generation: **tokenize** once, then loop **logits → filters "
-    "and softmax → sample → append**. Everything a chat model writes comes out of this "
-    "loop, one token at a time. What happens *inside* `model(...)`, the box this chapter "
-    "treated as a function, is Chapter 2."
-)
+sections.draw("Chapter 1", SECTIONS, loaded, pipeline.text_view(loaded, s), part=slice(0, 1))
+if stepping():
+    st.header("Conclusion")
+    st.markdown(
+        "That is the whole of text generation: **tokenize** once, then loop **logits → "
+        "filters and softmax → sample → append**. Everything a chat model writes comes out "
+        "of this loop, one token at a time. What happens *inside* `model(...)`, the box this "
+        "chapter treated as a function, is Chapter 2."
+    )

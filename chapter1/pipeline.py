@@ -174,16 +174,22 @@ CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed"
 VIEW: Slot[View] = Slot("chapter1.view")
 
 
+def text_view(loaded, state) -> View:
+    """What the page shows before the model runs: the choices and the token sequence."""
+    seq = sequence(loaded, state)
+    return View(state["text"], seq, list(state["generated"]), state["seed"],
+                state["resamples"], state["autoregressive"], list(state["previous_ids"]),
+                traces={"tokenize": seq.tokenize})
+
+
 def view(loaded, state) -> View:
     """Everything the page shows, from the learner's choices in `state` (a mapping)."""
     memo = memo_of(state).for_model(loaded.model_id)
     key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
     if (same := memo.get(VIEW, key)) is not None:
         return same
-    seq = sequence(loaded, state)
-    choices = View(state["text"], seq, list(state["generated"]), state["seed"],
-                   state["resamples"], state["autoregressive"], list(state["previous_ids"]),
-                   traces={"tokenize": seq.tokenize})
+    choices = text_view(loaded, state)
+    seq = choices.sequence
     if not seq.ids:
         return choices
     forward = advance(loaded.model, seq.ids, memo)

@@ -5,7 +5,8 @@ Pair Encoding"), its lesson function(s), and `render(loaded, view) -> str`, whic
 section's body and returns its one-line summary. The scaffold draws the rest: the numbered
 header with its anchor (the module's name), the summary box, the progress bar, and the links
 in the sidebar. A section that can be read before the learner has typed anything (the
-tokenizer) says NEEDS_IDS = False.
+tokenizer) says NEEDS_IDS = False. A page may draw its sections in parts (each part in its
+own st.fragment, so a control reruns only the sections that depend on it).
 """
 
 import streamlit as st
@@ -23,18 +24,21 @@ def links(modules) -> str:
                       for number, module in enumerate(modules, start=1))
 
 
-def draw(chapter: str, modules, loaded, view) -> None:
-    """Every section of the chapter, in order. Stops the page at the first section that
-    needs token ids when there are none."""
-    for number, module in enumerate(modules, start=1):
+def draw(chapter: str, modules, loaded, view, part: slice = slice(None)) -> bool:
+    """The chapter's sections in order (or the `part` of them a fragment of the page draws),
+    numbered in the whole chapter. Returns False, after saying why, at the first section
+    that needs token ids when there are none: the sections after it can't be drawn."""
+    numbered = list(enumerate(modules, start=1))[part]
+    for number, module in numbered:
         if not view.ids and getattr(module, "NEEDS_IDS", True):
             st.info("Type some text in the sidebar: the model needs at least one token.")
-            st.stop()
+            return False
         st.header(f"{number}. {module.TITLE}", anchor=anchor(module))
         summary = module.render(loaded, view)
         st.success(f"**Summary.** {summary}")
         st.progress(number / len(modules),
                     text=f"{chapter} · section {number} of {len(modules)}")
+    return True
 
 
 def lesson(*parts: Trace | object, note: str | None = None) -> None:
