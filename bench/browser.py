@@ -271,7 +271,21 @@ def main() -> None:
     parser.add_argument("--model", choices=["pocket", "qwen3"], default="pocket")
     parser.add_argument("--reps", type=int, default=8)
     args = parser.parse_args()
-    print(run(args.model, 1 if args.smoke else args.reps, args.smoke))
+    text = run(args.model, 1 if args.smoke else args.reps, args.smoke)
+    print(text)
+    if not args.smoke:
+        write_section(ROOT / "bench" / "RESULTS.md", text)
+
+
+def write_section(path: Path, text: str) -> None:
+    """Put this table in RESULTS.md in place of the last run's for the same model (the other
+    sections, bench/run.py's among them, stay as they are)."""
+    heading = text.splitlines()[0].split(":")[0]  # "### Browser, pocket model"
+    old = path.read_text() if path.exists() else ""
+    parts = re.split(r"(?m)^(?=### )", old)
+    kept = [p for p in parts if not p.startswith(heading)]
+    path.write_text("".join(kept).rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n")
+    print(f"wrote {path}")
 
 
 def run(model: str, reps: int, smoke: bool = False) -> str:

@@ -9,6 +9,7 @@ so CI checks the benchmark still runs (not its timings).
 import argparse
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -327,7 +328,10 @@ def write(out: Path, rows, notes, smoke: bool, model_dir: Path) -> None:
         lines.append(f"| {key} | {what} | {value:,.3f}{unit} | {other} | {base:,.3f}{unit} "
                      f"| {ratio:.2f} | {target} |")
     lines += ["", *[f"- {note}" for note in notes], ""]
-    out.write_text("\n".join(lines))
+    # keep the browser tables (bench/browser.py writes them, each under its own "### " heading)
+    browser = re.findall(r"(?ms)^### Browser.*?(?=^### |\Z)", out.read_text()) \
+        if out.exists() else []
+    out.write_text("\n".join(lines) + "".join(f"\n{table.rstrip()}\n" for table in browser))
     print("\n".join(lines))
     print(f"wrote {out}")
 

@@ -20,3 +20,15 @@ def test_benchmark_smoke_mode_measures_every_row(tmp_path):
     assert "Forwards per slider change: 0." in table
     assert "Forwards per resample: 0." in table
     assert "Forwards per Generate click: 1." in table
+
+
+def test_browser_benchmark_smoke_mode_measures_every_row():
+    """Chromium against the floor page, one repetition on the tiny model (timings unchecked)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "browser.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ["| first load of Chapter 1", "| Temperature slider: key press", "| Seed +/−",
+                "| Resample", "| Generate next token at 10 tokens",
+                "| Generate next token at 500 tokens", "bare cached step"]:
+        assert row in result.stdout, row
+    assert "Idle server CPU with a page open: app" in result.stdout
