@@ -220,7 +220,8 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             page.close()
 
         for n in (10, 500):
-            query = f"/?text={quote(text_of(tokenizer, n))}"
+            # greedy (top_k=1): an end-of-text token would stop generation within the reps
+            query = f"/?text={quote(text_of(tokenizer, n))}&top_k=1"
             pages = {"app": open_page(browser, app + query, "Conclusion"),
                      "floor": open_page(browser, floor + query, "Floor page")}
             clicks = {"app": [], "floor": []}
