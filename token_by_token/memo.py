@@ -52,9 +52,6 @@ class Memo:
             self.model_id, self._slots = model_id, {}
         return self
 
-    def values(self) -> list:
-        return [value for _, value in self._slots.values()]
-
 
 def memo_of(state) -> Memo:
     """The learner's Memo in their session state (a mapping), made on first use."""
