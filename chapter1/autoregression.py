@@ -1,10 +1,23 @@
 """Section 5 — Autoregression: append the sampled id and run the model again, one token."""
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from chapter1.logits import logits
 from token_by_token.sections import lesson
-from token_by_token.tokens import annotated, markdown_literal, show, spans, tail_chips
+from token_by_token.tokens import (
+    NOT_A_CHARACTER,
+    annotated,
+    counted,
+    markdown_literal,
+    readable,
+    show,
+    show_bytes,
+    spans,
+    tail_chips,
+    token_bytes,
+)
 
 TITLE = "Autoregression — append, and go again"
 
@@ -24,6 +37,25 @@ def cache_shape(cache) -> tuple[int, int, int, int]:
     """(layers, KV heads, positions, head dim) of a DynamicCache."""
     keys = cache.layers[0].keys  # [batch, kv heads, positions, head dim]
     return len(cache.layers), keys.shape[1], keys.shape[2], keys.shape[3]
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """Ids as text for the text box, and what a text box can't hold: it holds characters,
+    and ids are bytes (a character can be cut between tokens) or have no text at all."""
+    text: str
+    unknown: list[int]   # ids the tokenizer has no token for (rows only the model has)
+    dropped: bytes       # bytes that are not whole characters, left out
+    unfinished: bool     # the dropped bytes end the text: a character the model didn't finish
+
+
+def hand_back(tokenizer, ids) -> HandBack:
+    data = b"".join(token_bytes(tokenizer, int(i)) or b"" for i in ids)
+    unknown = [int(i) for i in ids if token_bytes(tokenizer, int(i)) is None]
+    chars = data.decode("utf-8", errors="surrogateescape")
+    return HandBack(NOT_A_CHARACTER.sub("", chars), unknown,
+                    bytes(ord(c) - 0xDC00 for c in NOT_A_CHARACTER.findall(chars)),
+                    NOT_A_CHARACTER.fullmatch(chars[-1:]) is not None)
 
 
 def render(loaded, view) -> str:
@@ -51,44 +83,72 @@ def render(loaded, view) -> str:
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
 
-    if not view.autoregressive:
+    at_cap = f"{loaded.max_tokens:,} tokens, this app's context cap"
+    if view.stop == "cap" and not generated:
+        st.info(f"Your text fills {at_cap} (Section 1): there is no room to append a token.")
+    elif not view.autoregressive:
         st.info("Switch on **Autoregressive mode** in the sidebar, then press **Generate next "
                 "token** to append the sampled token and step the model.")
+    if not view.autoregressive:
         render_retokenized(tokenizer, ids, view.previous_ids)
     if generated:
-        st.markdown(f"**{len(generated)} generated so far** (your text in pastel, generated "
-                    "tokens in blue, the token sampled next in navy):")
+        st.markdown(f"**{counted(len(generated), 'token')} generated so far** (your text in "
+                    "pastel, generated tokens in blue, the token sampled next in navy):")
     tail_chips(tokenizer, [*ids, view.next_id], highlight=len(ids),
                generated_from=len(ids) - len(generated))
     if generated:
-        st.code(f"generated = {generated}\n"
-                f"text = {loaded.tokenizer.decode(generated)!r}", language="python",
-                wrap_lines=True)
+        st.code(f"generated = {generated}\ntext = {readable(tokenizer, generated)!r}",
+                language="python", wrap_lines=True)
+        back = hand_back(tokenizer, generated)
+        if back.unfinished:
+            st.caption(f"{show_bytes(back.dropped)} at the end: the first bytes of a character "
+                       "the model has not finished writing (one character can take several "
+                       "tokens).")
     if view.stop == "eos":
         st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
                    "end-of-text token: it considers the text finished. Generation stops here. "
                    "Edit the text (switch Autoregressive mode off) to start again.")
-    elif view.stop == "cap":
-        st.warning(f"The sequence reached {loaded.max_tokens:,} tokens, this app's context "
-                   "cap, so generation stops here.")
+    elif view.stop == "cap" and generated:
+        st.warning(f"The sequence reached {at_cap}, so generation stops here.")
     return ("Generation is a loop: ids → logits → probabilities → sampled id → append. With "
             "the KV cache, each turn costs one token of model time.")
 
 
 def render_retokenized(tokenizer, ids, previous_ids) -> None:
-    """After generation: does the text, tokenized again, give back the generated ids?"""
+    """After generation: does the text, tokenized again, give back the generated ids? If not,
+    say why, from what really happened: ids with no text, bytes that are not whole
+    characters, the tokenizer's normalizer, or another spelling of the same text."""
     if not previous_ids:
         return
     if list(previous_ids) == list(ids):
         st.markdown("Your generated text, tokenized again, gives back exactly the generated "
-                    f"ids ({len(ids):,} tokens).")
+                    f"ids ({counted(len(ids), 'token')}).")
         return
+    back = hand_back(tokenizer, previous_ids)
+    causes = []
+    if back.unknown:
+        causes.append(
+            f"{counted(len(back.unknown), 'generated id')} ({', '.join(map(str, back.unknown))})"
+            " the tokenizer has no token for: the model's tables have rows beyond the "
+            "vocabulary, and such an id has no text, so it was left out")
+    if back.dropped:
+        where = ("at the end, the first bytes of a character the model had not finished"
+                 if back.unfinished else "that are not whole characters")
+        causes.append(f"{counted(len(back.dropped), 'byte')} {where} "
+                      f"({show_bytes(back.dropped)}) were left out: a text box holds "
+                      "characters, not bytes")
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    if normalizer is not None and normalizer.normalize_str(back.text) != back.text:
+        causes.append("the tokenizer normalizes the text before splitting it (Section 1), "
+                      "so some characters are read with other bytes than were generated")
+    elif not back.dropped and [i for i in previous_ids if i not in back.unknown] != list(ids):
+        causes.append("the same text can be spelled in tokens in more than one way, and the "
+                      "model chose a spelling the tokenizer would not")
     st.warning(
         "Your generated text, tokenized again, gives **different ids** than the ones that "
-        f"were generated ({len(ids):,} instead of {len(previous_ids):,}). The same text can "
-        "be spelled in tokens in more than one way, and the model happened to choose a "
-        "spelling the tokenizer would not. This is why generation appends ids and never "
-        "re-tokenizes its own output."
+        f"were generated ({len(ids):,} instead of {len(previous_ids):,}): "
+        + "; ".join(causes) + ". This is why generation appends ids and never re-tokenizes "
+        "its own output."
     )
     st.markdown("Generated ids:")
     annotated(spans(tokenizer, previous_ids))

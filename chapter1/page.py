@@ -71,7 +71,8 @@ def sampling(with_sections: bool) -> None:
         state.seed_input()
         st.button("Resample", key="resample", on_click=state.resample,
                   help="Draw again from the same probabilities.")
-    state.write_share_link()
+    if note := state.write_share_link(loaded):
+        st.sidebar.caption(note)
     if with_sections:
         sections.draw("Chapter 1", SECTIONS, loaded, pipeline.view(loaded, s),
                       part=slice(2, None))

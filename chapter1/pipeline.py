@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 from transformers import DynamicCache
 
-from chapter1.autoregression import step
+from chapter1.autoregression import hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
 from chapter1.sampling import random_stream, sample
@@ -230,11 +230,12 @@ def append_next(loaded, state) -> None:
 
 def autoregression_toggled(loaded) -> None:
     """on_change of the toggle. Turning it off hands the generated text back to the text box:
-    the learner can edit it, and the page compares its new ids with the generated ones."""
+    the learner can edit it, and the page compares its new ids with the generated ones (and
+    says what the text box could not hold: Section 5)."""
     state = st.session_state
     if state["autoregressive"] or not state["generated"]:
         return
     ids = sequence(loaded, state).ids
     state["previous_ids"] = ids
-    state["text"] = loaded.tokenizer.decode(ids)
+    state["text"] = hand_back(loaded.tokenizer, ids).text
     state["generated"] = []

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from token_by_token.sections import lesson
-from token_by_token.tokens import markdown_literal, show, tail_chips
+from token_by_token.tokens import counted, markdown_literal, show, tail_chips
 
 TITLE = "Sampling — a weighted random choice"
 
@@ -42,9 +42,13 @@ def render(loaded, view) -> str:
         f"probability **{float(probs[next_id]):.1%}**. Press **Resample** in the sidebar for "
         "another draw from the same probabilities, or change the seed."
     )
-    st.markdown("The new token sequence, with the sampled token last:")
+    full = view.stop == "cap"
+    st.markdown("The new token sequence, with the sampled token last" + (
+        f" (drawn, but never appended: the sequence is at this app's context cap of "
+        f"{loaded.max_tokens:,} tokens):" if full else ":"))
     tail_chips(tokenizer, [*ids, next_id], highlight=len(ids))
-    st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {len(ids) + 1} ids\n"
+    grown = "never appended: at the cap" if full else counted(len(ids) + 1, "id")
+    st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {grown}\n"
             f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
     return ("Sampling is `torch.multinomial(probs, 1)`: a weighted random choice. The seed "
             "makes it reproducible; the filters decide what can be chosen at all.")

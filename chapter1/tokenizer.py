@@ -1,16 +1,22 @@
 """Section 1 — Tokenizer: Byte Pair Encoding. Text in, a list of token ids out."""
 
+import difflib
+import re
+
 import pandas as pd
 import streamlit as st
 
 from token_by_token.sections import lesson
 from token_by_token.tokens import (
     annotated,
+    counted,
     markdown_literal,
     show,
     show_bytes,
     spans,
     token_bytes,
+    visible,
+    vocabulary,
 )
 
 TITLE = "Tokenizer — Byte Pair Encoding"
@@ -26,12 +32,6 @@ def tokenize(tokenizer, text: str) -> list[int]:
     """
     ids = tokenizer.encode(text, add_special_tokens=False)
     return ids
-
-
-@st.cache_resource(show_spinner="Listing the vocabulary…")
-def vocabulary(_tokenizer, model_id: str) -> list[str]:
-    """Every token of the vocabulary as visible text, built once per model and shared."""
-    return [show(_tokenizer, token_id) for token_id in range(len(_tokenizer))]
 
 
 def token_table(tokenizer, ids) -> pd.DataFrame:
@@ -68,48 +68,75 @@ def render(loaded, view) -> str:
     annotated(spans(tokenizer, ids))
     st.code(f"tokens = {ids}\nlen(tokens) = {len(ids)}", language="python", wrap_lines=True)
     if cut:
-        st.warning(f"Your text is {len(ids) + cut:,} tokens long; the page keeps the first "
-                   f"{len(ids):,} (the context cap of this app) and leaves out the last {cut:,}.")
+        st.warning(f"Your text is {counted(len(ids) + cut, 'token')} long; the page keeps the "
+                   f"first {len(ids):,} (the context cap of this app) and leaves out the last "
+                   f"{cut:,}.")
     st.markdown(
-        f"Your {len(text):,} characters became **{len(ids):,} tokens**. "
+        f"Your {counted(len(text), 'character')} became **{counted(len(ids), 'token')}**. "
         "Try a rare word, a typo, code, or another language, and watch the pieces change."
     )
+    render_normalized(tokenizer, text)
     with st.expander("The same tokens as a table (id, token, bytes)"):
         st.dataframe(token_table(tokenizer, ids), hide_index=True)
 
     render_vocabulary(loaded)
     render_special_tokens(loaded, ids)
     return ("The tokenizer maps text to a list of token ids from a fixed vocabulary of "
-            f"{len(tokenizer):,} tokens. Everything that follows works on these ids, never on "
-            "the text.")
+            f"{counted(len(tokenizer), 'token')}. Everything that follows works on these ids, "
+            "never on the text.")
+
+
+def render_normalized(tokenizer, text: str) -> None:
+    """Say where the tokenizer's normalizer (Qwen's: Unicode NFC) changed the text before
+    splitting it: the chips then show other bytes than were typed."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    if normalizer is None or (normalized := normalizer.normalize_str(text)) == text:
+        return
+    changes = [(text[a:b], normalized[c:d]) for op, a, b, c, d in
+               difflib.SequenceMatcher(None, text, normalized, autojunk=False).get_opcodes()
+               if op != "equal"]
+
+    def spelled(part: str) -> str:
+        chars = " + ".join(f"`{markdown_literal(visible(c))}` U+{ord(c):04X}" for c in part)
+        return f"{chars or 'nothing'} (bytes {part.encode().hex(' ') or 'none'})"
+
+    st.info(
+        f"Before splitting, the tokenizer **normalizes** your text ({type(normalizer).__name__}"
+        ": one standard spelling for characters Unicode can write in more than one way), so "
+        "the chips show other bytes than you typed. "
+        + "; ".join(f"{spelled(typed)} became {spelled(read)}" for typed, read in changes[:5])
+        + (f"; and {counted(len(changes) - 5, 'more change')}." if len(changes) > 5 else ".")
+    )
 
 
 def render_vocabulary(loaded) -> None:
     tokenizer = loaded.tokenizer
     st.subheader("The vocabulary")
     st.markdown(
-        f"This tokenizer knows **{len(tokenizer):,} tokens** (ids 0 to {len(tokenizer) - 1:,}). "
-        f"The model's tables have {loaded.vocab_size:,} rows: "
+        f"This tokenizer knows **{counted(len(tokenizer), 'token')}** (ids 0 to "
+        f"{len(tokenizer) - 1:,}). The model's tables have {loaded.vocab_size:,} rows: "
         + ("the same number." if loaded.vocab_size == len(tokenizer) else
            f"{loaded.vocab_size - len(tokenizer):,} more than the tokenizer uses, "
            "left unused so the table size is a round number for fast arithmetic.")
     )
     query = st.text_input("Look up an id or a piece of text in the vocabulary", key="lookup",
-                          placeholder="e.g. 1234 or ␣fox")
+                          placeholder="e.g. 1234, 151,668 or ␣fox")
     if not query:
         return
-    if query.strip().isdigit():
-        token_id = int(query.strip())
-        if token_id >= len(tokenizer):
+    number = re.fullmatch(r"\s*(\d{1,3}(?:[,_ ]\d{3})+|\d+)\s*", query)
+    if number:
+        token_id = int(re.sub(r"\D", "", number[1]))
+        if token_id < len(tokenizer):
+            st.markdown(f"Id {token_id:,}:")
+            st.dataframe(token_table(tokenizer, [token_id]), hide_index=True)
+        else:
             st.info(f"There is no token with id {token_id:,}: the vocabulary ends at "
                     f"{len(tokenizer) - 1:,}.")
-            return
-        st.dataframe(token_table(tokenizer, [token_id]), hide_index=True)
-        return
-    needle = show_bytes(query.encode())  # compare in the same visible form as the table
-    matches = [i for i, token in enumerate(vocabulary(tokenizer, loaded.model_id))
-               if needle in token]
-    st.caption(f"{len(matches):,} tokens contain “{markdown_literal(needle)}”"
+    wanted = query.replace("␣", " ")  # the page shows a space as ␣: either may be typed
+    matches = vocabulary(tokenizer).containing(wanted.encode())
+    shown = markdown_literal(show_bytes(wanted.encode()))
+    verb = "contains" if len(matches) == 1 else "contain"
+    st.caption(f"{counted(len(matches), 'token')} {verb} “{shown}” as text"
                + ("; the first 200 are shown." if len(matches) > 200 else "."))
     if matches:
         st.dataframe(token_table(tokenizer, matches[:200]), hide_index=True)
@@ -117,15 +144,32 @@ def render_vocabulary(loaded) -> None:
 
 def render_special_tokens(loaded, ids: list[int]) -> None:
     tokenizer = loaded.tokenizer
-    st.subheader("Special tokens")
-    special = {i: token.content for i, token in tokenizer.added_tokens_decoder.items()}
+    added = tokenizer.added_tokens_decoder
+    special = [i for i, token in added.items() if token.special]
+    plain = [i for i, token in added.items() if not token.special]
+    st.subheader("Special tokens" + (" and other added tokens" if plain else ""))
     st.markdown(
-        f"Besides pieces of text, the vocabulary has **{len(special)} special tokens**: markers "
-        "that no ordinary text produces, such as `<|endoftext|>` (a document ends here) and "
-        "`<|im_start|>` (a chat message starts here). Chat apps wrap every message in them."
+        f"Besides pieces of text, the vocabulary has **{counted(len(special), 'special token')}**: "
+        "markers that no ordinary text produces, such as `<|endoftext|>` (a document ends "
+        "here) and `<|im_start|>` (a chat message starts here). Chat apps wrap every message "
+        "in them."
     )
-    st.dataframe(pd.DataFrame({"id": list(special), "token": list(special.values())}),
-                 hide_index=True, height=min(35 * len(special) + 38, 300))
+    if plain:
+        example = added[plain[0]].content
+        st.markdown(
+            f"It also has **{counted(len(plain), 'added token')} that "
+            f"{'is' if len(plain) == 1 else 'are'} not special**, such as `{example}`. Both "
+            "kinds were added after BPE training and are always read whole, never spelled "
+            "from pieces. What differs is how the tokenizer treats them: special tokens are "
+            "control markers, dropped by `decode(ids, skip_special_tokens=True)` and read as "
+            "plain text with `split_special_tokens=True`; the other added tokens are text the "
+            "model writes (Qwen3 writes its reasoning between `<think>` and `</think>`), kept "
+            f"by both: `decode({[*special[:1], plain[0]]}, skip_special_tokens=True)` gives "
+            f"`{tokenizer.decode([*special[:1], plain[0]], skip_special_tokens=True)!r}`."
+        )
+    st.dataframe(pd.DataFrame({"id": list(added), "token": [t.content for t in added.values()],
+                               "special": [t.special for t in added.values()]}),
+                 hide_index=True, height=min(35 * len(added) + 38, 300))
     spelled = "<|endoftext|>"
     as_special = tokenize(tokenizer, spelled)
     as_text = tokenizer.encode(spelled, add_special_tokens=False, split_special_tokens=True)
@@ -135,11 +179,13 @@ def render_special_tokens(loaded, ids: list[int]) -> None:
         + ("**one special token**. The tokenizer looks for special tokens in the text before "
            "BPE runs, so typed text can produce them, exactly as in a chat app (and the reason "
            "prompt injection works). This page keeps that behaviour. Read as plain text "
-           f"(`split_special_tokens=True`) it would be {len(as_text)} ordinary tokens: "
-           f"`{as_text}`." if len(as_special) == 1 else
+           f"(`split_special_tokens=True`) it would be {counted(len(as_text), 'ordinary token')}"
+           f": `{as_text}`." if len(as_special) == 1 else
            "ordinary pieces: this tokenizer does not turn typed text into special tokens.")
     )
-    in_text = sorted({i for i in ids if i in special})
-    if in_text:
-        st.info("Your text contains special tokens: "
-                + ", ".join(f"`{special[i]}` (id {i})" for i in in_text) + ".")
+    in_text = set(ids)
+    for kind, found in (("special tokens", [i for i in special if i in in_text]),
+                        ("added tokens that are not special", [i for i in plain if i in in_text])):
+        if found:
+            st.info(f"Your text contains {kind}: "
+                    + ", ".join(f"`{added[i].content}` (id {i})" for i in found) + ".")

@@ -36,6 +36,23 @@ def test_type_text_and_see_the_token_spans(page, loaded):
     page.screenshot(path=str(ARTIFACTS / "chapter1-tokenizer.png"), full_page=True)
 
 
+def test_a_long_cjk_text_makes_a_share_link_under_8_kb_that_loads(page, server):
+    text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(10_000))
+    type_text(page, text)
+    expect(page.get_by_text("of your 10,000 characters")).to_be_visible()
+    link = page.evaluate("location.href")
+    query = page.evaluate("location.search")
+    assert 0 < len(query) <= 8 * 1024
+    other = page.context.browser.new_page()  # another learner opens the link
+    response = other.goto(link)
+    assert response.status == 200
+    other.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+    wait_idle(other)
+    shared = other.get_by_role("textbox", name="Your text").input_value()
+    assert text.startswith(shared) and len(shared) > 100
+    no_errors(other)
+
+
 def test_markup_in_the_text_is_shown_literally(page, loaded):
     text = "**bold** _it_ $x^2$ :red[alarm] <b>tag</b> [a](javascript:alert(1)) `x` \\ {{ }}"
     type_text(page, text)

@@ -124,7 +124,9 @@ def test_toggle_off_hands_back_the_text_and_compares_ids(loaded):
     ids = tokenize(loaded.tokenizer, at.session_state["text"]) + generated_ids(at)
     at.sidebar.toggle(key="autoregressive").set_value(False).run()
     assert not at.exception
-    assert at.session_state["text"] == loaded.tokenizer.decode(ids)
+    # the text box gets the text of the ids; bytes that are not whole characters can't be
+    # held by a text box: decode() writes them as U+FFFD, the page leaves them out
+    assert at.session_state["text"] == loaded.tokenizer.decode(ids).replace("\ufffd", "")
     assert generated_ids(at) == []
     assert list(at.session_state["previous_ids"]) == ids
     retokenized = tokenize(loaded.tokenizer, at.session_state["text"])
@@ -142,7 +144,8 @@ def test_retokenizing_can_change_the_ids_and_the_page_says_so(loaded):
     at = run_app(text="over", autoregressive=True, generated=split)
     at.sidebar.toggle(key="autoregressive").set_value(False).run()
     assert at.session_state["text"] == "over the"
-    assert any("different ids" in w.value for w in at.warning)
+    [warning] = [w.value for w in at.warning if "different ids" in w.value]
+    assert "more than one way" in warning and "byte" not in warning and "no token" not in warning
 
 
 @pytest.mark.parametrize("text", ["say \"hi\" it's {x} \\n {{ }} \\\\ '", "}{\"'\\"])

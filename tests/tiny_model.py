@@ -4,7 +4,9 @@ The directory loads with the same `from_pretrained` calls as Qwen/Qwen3-0.6B, so
 tests and the benchmarks run the real code path without the model hub:
 
 - a byte-level BPE tokenizer trained with the `tokenizers` library on the docstrings of Python's
-  standard library, with Qwen2's normalizer and pre-tokenizer and Qwen's special tokens;
+  standard library, with Qwen2's normalizer and pre-tokenizer, Qwen's special tokens and, like
+  Qwen's, added tokens that are not special (`<think>`, ...); `--vocab-size 151669` grows it to
+  Qwen3's size with words of the standard library's source (unmerged: for lookup timings);
 - a randomly initialised `Qwen3ForCausalLM` (`--shape tiny`, the default, or `--shape qwen3-0.6b`
   for the exact Qwen3-0.6B dimensions used by the benchmarks).
 
@@ -15,15 +17,29 @@ distributions, so that top-k, top-p and min-p really remove tokens in tests.
 import argparse
 import ast
 import json
+import re
 import sysconfig
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen's tokenizer also has added tokens that are not special: always read whole, kept by
+# decode(skip_special_tokens=True), not split by split_special_tokens=True.
+ADDED_TOKENS = ["<tool_call>", "</tool_call>", "<think>", "</think>"]
 
 SHAPES = {
     "tiny": {
@@ -76,8 +92,42 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer)
+    if tokenizer.get_vocab_size() < vocab_size - len(SPECIAL_TOKENS):
+        tokenizer = grown(tokenizer, vocab_size - len(SPECIAL_TOKENS))
     tokenizer.add_special_tokens(SPECIAL_TOKENS)  # ids after the learned vocabulary, as in Qwen
     return tokenizer
+
+
+def words_of_stdlib() -> list[str]:
+    """Distinct words of the standard library's source, with and without a leading space."""
+    words: dict[str, None] = {}
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for word in re.findall(r"\w+", text):
+            words[word] = None
+            words[" " + word] = None
+    return list(words)
+
+
+def grown(tokenizer: Tokenizer, vocab_size: int) -> Tokenizer:
+    """The same tokenizer with its BPE vocabulary grown to `vocab_size` entries by words of the
+    standard library (without merges: encoding never produces them, lookups find them)."""
+    spec = json.loads(tokenizer.to_str())
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    to_byte_level = bytes_to_unicode()
+    for word in words_of_stdlib():
+        if len(vocab) >= vocab_size:
+            break
+        token = "".join(to_byte_level[b] for b in word.encode())
+        vocab.setdefault(token, len(vocab))
+    bigger = Tokenizer(models.BPE(vocab, [tuple(m) if isinstance(m, list) else tuple(m.split())
+                                          for m in merges]))
+    bigger.normalizer, bigger.pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    bigger.decoder = tokenizer.decoder
+    return bigger
 
 
 def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
@@ -97,14 +147,19 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
 
 
 def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
-          vocab_size: int = 2048) -> Path:
-    """Write tokenizer and randomly initialised model to out_dir; returns the directory."""
+          vocab_size: int = 2048, unused_rows: int = 0) -> Path:
+    """Write tokenizer and randomly initialised model to out_dir; returns the directory.
+
+    `unused_rows`: rows the model's tables have beyond the tokenizer's last id (Qwen3 pads its
+    151,669 tokens to 151,936 rows); the qwen3-0.6b shape always has Qwen3's 151,936."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(stdlib_docstrings(), vocab_size)
+    tokenizer.add_tokens([AddedToken(token, special=False, normalized=False)
+                          for token in ADDED_TOKENS])
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
-    dims = {"vocab_size": tokenizer.get_vocab_size(), **SHAPES[shape]}
+    dims = {"vocab_size": tokenizer.get_vocab_size() + unused_rows, **SHAPES[shape]}
     config = Qwen3Config(
         **dims,
         max_position_embeddings=40960 if shape == "qwen3-0.6b" else 2048,
@@ -134,8 +189,13 @@ def main() -> None:
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     parser.add_argument("--init-std", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vocab-size", type=int, default=2048,
+                        help="tokens before the added ones (151669: Qwen3's vocabulary size)")
+    parser.add_argument("--unused-rows", type=int, default=0,
+                        help="model rows beyond the tokenizer's last id")
     args = parser.parse_args()
-    out = build(args.out_dir, args.shape, args.init_std, args.seed)
+    out = build(args.out_dir, args.shape, args.init_std, args.seed, args.vocab_size,
+                args.unused_rows)
     print(f"wrote {out}")
 
 

@@ -7,6 +7,8 @@ derived from them that a rerun keeps live in the learner's Memo (token_by_token/
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -93,12 +95,56 @@ def read_share_link() -> None:
         st.session_state[key] = value
 
 
-def write_share_link() -> None:
-    """Keep the address bar a share link: every shared choice that differs from its default."""
-    wanted = {key: str(st.session_state[key]) for key in SHARED
-              if st.session_state[key] != DEFAULTS[key]}
+LINK_LIMIT = 8 * 1024  # bytes of query string: servers and proxies refuse longer addresses
+
+
+def encoded_length(key: str, value: str) -> int:
+    """Bytes of `key=value` in an address (the browser escapes ~ too; quote does not)."""
+    return len(key) + 1 + len(quote(value, safe="")) + 2 * value.count("~")
+
+
+@lru_cache(maxsize=16)
+def link_text(tokenizer, text: str, max_tokens: int, budget: int) -> str:
+    """The part of `text` a share link carries: what the page reads (the first max_tokens
+    tokens), cut at a token's end to fit `budget` bytes in the address."""
+    spans = tokenizer(text, add_special_tokens=False,
+                      return_offsets_mapping=True)["offset_mapping"]
+    if len(spans) <= max_tokens:
+        spans = [*spans[:-1], (0, len(text))]  # all of it, up to the last character
+    # where the first n tokens end a character (the bytes of one character share its span)
+    ends = [end for n, (_, end) in enumerate(spans[:max_tokens], start=1)
+            if n == len(spans) or spans[n][0] >= end]
+    low, high = 0, len(ends)  # the longest prefix of whole tokens that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if encoded_length("text", text[: ends[middle - 1]]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[: ends[low - 1]] if low else ""
+
+
+def write_share_link(loaded) -> str | None:
+    """Keep the address bar a share link: every shared choice that differs from its default.
+    Returns what the page must say when the link can't carry the whole text."""
+    state = st.session_state
+    wanted = {key: str(state[key]) for key in SHARED if state[key] != DEFAULTS[key]}
+    note = None
+    if "text" in wanted:
+        others = sum(encoded_length(k, v) + 1 for k, v in wanted.items() if k != "text")
+        text, read = wanted["text"], link_text(loaded.tokenizer, wanted["text"],
+                                               loaded.max_tokens, math.inf)
+        wanted["text"] = link_text(loaded.tokenizer, text, loaded.max_tokens,
+                                   LINK_LIMIT - others)
+        if len(wanted["text"]) < len(text):
+            note = (f"The address bar is a share link of your choices. It carries the first "
+                    f"{len(wanted['text']):,} of your {len(text):,} characters: "
+                    + ("the text this page reads, up to the context cap." if wanted["text"] == read
+                       else "a longer address would not load (servers and proxies refuse "
+                       f"addresses over {LINK_LIMIT // 1024} KB)."))
     if wanted != st.query_params.to_dict():
         st.query_params.from_dict(wanted)
+    return note
 
 
 def reset_sampling() -> None:

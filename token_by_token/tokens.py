@@ -6,6 +6,7 @@ split over two tokens. We show whitespace as visible marks (␣ \\n \\t), invisi
 """
 
 import re
+import threading
 import unicodedata
 from functools import cache, lru_cache
 
@@ -13,7 +14,8 @@ import streamlit as st
 from annotated_text import annotation
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-BYTE_OF_CHAR = {char: byte for byte, char in bytes_to_unicode().items()}
+CHAR_OF_BYTE = bytes_to_unicode()  # byte-level BPE writes each byte as one printable char
+BYTE_OF_CHAR = {char: byte for byte, char in CHAR_OF_BYTE.items()}
 ESCAPES = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 INVISIBLE = {"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp", "Zs"}  # controls, format, separators
 
@@ -61,6 +63,31 @@ def show(tokenizer, token_id: int) -> str:
 
 def show_ids(tokenizer, ids) -> list[str]:
     return [show(tokenizer, int(token_id)) for token_id in ids]
+
+
+# After bytes.decode("utf-8", errors="surrogateescape"): a byte b that is not part of a whole
+# character becomes the lone surrogate U+DC00 + b.
+NOT_A_CHARACTER = re.compile("[\udc80-\udcff]")
+
+
+def readable(tokenizer, ids) -> str:
+    """The text of `ids`, for reading: characters as they are, bytes that are not whole
+    characters as <0xF0>, ids the tokenizer has no token for as <unused id N>. Never �."""
+    parts, run = [], b""
+    for token_id in map(int, ids):
+        data = token_bytes(tokenizer, token_id)
+        if data is None:
+            parts += [run.decode("utf-8", errors="surrogateescape"), f"<unused id {token_id}>"]
+            run = b""
+        else:
+            run += data
+    parts.append(run.decode("utf-8", errors="surrogateescape"))
+    return NOT_A_CHARACTER.sub(lambda m: visible(m[0]), "".join(parts))
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 token`, `2 tokens`, `1,024 tokens`."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 MARKDOWN_SYNTAX = re.compile(r"([!#$%()*+,\-./:;=?@\[\\\]^_`{|}~])")
@@ -120,3 +147,41 @@ def annotated(chips: list[tuple]) -> None:
     once per process: a rerun doesn't rebuild a thousand chips' HTML."""
     st.markdown("<span>" + "".join(chip_html(*chip) for chip in chips) + "</span>",
                 unsafe_allow_html=True)
+
+
+class Vocabulary:
+    """Every token of a vocabulary in byte-level form (one char per byte, as byte-level BPE
+    stores them), searchable by bytes without making each token's display string. Built once
+    per tokenizer (`vocabulary()`): 0.2 s for 151,673 tokens; a search takes ~20 ms."""
+
+    def __init__(self, tokenizer):
+        tokens = [token or "" for token in tokenizer.convert_ids_to_tokens(range(len(tokenizer)))]
+        odd = set("".join(tokens)) - BYTE_OF_CHAR.keys()  # not byte-level BPE: write as bytes
+        rewrite = [i for i, token in enumerate(tokens) if not odd.isdisjoint(token)] if odd else []
+        for token_id in [*tokenizer.added_tokens_decoder, *rewrite]:
+            tokens[token_id] = byte_level(token_bytes(tokenizer, token_id) or b"")
+        self.tokens = tokens
+
+    def containing(self, data: bytes) -> list[int]:
+        """The ids of every token whose bytes contain `data`, in id order."""
+        needle = byte_level(data)
+        return [token_id for token_id, token in enumerate(self.tokens) if needle in token]
+
+
+def byte_level(data: bytes) -> str:
+    return "".join(CHAR_OF_BYTE[byte] for byte in data)
+
+
+VOCABULARY_LOCK = threading.Lock()
+
+
+@cache
+def _vocabulary(tokenizer) -> Vocabulary:
+    return Vocabulary(tokenizer)
+
+
+def vocabulary(tokenizer) -> Vocabulary:
+    """The tokenizer's Vocabulary, built once per process (model.load() starts building it in
+    the background, so the learner's first lookup doesn't wait for it)."""
+    with VOCABULARY_LOCK:
+        return _vocabulary(tokenizer)
