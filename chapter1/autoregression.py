@@ -92,8 +92,8 @@ def render(loaded, view) -> str:
     if not view.autoregressive:
         render_retokenized(tokenizer, ids, view.previous_ids)
     if generated:
-        st.markdown(f"**{counted(len(generated), 'token')} generated so far** (your text in "
-                    "pastel, generated tokens in blue, the token sampled next in navy):")
+        st.markdown(f"**{len(generated):,} generated so far** (your text in pastel, "
+                    "generated tokens in blue, the token sampled next in navy):")
     tail_chips(tokenizer, [*ids, view.next_id], highlight=len(ids),
                generated_from=len(ids) - len(generated))
     if generated:

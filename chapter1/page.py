@@ -34,10 +34,7 @@ s = st.session_state
 
 with st.sidebar:
     st.markdown(sections.links(SECTIONS))
-    st.text_area("Your text", key="text", on_change=state.text_edited, height=120,
-                 disabled=s["autoregressive"],
-                 help="Everything on this page is computed from this text. Locked while "
-                      "Autoregressive mode is on.")
+    state.text_box()
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
 

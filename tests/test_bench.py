@@ -20,6 +20,7 @@ def test_benchmark_smoke_mode_measures_every_row(tmp_path):
     assert "Forwards per slider change: 0." in table
     assert "Forwards per resample: 0." in table
     assert "Forwards per Generate click: 1." in table
+    assert "### Vocabulary lookup" in table and "| first query" in table
 
 
 def test_browser_benchmark_smoke_mode_measures_every_row():

@@ -25,6 +25,9 @@ DEFAULTS = {
     "autoregressive": False,
     "generated": [],         # ids appended by autoregression since the text was last edited
     "previous_ids": [],      # the generated sequence, when it was handed back as text
+    "layer": 0,              # Chapter 2: the layer opened up
+    "head": 0,               # Chapter 2: the query head looked at
+    "position": None,        # Chapter 2: the position looked at (None: the last)
 }
 
 
@@ -56,6 +59,14 @@ def slider(key: str) -> None:
     """The sampling slider for `key`, as defined once in SLIDERS."""
     r = SLIDERS[key]
     st.slider(r.label, r.low, r.high, step=r.step, key=key)
+
+
+def text_box() -> None:
+    """The learner's text, in the sidebar of every chapter (one key: the same text)."""
+    st.text_area("Your text", key="text", on_change=text_edited, height=120,
+                 disabled=st.session_state["autoregressive"],
+                 help="Everything on this page is computed from this text. Locked while "
+                      "Autoregressive mode is on (Chapter 1).")
 
 
 def seed_input() -> None:

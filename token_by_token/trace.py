@@ -51,12 +51,11 @@ def traced(function, *args, **kwargs):
                 continue
             before = seen.get(name)
             if (before is not None and before[0] is value and isinstance(value, torch.Tensor)
-                    and before[2] == value._version):  # not even changed in place
+                    and before[2] == version_of(value)):  # not even changed in place
                 continue
             text = describe(value)
             if before is None or before[0] is not value or before[1] != text:
-                version = getattr(value, "_version", None)
-                seen[name] = (value, text, version)  # holds the value: its id stays unique
+                seen[name] = (value, text, version_of(value))  # held: its id stays unique
                 changed.append((name, text))
         if returns:
             changed.append((RETURNS, describe_returned(returned, local_values)))
@@ -157,6 +156,14 @@ def instrumented(function):
         twin.__defaults__, twin.__kwdefaults__ = function.__defaults__, function.__kwdefaults__
         return twin
     return make
+
+
+def version_of(value):
+    """A tensor's in-place change counter (None: not a tensor, or made under
+    torch.inference_mode(), which keeps no counter: such a tensor is taken as unchanged)."""
+    if isinstance(value, torch.Tensor) and not value.is_inference():
+        return value._version
+    return None
 
 
 def describe(value) -> str:
