@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import tiny_model  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from helpers import counting_forwards, held_bytes, run_app  # noqa: E402
+from helpers import CHAPTER2, counting_forwards, held_bytes, run_app  # noqa: E402
 
 
 def in_thread(fn, *args):
@@ -160,6 +160,31 @@ def main() -> None:
     rows.append(("b", f"Generate click at {last} vs at {first} tokens", clicks[last],
                  f"click at {first}", clicks[first], clicks[last] / clicks[first], "≤ 1.5"))
 
+    # g. Chapter 2: its first render (the library's forward and the one by hand), then a
+    # control: a layer change runs no forward (the lesson functions on one layer)
+    for n in (60, loaded.max_tokens) if not args.smoke else (30,):
+        at = app(text=text_of(tokenizer, n))
+        ids = forward_ids(at)
+        slider = median_time(lambda at=at: at.sidebar.slider(key="temperature")
+                             .set_value(0.75 if at.session_state["temperature"] == 0.7
+                                        else 0.7).run(), reps)
+        with counting_forwards(model) as calls:
+            first = median_time(lambda at=at: at.switch_page(CHAPTER2).run(), 1)
+        layers = model.config.num_hidden_layers
+        def change(at=at, picks=[1, 2 % layers]):  # noqa: B006 (alternates)
+            at.sidebar.slider(key="layer").set_value(picks[0]).run()
+            picks.reverse()
+        with counting_forwards(model) as control_calls:
+            control = median_time(change, reps)
+        assert not at.exception, at.exception
+        rows.append(("g", f"Chapter 2 first render, {len(ids)} tokens", first,
+                     "bare full forward", bare_forward(ids), first / bare_forward(ids),
+                     "report"))
+        rows.append(("g", f"Chapter 2 layer change, {len(ids)} tokens", control,
+                     "Chapter 1 slider rerun", slider, control / slider, "≤ 2"))
+    notes.append(f"Forwards for Chapter 2's first render: {len(calls)}; per layer change: "
+                 f"{len(control_calls) / reps:g}.")
+
     # d, e. cold start and peak memory, each in a fresh process
     cold = {kind: [fresh_process(kind, model_dir, 8) for _ in range(3 if args.smoke else 5)]
             for kind in ("app", "bare", "harness")}
@@ -168,6 +193,7 @@ def main() -> None:
     rss_short = statistics.median(rss for _, rss in cold["app"])
     rss_bare = statistics.median(rss for _, rss in cold["bare"])
     _, rss_long = fresh_process("app", model_dir, loaded.max_tokens)
+    _, rss_chapter2 = fresh_process("chapter2", model_dir, loaded.max_tokens)
     rows.append(("d", "cold start to first Chapter 1 render (AppTest)", cold_app,
                  "from_pretrained + one forward", cold_bare, cold_app / cold_bare, "≤ 1.3"))
     rows.append(("d", "the same, less AppTest's own start-up", cold_app - harness,
@@ -177,7 +203,8 @@ def main() -> None:
                  f"process: {harness:.2f} s; a learner's `streamlit run` has a server to start "
                  "instead.")
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    for label, rss in [("short input", rss_short), (f"{loaded.max_tokens} tokens", rss_long)]:
+    for label, rss in [("short input", rss_short), (f"{loaded.max_tokens} tokens", rss_long),
+                       (f"{loaded.max_tokens} tokens, then Chapter 2", rss_chapter2)]:
         rows.append(("e", f"peak RSS, {label} (MB)", rss, "bf16 weights (MB)", weights / 1e6,
                      rss / (weights / 1e6), "≤ 2.6 GB" if not args.smoke else "report"))
     notes.append(f"Bare from_pretrained + forward peak RSS: {rss_bare:,.0f} MB.")
@@ -346,6 +373,18 @@ at.run()
 assert not at.exception and at.title[0].value.startswith("Chapter 1"), at.exception
 print(time.perf_counter() - t, peak_mb())
 """,
+    "chapter2": PEAK + """
+import sys, time
+t = time.perf_counter()
+sys.path.insert(0, {root!r})
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({main!r}, default_timeout=600)
+at.session_state["text"] = {text!r}
+at.run()
+at.switch_page({chapter2!r}).run()
+assert not at.exception and at.title[0].value.startswith("Chapter 2"), at.exception
+print(time.perf_counter() - t, peak_mb())
+""",
     "harness": PEAK + """
 import time
 t = time.perf_counter()
@@ -372,7 +411,7 @@ def fresh_process(kind: str, model_dir: Path, n: int) -> tuple[float, float]:
     from transformers import AutoTokenizer
     text = text_of(AutoTokenizer.from_pretrained(model_dir), n)
     code = FRESH[kind].format(root=str(ROOT), main=str(ROOT / "main.py"), text=text,
-                              model=str(model_dir))
+                              model=str(model_dir), chapter2=CHAPTER2)
     env = {**os.environ, "TOKEN_BY_TOKEN_MODEL": str(model_dir)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, check=True)

@@ -6,9 +6,17 @@ query head read its group's key/value head (GQA); score q·kᵀ/√head_dim; mas
 future; softmax; mix the values; merge the heads; project back (o_proj).
 """
 
+import math
+
+import pandas as pd
+import streamlit as st
 import torch
 
 from chapter2.rmsnorm import norm
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted, markdown_literal, show
+
+TITLE = "Attention — each position reads the earlier ones"
 
 
 def split_heads(t, head_dim):
@@ -188,3 +196,96 @@ def attention_weights(model, ids, layer):
         x = norm(block.input_layernorm, x)
         q, k, _ = qkv(block, x, *angles(model, len(ids)))
         return softmax(causal_mask(scores(q, k)))
+
+
+def render(loaded, view) -> str:
+    from chapter2.inside import checks_table  # (inside imports this module's lessons)
+    tokenizer, f, opened, config = loaded.tokenizer, view.facts, view.opened, loaded.model.config
+    layer, head, position = opened.layer, view.head, view.position
+    st.markdown(
+        "Attention is the only step where positions exchange information. Each position "
+        "makes a **query** (what am I looking for?), a **key** (what do I hold?) and a "
+        "**value** (what do I pass on?), in several **heads** that work side by side. A "
+        "position's output is a mix of the values of the positions it may see, weighted by "
+        "how well its query matches their keys: softmax(QKᵀ/√d)V. Layer "
+        f"{layer} of {f.layers}, step by step:"
+    )
+    st.subheader("Projections: q, k, v")
+    q_width, kv_width = f.heads * f.head_dim, f.kv_heads * f.head_dim
+    st.markdown(
+        f"`q_proj` maps each position's {f.hidden:,} numbers to **{f.heads} query heads × "
+        f"{f.head_dim} = {q_width:,}**; `k_proj` and `v_proj` to **{f.kv_heads} key/value "
+        f"heads × {f.head_dim} = {kv_width:,}**."
+        + (f" Heads × head_dim is not the hidden size ({f.hidden:,}): the two are chosen "
+           "independently, and `o_proj` maps the heads back." if q_width != f.hidden else "")
+    )
+    lesson(view.trace(project), view.trace(split_heads))
+    st.subheader("QK-norm")
+    lesson(view.trace(qk_norm))
+    st.subheader("RoPE: position as an angle")
+    lesson(view.trace(rope_angles), view.trace(rotate), view.trace(rotate_half))
+    render_rope(f, position)
+    st.subheader("Grouped-query attention")
+    group = f.heads // f.kv_heads
+    st.markdown(
+        f"{counted(f.heads, 'query head')} share {counted(f.kv_heads, 'key/value head')}, "
+        f"in groups of {group}: "
+        + "; ".join(f"query heads {h}–{h + group - 1} read KV head {kv_head_of(h, config)}"
+                    if group > 1 else f"query head {h} reads KV head {h}"
+                    for h in range(0, f.heads, group)[:4])
+        + ("; …" if f.kv_heads > 4 else "") + ". "
+        f"The KV cache keeps only the key/value heads: **{f.kv_bytes_per_token:,} bytes per "
+        f"token** ({f.layers} layers × 2 × {f.kv_heads} heads × {f.head_dim} numbers × "
+        f"{f.bytes_per_number} bytes), {group}× less than with one key/value head per query "
+        "head."
+    )
+    lesson(view.trace(share_kv), view.trace(kv_head_of))
+    st.subheader("Scores, the causal mask, softmax")
+    lesson(view.trace(scores), view.trace(causal_mask), view.trace(softmax))
+    render_weights(tokenizer, view, head, position)
+    st.subheader("Mix the values, merge the heads, project back")
+    lesson(view.trace(attend), view.trace(merge_heads))
+    st.markdown("The same steps as one function, the one the whole model below calls:")
+    lesson(qkv, attention)
+    st.markdown("Each step above against the library's own modules on the same input:")
+    st.dataframe(checks_table(opened, [
+        "q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)", "RoPE (k)",
+        "attention weights", "attention output (o_proj)"]), hide_index=True)
+    st.caption("The library rounds its attention weights to bfloat16 (about 3 significant "
+               "digits) before it mixes the values; the lesson keeps them in float32: the "
+               "differences are that rounding.")
+    return ("Attention: project to q, k, v per head; normalise q and k; turn them by the "
+            "position's angle; share each k/v head within its group; softmax(qkᵀ/√d) with "
+            "the future masked; mix the values; o_proj.")
+
+
+def render_rope(f, position: int) -> None:
+    pairs = sorted({0, 1, f.head_dim // 4, f.head_dim // 2 - 1})
+    speeds = [f.theta ** (-2 * i / f.head_dim) for i in pairs]
+    st.markdown(
+        f"Pair i of each head's {f.head_dim} numbers turns by position × θ^(−2i/"
+        f"{f.head_dim}) radians, with this model's θ = `rope_theta` = {f.theta:,.0f}. At "
+        f"position {position}:"
+    )
+    st.dataframe(pd.DataFrame({
+        "pair": pairs, "radians per position": speeds,
+        "angle at this position (radians)": [position * s for s in speeds],
+        "full turns": [position * s / (2 * math.pi) for s in speeds],
+    }), hide_index=True)
+
+
+def render_weights(tokenizer, view, head: int, position: int) -> None:
+    weights = view.opened.weights[head]  # [positions, positions]
+    row = weights[position].float()
+    top = row.topk(min(5, position + 1))
+    later = float(row[position + 1:].sum())  # the causal mask: exactly 0
+    st.markdown(
+        f"Query head {head} (pick another in the sidebar), at position {position} "
+        f"“{markdown_literal(show(tokenizer, view.ids[position]))}”: its weights over "
+        f"positions 0 to {position} sum to {float(row.sum()):.3f}; the later positions get "
+        f"{later:g} in all. It reads most from:"
+    )
+    st.dataframe(pd.DataFrame({
+        "position": top.indices.tolist(),
+        "token": [show(tokenizer, view.ids[int(i)]) for i in top.indices],
+        "weight": top.values.tolist()}), hide_index=True)

@@ -1,6 +1,14 @@
-"""Embeddings: each token id picks one row of a learned table."""
+"""Section 1 — Embeddings: each token id picks one row of a learned table."""
 
+from functools import lru_cache
+
+import pandas as pd
+import streamlit as st
 import torch
+
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted, markdown_literal, show
+from token_by_token.trace import traced
 
 
 def embed(model, ids):
@@ -39,3 +47,58 @@ def nearest(model, token_id, k=8):
     cosines[token_id] = float("-inf")  # not itself
     similarities, ids = cosines.topk(k)
     return ids, similarities
+
+
+TITLE = "Embeddings — a token id picks a row"
+
+
+@lru_cache(maxsize=256)
+def _nearest_to(model, token_id: int):
+    """nearest() for one token, traced; kept per process (the weights never change)."""
+    (ids, similarities), trace = traced(nearest, model, token_id)
+    return ids, similarities, trace
+
+
+def render(loaded, view) -> str:
+    model, tokenizer, facts = loaded.model, loaded.tokenizer, view.facts
+    st.markdown(
+        f"The model's first step is a lookup. It keeps a table of **{facts.vocab:,} rows × "
+        f"{facts.hidden:,} numbers**, one row per vocabulary entry, learned in training; a "
+        "token id is a row number. Your "
+        f"{counted(len(view.ids), 'token')} become {len(view.ids):,} rows: `x`, the "
+        "**residual stream**, which every layer reads and adds to."
+    )
+    lesson(view.trace(embed))
+    st.caption(f"Checked: the library's embedding layer gives the same rows (largest "
+               f"difference {view.inside.embed_gap:g}).")
+    st.markdown(
+        "What is absent: **no position vector is added**. GPT-2 adds a learned row per "
+        "position here; Qwen3 adds nothing, and the order of the tokens enters later, inside "
+        "attention, by turning queries and keys by an angle that grows with the position "
+        "(RoPE, section 3)."
+    )
+    is_tied, trace = traced(tied, model)
+    lesson(trace)
+    table = facts.vocab * facts.hidden
+    st.markdown(
+        f"`tied(model)` is **{is_tied}**: "
+        + (f"the output layer that turns `x` into scores at the very end is this same table, "
+           f"transposed. One matrix of {table:,} numbers serves twice." if is_tied else
+           f"this model has a separate output matrix of {table:,} more numbers.")
+    )
+    token_id = view.ids[view.position]
+    ids, similarities, trace = _nearest_to(model, token_id)
+    st.subheader("Neighbours in the table")
+    st.markdown(
+        f"Rows of tokens used alike point in similar directions. The rows nearest to "
+        f"“{markdown_literal(show(tokenizer, token_id))}” (id {token_id}, the token at "
+        f"position {view.position}; pick another in the sidebar), by cosine similarity:"
+    )
+    lesson(trace)
+    st.dataframe(pd.DataFrame({"id": ids.tolist(),
+                               "token": [show(tokenizer, int(i)) for i in ids],
+                               "cosine similarity": similarities.tolist()}), hide_index=True)
+    return (f"Embedding is a table lookup: id → a row of {facts.hidden:,} numbers. No position "
+            "is added; " + ("the same table scores the output at the end." if is_tied else
+                            "a separate matrix scores the output at the end."))
+

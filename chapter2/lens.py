@@ -16,7 +16,8 @@ def residual_stream(model, ids):
     """
     final_norm = {"final norm": model.model.norm}
     with capture(final_norm) as seen, torch.inference_mode():
-        out = model(torch.tensor([ids]), output_hidden_states=True)
+        out = model(torch.tensor([ids]), output_hidden_states=True,
+                    logits_to_keep=1)  # the last position's scores only
     xs = [*out.hidden_states[:-1], seen.input("final norm")]
     return torch.cat(xs)  # [layers + 1, positions, hidden]
 

@@ -1,17 +1,83 @@
-"""Chapter 2: Inside the Model — an honest outline of what is coming."""
+"""Chapter 2: Inside the Model. Qwen3's forward pass, rebuilt from its own weights."""
 
 import streamlit as st
 
+from chapter1 import pipeline
+from chapter2 import attention, embeddings, inside, mlp, rebuild, rmsnorm
+from token_by_token import model as models
+from token_by_token import sections, state
+from token_by_token.memo import memo_of
+from token_by_token.tokens import show
+
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild]
+LAYER = """
+digraph {
+  rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",
+  fontname="sans-serif"]; edge [color="#000080", fontname="sans-serif", fontsize=10];
+  ids [label="token ids"]; embed [label="1 embed"]; x [label="x", shape=circle];
+  n1 [label="2 RMSNorm"]; attn [label="3 attention"]; n2 [label="2 RMSNorm"];
+  mlp [label="4 MLP"]; final [label="RMSNorm"]; logits [label="logits"];
+  ids -> embed -> x; x -> n1 -> attn; attn -> x [label="+", style=dashed];
+  x -> n2 -> mlp; mlp -> x [label="+", style=dashed];
+  x -> final [label="after the last layer"]; final -> logits [label="5 × tableᵀ"];
+}
+"""
+
 st.title("Chapter 2: Inside the Model")
-st.info("This chapter is not written yet. Here is what it will open up.")
+loaded = models.load_or_explain()
+facts = inside.Facts.of(loaded.model)
+s = st.session_state
 st.markdown(
-    "Chapter 1 treats the model as a black box: token ids in, one row of scores per position "
-    "out. Chapter 2 opens the box, one step at a time, on the same text and the same model:\n\n"
-    "1. **Embeddings.** Each token id picks a row of a learned table: a list of 1,024 numbers "
-    "for Qwen3-0.6B. Tokens used alike end up with similar rows.\n"
-    "2. **Attention.** Each position looks back at the earlier ones and takes a weighted mix "
-    "of what they carry: softmax(QKᵀ/√d_k)V, the formula in the logo. We will show which "
-    "tokens each position attends to.\n"
-    "3. **The logit lens.** Apply the final scoring step to the middle layers and watch the "
-    "model's guess for the next token take shape, layer by layer.\n"
+    "Chapter 1 treated `model(ids)` as a function from token ids to a table of scores. This "
+    "chapter opens it. The whole forward pass of Qwen3 is a handful of short functions, run "
+    "here on the loaded model's own weights, and composing them gives the same logits as the "
+    f"library. This model has **{facts.layers} layers**. Each one reads a vector of "
+    f"{facts.hidden:,} numbers per position, the **residual stream** `x`, and adds two edits "
+    "to it: one from attention, one from the MLP. Every value below is checked against the "
+    "library's own module, run on the same input."
 )
+st.graphviz_chart(LAYER)
+
+with st.sidebar:
+    st.markdown(sections.links(SECTIONS))
+    state.text_box()
+ids = pipeline.sequence(loaded, s).ids  # the same ids as Chapter 1: text, then generated
+
+
+@st.fragment
+def opened_up() -> None:
+    """The sections and their controls: a layer, a head or a token reruns only this part,
+    and never the model."""
+    if not ids:
+        st.info("Type some text in the sidebar: the model needs at least one token.")
+        return
+    memo = memo_of(s).for_model(loaded.model_id)
+    seen = inside.look_inside(loaded.model, ids, memo)  # the forward: only for new ids
+    for key, count in (("layer", facts.layers), ("head", facts.heads)):
+        if s.get(key) is None or not 0 <= s[key] < count:
+            s[key] = 0
+    if s.get("position") is None or not 0 <= s["position"] < len(ids):
+        s["position"] = len(ids) - 1
+    with st.sidebar:
+        st.subheader("Look at")
+        st.slider("Layer", 0, facts.layers - 1, key="layer",
+                  help="The layer that sections 2 to 4 open up.")
+        st.slider("Query head", 0, facts.heads - 1, key="head",
+                  help="The attention head whose weights section 3 shows.")
+        st.select_slider("Token", options=range(len(ids)), key="position",
+                         format_func=lambda i: f"{i}: {show(loaded.tokenizer, ids[i])}",
+                         help="The position whose values the sections show.")
+    opened = inside.open_layer(loaded.model, seen, s["layer"], memo)
+    view = inside.View(ids, facts, seen, opened, s["head"], s["position"])
+    if sections.draw("Chapter 2", SECTIONS, loaded, view):
+        st.header("Conclusion")
+        st.markdown(
+            "That is the whole model: **embed**, then in every layer **x = x + "
+            "attention(norm(x))** and **x = x + mlp(norm(x))**, then one last **norm** and a "
+            "product with the embedding table. Attention is the only place where positions "
+            "mix; everything else works on each position alone. The next part of this "
+            "chapter shows where each head looks and how the prediction forms layer by layer."
+        )
+
+
+opened_up()

@@ -1,11 +1,17 @@
-"""The whole model rebuilt from the lesson functions and the model's own weights."""
+"""Section 5 — the whole model rebuilt from the lesson functions and its own weights."""
 
+import pandas as pd
+import streamlit as st
 import torch
 
 from chapter2.attention import angles, attention
 from chapter2.embeddings import embed, tied
 from chapter2.mlp import mlp
 from chapter2.rmsnorm import norm
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted, show
+
+TITLE = "The residual stream and the whole model"
 
 
 def decoder_layer(layer, x, cos, sin):
@@ -48,3 +54,61 @@ def forward_by_hand(model, ids):
             x = decoder_layer(layer, x, cos, sin)
         x = norm(model.model.norm, x)
         return unembed(model, x).float()  # [positions, vocab]
+
+
+def render(loaded, view) -> str:
+    from chapter2.inside import checks_table, parameters  # (inside imports these lessons)
+    tokenizer, f, seen, n = loaded.tokenizer, view.facts, view.inside, len(view.ids)
+    st.markdown(
+        "Now put the pieces together. Each layer reads a normalised copy of the residual "
+        "stream `x` and **adds** its result to `x`: attention first, then the MLP. Nothing "
+        "overwrites `x`, so what the embeddings put there flows to the end, plus what every "
+        f"layer added. The same function runs for each of the {f.layers} layers, with that "
+        "layer's weights. After the last one: the final RMSNorm, and the scores against the "
+        "vocabulary, with the embedding table itself when the weights are tied."
+    )
+    lesson(decoder_layer, unembed, forward_by_hand)
+    st.caption("The page ran exactly these functions on your ids (in chunks of positions for "
+               "the last product, to keep memory low) and compared every layer with the "
+               "library's forward.")
+    st.dataframe(checks_table(view.opened, ["layer output"]), hide_index=True)
+    st.subheader("Your logits, by hand and by the library")
+    agree = seen.agree
+    worst = float(seen.logit_gaps.max())
+    st.markdown(
+        f"The top-1 next token by hand equals the library's at **{agree:,} of "
+        f"{counted(n, 'position')}**; the largest difference of any logit anywhere is "
+        f"**{worst:.4g}** (the model computes in bfloat16, about 3 significant digits: the "
+        "library's fused attention rounds in another order than the lesson's)."
+    )
+    differ = (seen.top_hand != seen.top_library).nonzero().flatten().tolist()
+    if differ:
+        st.markdown(
+            "Where the top-1 differs, the library's two best scores are "
+            + ", ".join(f"{float(seen.margins[p]):.3g} apart (position {p})" for p in differ[:5])
+            + ": near-ties, which a rounding difference can swap."
+        )
+    table = pd.DataFrame({
+        "position": range(n),
+        "token": [show(tokenizer, i) for i in view.ids],
+        "top-1 by hand": [show(tokenizer, int(i)) for i in seen.top_hand],
+        "top-1 by the library": [show(tokenizer, int(i)) for i in seen.top_library],
+        "max |difference|": seen.logit_gaps.tolist(),
+    })
+    st.dataframe(table, hide_index=True, height=min(35 * n + 38, 320))
+    st.markdown("The residual stream after each layer, by hand against the library's "
+                "forward (each layer fed the previous by-hand result):")
+    st.dataframe(pd.DataFrame({"after layer": range(f.layers),
+                               "max |by hand − library|": seen.layer_gaps}),
+                 hide_index=True, height=min(35 * f.layers + 38, 320))
+    parts = parameters(loaded.model)
+    total = sum(parts.values())
+    st.markdown(
+        "Where the parameters are, counted from the weights: "
+        + ", ".join(f"{part} {count:,} ({count / total:.0%})" for part, count in parts.items()
+                    if count)
+        + f"; **{total:,} in all**. The forward above took {seen.seconds:.2f} s here "
+        "(the library's forward and the one by hand)."
+    )
+    return (f"The model is embed → {f.layers} × (x += attention(norm(x)); x += mlp(norm(x))) "
+            "→ norm → × tableᵀ. Rebuilt from its weights, it gives the library's logits.")

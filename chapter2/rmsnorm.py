@@ -1,6 +1,12 @@
-"""RMSNorm: bring each vector to a standard size before a layer reads it."""
+"""Section 2 — RMSNorm: bring each vector to a standard size before a layer reads it."""
 
+import streamlit as st
 import torch
+
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted
+
+TITLE = "RMSNorm — every vector to the same scale"
 
 
 def rms_norm(x, weight, eps):
@@ -21,3 +27,35 @@ def rms_norm(x, weight, eps):
 def norm(module, x):
     """One of the model's RMSNorm layers, by hand: its weight, its eps."""
     return rms_norm(x, module.weight, module.variance_epsilon)
+
+
+def render(loaded, view) -> str:
+    from chapter2.inside import checks_table  # (inside imports this module's lessons)
+    model, facts, opened = loaded.model, view.facts, view.opened
+    kinds = {}
+    for name, module in model.named_modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            kind = name.rsplit(".", 1)[-1]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    st.markdown(
+        "A layer works best on inputs of a predictable size, but the residual stream grows "
+        "as layers add to it. So before each layer reads `x`, **RMSNorm** divides each "
+        "position's vector by its root-mean-square (its typical magnitude) and multiplies "
+        "each coordinate by a learned weight. Unlike LayerNorm (GPT-2), it does not subtract "
+        f"the mean, and has no bias. This model's eps is {facts.eps:g}."
+    )
+    lesson(view.trace(rms_norm), note=f"Values from layer {opened.layer}'s first RMSNorm "
+                                       "(the one before attention) on your text.")
+    rms = float(opened.rms[view.position])
+    st.markdown(
+        f"At position {view.position}, layer {opened.layer} reads a vector whose "
+        f"root-mean-square is **{rms:.4g}**; after dividing, it is 1, and the weights then "
+        "scale each coordinate. Where the model uses RMSNorm, counted from its modules: "
+        + ", ".join(f"`{kind}` × {count}" for kind, count in kinds.items())
+        + f" ({counted(sum(kinds.values()), 'RMSNorm')} in all: two per layer on the "
+        "residual stream, two per layer on each head's queries and keys, QK-norm, and one "
+        "after the last layer)."
+    )
+    st.dataframe(checks_table(opened, ["input RMSNorm"]), hide_index=True)
+    return ("RMSNorm = x / sqrt(mean(x²) + eps) × weight, in float32: every position reaches "
+            "each layer at the same scale.")

@@ -15,11 +15,14 @@ def test_benchmark_smoke_mode_measures_every_row(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = out.read_text()
     for row in ["| a | slider rerun", "| b | Generate click", "| c | Generate click",
-                "| d | cold start", "| e | peak RSS", "| f | per-step time"]:
+                "| d | cold start", "| e | peak RSS", "| f | per-step time",
+                "| g | Chapter 2 first render", "| g | Chapter 2 layer change",
+                "then Chapter 2"]:
         assert row in table, row
     assert "Forwards per slider change: 0." in table
     assert "Forwards per resample: 0." in table
     assert "Forwards per Generate click: 1." in table
+    assert "Forwards for Chapter 2's first render: 1; per layer change: 0." in table
     assert "### Vocabulary lookup" in table and "| first query" in table
 
 

@@ -107,6 +107,35 @@ def test_walk_the_chapter_sliders_resample_and_five_generated_tokens(page):
     page.screenshot(path=str(ARTIFACTS / "chapter1-generated.png"))
 
 
+def test_walk_chapter_two_pick_a_layer_a_head_and_a_token(server, loaded):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(server + "/chapter-2")
+        page.wait_for_selector("text=Chapter 2: Inside the Model", timeout=90_000)
+        expect(page.get_by_text("The top-1 next token by hand equals the library's")) \
+            .to_be_visible(timeout=90_000)
+        wait_idle(page)
+        layer = page.locator('[data-testid="stSlider"]', has_text="Layer")
+        layer.get_by_role("slider").focus()
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("layer 1 reads a vector")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        head = page.locator('[data-testid="stSlider"]', has_text="Query head")
+        head.get_by_role("slider").focus()
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("Query head 2 (pick another in the sidebar)")) \
+            .to_be_visible(timeout=30_000)
+        wait_idle(page)
+        token = page.locator('[data-testid="stSlider"]', has_text="Token")
+        token.get_by_role("slider").focus()
+        page.keyboard.press("Home")
+        expect(page.get_by_text("at position 0 ")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        no_errors(page)
+        page.screenshot(path=str(ARTIFACTS / "chapter2.png"), full_page=True)
+
+
 def generated_in(page) -> list[int]:
     code = page.locator("code", has_text="generated = [").first.inner_text()
     return [int(i) for i in code.split("generated = [")[1].split("]")[0].split(",")]

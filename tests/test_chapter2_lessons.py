@@ -466,8 +466,13 @@ def test_nested_captures_both_record(peaked_dir):
 def lesson_functions():
     for module in LESSON_MODULES:
         for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ == module.__name__:
+            if function.__module__ == module.__name__ and not drawing(name):
                 yield f"{module.__name__}.{name}", function
+
+
+def drawing(name: str) -> bool:
+    """The page's code in a section module (render, render_*, private helpers): not lessons."""
+    return name.startswith(("render", "_"))
 
 
 def test_lesson_functions_are_short_documented_and_narrow():

@@ -1,0 +1,150 @@
+"""Chapter 2's page: the model opened up on the learner's text, every value checked against the
+library, numbers read from the loaded model, one forward per change of ids, controls that run
+none."""
+
+import pytest
+import torch
+from helpers import CHAPTER2, counting_forwards, page_text, run_app
+
+import chapter2.inside as inside
+from chapter1.tokenizer import tokenize
+from token_by_token.memo import Memo
+from token_by_token.tokens import markdown_literal, show
+
+
+def opened_of(at):
+    return at.session_state["_memo"].latest(inside.OPENED)
+
+
+def inside_of(at):
+    return at.session_state["_memo"].latest(inside.INSIDE)
+
+
+def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
+    at = run_app(CHAPTER2)
+    text, config, model = page_text(at), loaded.model.config, loaded.model
+    assert f"**{config.num_hidden_layers} layers**" in text
+    q = config.num_attention_heads * config.head_dim
+    assert f"**{config.num_attention_heads} query heads × {config.head_dim} = {q:,}**" in text
+    kv_bytes = config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * 2
+    assert f"**{kv_bytes:,} bytes per token**" in text
+    assert f"{config.hidden_size:,} → {config.intermediate_size:,} → {config.hidden_size:,}" \
+        in text
+    total = sum(p.numel() for p in model.parameters())  # tied: the table counted once
+    assert f"**{total:,} in all**" in text
+    assert f"`rope_theta` = {config.rope_parameters['rope_theta']:,.0f}" in text
+    assert "`tied(model)` is **True**" in text
+
+
+def test_every_intermediate_equals_the_librarys_in_every_layer(loaded):
+    at = run_app(CHAPTER2)
+    for layer in range(loaded.model.config.num_hidden_layers):
+        at.sidebar.slider(key="layer").set_value(layer).run()
+        checks = opened_of(at).checks
+        assert len(checks) == 12
+        for what, (_, difference, size) in checks.items():
+            assert difference <= 0.01 * max(size, 1.0), (layer, what, difference, size)
+
+
+def test_the_logits_by_hand_equal_the_librarys(loaded):
+    at = run_app(CHAPTER2)
+    seen = inside_of(at)
+    assert seen.agree == len(seen.ids)
+    assert float(seen.logit_gaps.max()) < 0.05
+    # and the library's top-1 is what the model itself says
+    with torch.inference_mode():
+        logits = loaded.model(torch.tensor([list(seen.ids)])).logits[0]
+    assert seen.top_library.tolist() == logits.argmax(-1).tolist()
+    assert f"at **{len(seen.ids)} of {len(seen.ids)} positions**" in page_text(at)
+
+
+def no_mask(scores):
+    """A missing causal mask: every position may read the future."""
+    return scores
+
+
+def interleaved(x):
+    """A wrong RoPE: pairs of neighbours (GPT-J style) instead of Qwen's split halves."""
+    pairs = x.unflatten(-1, (-1, 2))
+    return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+
+
+@pytest.mark.parametrize("broken, caught", [
+    ("rotate_half", "RoPE (q)"),
+    ("causal_mask", "attention weights"),
+])
+def test_a_wrong_lesson_is_caught_by_the_checks(loaded, monkeypatch, broken, caught):
+    import chapter2.attention as attention
+    ids = tokenize(loaded.tokenizer, "The quick brown fox jumps over the lazy dog")
+    if broken == "rotate_half":
+        monkeypatch.setattr(attention, "rotate_half", interleaved)
+    else:
+        monkeypatch.setattr(inside, "causal_mask", no_mask)
+    memo = Memo()
+    seen = inside.look_inside(loaded.model, ids, memo)
+    _, difference, size = inside.open_layer(loaded.model, seen, 0, memo).checks[caught]
+    assert difference > 0.05 * size
+
+
+def test_chapter_2_runs_one_forward_per_change_of_ids_and_none_for_its_controls(loaded):
+    at = run_app(CHAPTER2)
+    with counting_forwards(loaded.model) as calls:
+        at.sidebar.slider(key="layer").set_value(1).run()
+        at.sidebar.slider(key="head").set_value(3).run()
+        at.sidebar.select_slider(key="position").set_value(2).run()
+        at.sidebar.slider(key="layer").set_value(0).run()
+        assert calls == []
+        at.sidebar.text_area(key="text").input("Another text entirely").run()
+        assert calls == [tokenize(loaded.tokenizer, "Another text entirely")]
+        at.sidebar.slider(key="layer").set_value(1).run()
+        assert len(calls) == 1
+    assert not at.exception
+
+
+def test_the_controls_change_what_is_shown(loaded):
+    at = run_app(CHAPTER2)
+    at.sidebar.slider(key="layer").set_value(1).run()
+    assert opened_of(at).layer == 1
+    assert any("layer 1 reads a vector" in m.value for m in at.markdown)
+    at.sidebar.slider(key="head").set_value(2).run()
+    at.sidebar.select_slider(key="position").set_value(3).run()
+    ids = list(inside_of(at).ids)
+    token = markdown_literal(show(loaded.tokenizer, ids[3]))
+    assert any(f"Query head 2 (pick another in the sidebar), at position 3 “{token}”" in m.value
+               for m in at.markdown)
+    [top] = [d.value for d in at.dataframe if "weight" in d.value.columns]
+    weights = opened_of(at).weights[2, 3].float()
+    assert top["position"].tolist()[0] == int(weights.argmax())
+    assert all(p <= 3 for p in top["position"])  # the causal mask: nothing after position 3
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    " ".join(["word"] * 1100),
+    "👍🏽 family 👨‍👩‍👧 and 🦙",
+    "**bold** $x^2$ :red[alarm] <script>alert(1)</script> [a](javascript:x)",
+    "chat<|im_start|>user<|im_end|><think>",
+])
+def test_hostile_texts_render_without_a_traceback(loaded, text):
+    at = run_app(CHAPTER2, text=text)
+    assert not at.exception
+    if not text:
+        assert any("Type some text" in i.value for i in at.info)
+        return
+    ids = inside_of(at).ids
+    assert len(ids) <= loaded.max_tokens
+    token = markdown_literal(show(loaded.tokenizer, ids[-1]))
+    assert any(f"“{token}” (id {ids[-1]}" in m.value for m in at.markdown)
+
+
+def test_chapter_2_renders_on_the_pocket_model(monkeypatch):
+    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", "pocket")
+    at = run_app(CHAPTER2)
+    from token_by_token.model import load
+    config = load().model.config
+    assert config.num_attention_heads // config.num_key_value_heads == 3
+    assert f"**{config.num_hidden_layers} layers**" in page_text(at)
+    assert "in groups of 3" in page_text(at)
+    for _, difference, size in opened_of(at).checks.values():
+        assert difference <= 0.01 * max(size, 1.0)
+    assert inside_of(at).agree == len(inside_of(at).ids)
