@@ -130,7 +130,8 @@ def test_walk_chapter_two_pick_a_layer_a_head_and_a_token(server, loaded):
         token = page.locator('[data-testid="stSlider"]', has_text="Token")
         token.get_by_role("slider").focus()
         page.keyboard.press("Home")
-        expect(page.get_by_text("at position 0 ")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("Query head 2 (pick another in the sidebar), at position 0 ")) \
+            .to_be_visible(timeout=30_000)
         wait_idle(page)
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / "chapter2.png"), full_page=True)
