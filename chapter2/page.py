@@ -7,7 +7,7 @@ from chapter2 import attention, embeddings, inside, mlp, rebuild, rmsnorm
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.memo import memo_of
-from token_by_token.tokens import show
+from token_by_token.tokens import counted, show
 
 SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild]
 LAYER = """
@@ -52,7 +52,13 @@ def opened_up() -> None:
         st.info("Type some text in the sidebar: the model needs at least one token.")
         return
     memo = memo_of(s).for_model(loaded.model_id)
-    seen = inside.look_inside(loaded.model, ids, memo)  # the forward: only for new ids
+    if memo.get(inside.INSIDE, tuple(ids)) is None:  # new ids: the forward runs
+        with st.spinner(f"Running the model on your {counted(len(ids), 'token')} twice: by "
+                        "the library, then by hand with the lesson functions…",
+                        show_time=True):
+            seen = inside.look_inside(loaded.model, ids, memo)
+    else:
+        seen = inside.look_inside(loaded.model, ids, memo)
     for key, count in (("layer", facts.layers), ("head", facts.heads)):
         if s.get(key) is None or not 0 <= s[key] < count:
             s[key] = 0
@@ -67,7 +73,8 @@ def opened_up() -> None:
         st.select_slider("Token", options=range(len(ids)), key="position",
                          format_func=lambda i: f"{i}: {show(loaded.tokenizer, ids[i])}",
                          help="The position whose values the sections show.")
-    opened = inside.open_layer(loaded.model, seen, s["layer"], memo)
+    with st.spinner(f"Opening layer {s['layer']}…", show_time=True):
+        opened = inside.open_layer(loaded.model, seen, s["layer"], memo)
     view = inside.View(ids, facts, seen, opened, s["head"], s["position"])
     if sections.draw("Chapter 2", SECTIONS, loaded, view):
         st.header("Conclusion")
