@@ -250,6 +250,7 @@ class View:
     opened: Opened
     head: int
     position: int
+    window: int = 16  # query positions the attention heatmaps show
 
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself."""

@@ -3,13 +3,13 @@
 import streamlit as st
 
 from chapter1 import pipeline
-from chapter2 import attention, embeddings, inside, mlp, rebuild, rmsnorm
+from chapter2 import attention, embeddings, inside, mlp, patterns, rebuild, rmsnorm
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.memo import memo_of
 from token_by_token.tokens import counted, show
 
-SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild]
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns]
 LAYER = """
 digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",
@@ -73,17 +73,19 @@ def opened_up() -> None:
         st.select_slider("Token", options=range(len(ids)), key="position",
                          format_func=lambda i: f"{i}: {show(loaded.tokenizer, ids[i])}",
                          help="The position whose values the sections show.")
+        st.slider("Attention rows shown", 4, 64, key="window",
+                  help="How many query positions, ending at the token, section 6 draws.")
     with st.spinner(f"Opening layer {s['layer']}…", show_time=True):
         opened = inside.open_layer(loaded.model, seen, s["layer"], memo)
-    view = inside.View(ids, facts, seen, opened, s["head"], s["position"])
+    view = inside.View(ids, facts, seen, opened, s["head"], s["position"], s["window"])
     if sections.draw("Chapter 2", SECTIONS, loaded, view):
         st.header("Conclusion")
         st.markdown(
             "That is the whole model: **embed**, then in every layer **x = x + "
             "attention(norm(x))** and **x = x + mlp(norm(x))**, then one last **norm** and a "
             "product with the embedding table. Attention is the only place where positions "
-            "mix; everything else works on each position alone. The next part of this "
-            "chapter shows where each head looks and how the prediction forms layer by layer."
+            "mix; everything else works on each position alone, and section 6 shows where "
+            "it looks. Next in this chapter: how the prediction forms layer by layer."
         )
 
 

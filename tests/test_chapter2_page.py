@@ -148,3 +148,27 @@ def test_chapter_2_renders_on_the_pocket_model(monkeypatch):
     for _, difference, size in opened_of(at).checks.values():
         assert difference <= 0.01 * max(size, 1.0)
     assert inside_of(at).agree == len(inside_of(at).ids)
+
+
+def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loaded):
+    from chapter2.patterns import pattern_table, top_keys, window_of
+    at = run_app(CHAPTER2)
+    opened, ids = opened_of(at), list(inside_of(at).ids)
+    rows = window_of(len(ids) - 1, 8)
+    assert list(rows) == list(range(len(ids) - 8, len(ids)))
+    table = pattern_table(loaded.tokenizer, ids, opened.weights, range(4), rows)
+    assert (table[table["key"] > table["query"]]["weight"] == 0).all()  # the causal mask
+    assert set(table["key"]) == {0, *rows}
+    weights = opened.weights.float()
+    for _, cell in table.sample(20, random_state=0).iterrows():
+        assert cell["weight"] == pytest.approx(float(weights[cell["head"], cell["query"],
+                                                             cell["key"]]), abs=1e-3)
+    top = top_keys(loaded.tokenizer, ids, opened.weights, 1, rows)
+    assert [int(t.split(":")[0]) for t in top["#1"]] == \
+        [int(weights[1, r, : r + 1].argmax()) for r in rows]
+    sink = float(weights[:, 1:, 0].mean())
+    assert any(f"**{sink:.0%}** of the attention goes to position 0" in m.value
+               for m in at.markdown)
+    with counting_forwards(loaded.model) as calls:
+        at.sidebar.slider(key="window").set_value(4).run()
+    assert calls == [] and not at.exception

@@ -65,6 +65,38 @@ def probability_bars(table: pd.DataFrame) -> alt.Chart:
     ).properties(height=alt.Step(11))
 
 
+def attention_heatmap(table: pd.DataFrame) -> alt.Chart:
+    """Query rows × key columns of one head; colour = weight (viridis: readable with any
+    colour vision). `table`: query, key, query token, key token, weight."""
+    return alt.Chart(table).mark_rect().encode(
+        x=alt.X("key token:N", sort=alt.EncodingSortField("key", op="min"), title="key",
+                axis=alt.Axis(labelAngle=-60, labelLimit=90, orient="top")),
+        y=alt.Y("query token:N", sort=alt.EncodingSortField("query", op="min"),
+                title="query", axis=alt.Axis(labelLimit=120)),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]),
+                        legend=alt.Legend(orient="bottom", format="%")),
+        tooltip=[alt.Tooltip("query token:N"), alt.Tooltip("key token:N"),
+                 alt.Tooltip("weight:Q", format=".2%")],
+    )
+
+
+def attention_small_multiples(table: pd.DataFrame) -> alt.Chart:
+    """Every head of a layer, one small heatmap each. `table`: as attention_heatmap, plus
+    head and KV head. Draw it with `columns=` the heads per key/value head (fast_spec's
+    properties): each row of the grid is then one group that shares keys and values."""
+    return alt.Chart(table).mark_rect().encode(
+        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]),
+                        legend=None),
+        tooltip=[alt.Tooltip("head:O"), alt.Tooltip("KV head:O"),
+                 alt.Tooltip("query token:N"), alt.Tooltip("key token:N"),
+                 alt.Tooltip("weight:Q", format=".2%")],
+    ).properties(width=90, height=90).facet(
+        facet=alt.Facet("head:O", header=alt.Header(labelExpr="'head ' + datum.value")),
+        columns=1,
+    )
+
+
 @cache
 def _template(build, columns: tuple[str, ...]) -> dict:
     """The spec `build` makes, without its data: built and validated by Altair once."""

@@ -28,6 +28,7 @@ DEFAULTS = {
     "layer": 0,              # Chapter 2: the layer opened up
     "head": 0,               # Chapter 2: the query head looked at
     "position": None,        # Chapter 2: the position looked at (None: the last)
+    "window": 16,            # Chapter 2: query positions the attention heatmaps show
 }
 
 
