@@ -199,7 +199,6 @@ def attention_weights(model, ids, layer):
 
 
 def render(loaded, view) -> str:
-    from chapter2.inside import checks_table  # (inside imports this module's lessons)
     tokenizer, f, opened, config = loaded.tokenizer, view.facts, view.opened, loaded.model.config
     layer, head, position = opened.layer, view.head, view.position
     st.markdown(
@@ -248,7 +247,7 @@ def render(loaded, view) -> str:
     st.markdown("The same steps as one function, the one the whole model below calls:")
     lesson(qkv, attention)
     st.markdown("Each step above against the library's own modules on the same input:")
-    st.dataframe(checks_table(opened, [
+    st.dataframe(view.checks_table([
         "q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)", "RoPE (k)",
         "attention weights", "attention output (o_proj)"]), hide_index=True)
     st.caption("The library rounds its attention weights to bfloat16 (about 3 significant "
@@ -275,7 +274,7 @@ def render_rope(f, position: int) -> None:
 
 
 def render_weights(tokenizer, view, head: int, position: int) -> None:
-    weights = view.opened.weights[head]  # [positions, positions]
+    weights = view.weights[head]  # [positions, positions]
     row = weights[position].float()
     top = row.topk(min(5, position + 1))
     later = float(row[position + 1:].sum())  # the causal mask: exactly 0

@@ -1,15 +1,18 @@
 """Chapter 2's view of the learner's ids: the model opened up, every value checked.
 
 One forward of the library's model per change of ids (`look_inside`) keeps the residual
-stream, what every layer reads: [layers + 1, positions, hidden]. The same ids then go through
-the lesson functions by hand, layer by layer, and only the differences are kept. Picking a
-layer (`open_layer`) runs that layer's lesson functions on the stream the library computed,
-each call traced for the page, and the library's own modules of that layer on the same input,
-under temporary hooks, to check every intermediate: no model forward, and the shared model is
-never changed.
+stream, what every layer reads: [layers + 1, positions, hidden]. While it runs, temporary
+hooks open each layer as soon as the library has run it (`opening`): the lesson functions run
+on the same input, each call traced for the page, and every intermediate is compared with what
+the library's module returned; only the traces and the differences are kept. Then the same ids
+go through the lesson functions by hand, layer after layer, and the logits are compared.
+Picking a layer runs no forward: only that layer's attention weights are recomputed
+(`pattern_of`; the library's fast attention never writes them down). The shared model is never
+changed.
 """
 
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,6 +26,7 @@ from chapter2.attention import (
     merge_heads,
     project,
     qk_norm,
+    qkv,
     rope_angles,
     rope_theta,
     rotate,
@@ -44,13 +48,24 @@ CHUNK = 64  # positions scored at a time: never a [1,024 × vocabulary] table in
 
 
 @dataclass(frozen=True)
+class Opened:
+    """One layer opened with the lesson functions, on what that layer read in the library's
+    forward: their traced calls and, for each intermediate, the library's value beside it."""
+    layer: int
+    traces: dict[str, Trace]     # lesson function name -> its traced call on this layer
+    checks: dict[str, tuple]     # what -> (shape, max |lesson − library|, max |library|)
+    rms: torch.Tensor            # [positions]: each position's root-mean-square before the norm
+
+
+@dataclass(frozen=True)
 class Inside:
     """What one forward of the learner's ids leaves for Chapter 2 (kept in their session)."""
     ids: tuple[int, ...]
     stream: torch.Tensor       # [layers + 1, positions, hidden]: what each layer reads (library)
+    layers: list[Opened]       # every layer, opened while the library ran it
     embedded: Trace            # embed(model, ids), traced
     embed_gap: float           # max |embed() − the library's embedding output|
-    layer_gaps: list[float]    # per layer: max |by hand − library| of the stream after it
+    layer_gaps: list[float]    # per layer: max |chained by hand − library| of the stream
     logit_gaps: torch.Tensor   # [positions]: max |by hand − library| of the logits
     top_hand: torch.Tensor     # [positions]: the top-1 id by hand
     top_library: torch.Tensor  # [positions]: the top-1 id of the library's logits
@@ -66,14 +81,17 @@ INSIDE: Slot[Inside] = Slot("chapter2.inside")
 
 
 def look_inside(model, ids: list[int], memo: Memo) -> Inside:
-    """The learner's forward for Chapter 2: reused while the ids are unchanged."""
+    """The learner's forward for Chapter 2, reused while the ids are unchanged: the library's
+    forward, each layer opened by the lesson functions as the library runs it (`opening`),
+    then the same ids by hand through every layer (`decoder_layer`), compared."""
     key = tuple(ids)
     if (same := memo.get(INSIDE, key)) is not None:
         return same
     memo.put(INSIDE, None, None)
     start = time.perf_counter()
     with FORWARD_LOCK, torch.inference_mode():
-        stream = residual_stream(model, ids)  # the library's forward, once
+        with opening(model) as layers:
+            stream = residual_stream(model, ids)  # the library's forward, once
         x, embedded = traced(embed, model, ids)
         embed_gap = gap(x, stream[0])
         cos, sin = angles(model, len(ids))
@@ -87,8 +105,118 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
     logit_gaps, top_hand, top_library, margins = (torch.cat(part)
                                                   for part in zip(*scored, strict=True))
     return memo.put(INSIDE, key, Inside(
-        key, stream, embedded, embed_gap, layer_gaps, logit_gaps, top_hand, top_library, margins,
-        time.perf_counter() - start))
+        key, stream, layers, embedded, embed_gap, layer_gaps, logit_gaps, top_hand,
+        top_library, margins, time.perf_counter() - start))
+
+
+def parts(block) -> dict:
+    """The library's modules of one decoder layer whose outputs the page checks."""
+    attn = block.self_attn
+    return {"input RMSNorm": block.input_layernorm, "q_proj": attn.q_proj,
+            "k_proj": attn.k_proj, "v_proj": attn.v_proj, "q_norm": attn.q_norm,
+            "k_norm": attn.k_norm, "self_attn": attn, "MLP": block.mlp}
+
+
+@contextmanager
+def opening(model):
+    """While the library runs its forward inside this block, open each decoder layer right
+    after the library ran it: temporary hooks record what its modules returned, and
+    open_block() runs the lesson functions on the same input and compares. Yields the list
+    of Opened layers (filled in as the forward goes); every hook is removed at the end."""
+    opened, blocks = [], list(model.model.layers)
+    named = {f"{i} {name}": module for i, block in enumerate(blocks)
+             for name, module in parts(block).items()}
+    with capture(named) as seen, ExitStack() as hooks:
+        def after(i):
+            def hook(block, args, kwargs, output):
+                names = [f"{i} {name}" for name in parts(block)]
+                theirs = {name: seen.output(f"{i} {name}") for name in parts(block)}
+                for name in names:
+                    seen.calls[name].clear()
+                x = (args[0] if args else kwargs["hidden_states"])[0]
+                opened.append(open_block(block, i, x, output[0], theirs,
+                                         kwargs["position_embeddings"], model.config))
+                for name in names:  # open_block's own calls were recorded too
+                    seen.calls[name].clear()
+            return hook
+        for i, block in enumerate(blocks):
+            hooks.callback(block.register_forward_hook(after(i), with_kwargs=True).remove)
+        yield opened
+
+
+def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Opened:
+    """Layer `layer` step by step with the lesson functions on its input x, each call traced,
+    each intermediate compared with what the library's module returned for the same x."""
+    n, t = len(x), {}
+
+    def run(function, *args):
+        result, t[function.__name__] = traced(function, *args)
+        return result
+
+    ln = block.input_layernorm
+    xn = run(rms_norm, x, ln.weight, ln.variance_epsilon)
+    cos, sin = run(rope_angles, torch.arange(n), block.self_attn.head_dim, rope_theta(config))
+    q0, k0, v0 = run(project, block, xn)
+    q1, k1 = run(qk_norm, block, q0, k0)
+    q2, k2 = run(rotate, q1, cos, sin), rotate(k1, cos, sin)
+    k, v = run(share_kv, k2, len(q2)), share_kv(v0, len(q2))
+    weights = run(softmax, run(causal_mask, run(scores, q2, k)))
+    attended = block.self_attn.o_proj(merge_heads(run(attend, weights, v)))
+    mid = x + attended
+    after = run(mlp, block, norm(block.post_attention_layernorm, mid))
+
+    def heads(t):  # [1, positions, heads × head_dim] -> [heads, positions, head_dim]
+        return t.view(n, -1, block.self_attn.head_dim).transpose(0, 1)
+
+    q_rot, k_rot = apply_rotary_pos_emb(heads(theirs["q_norm"])[None],
+                                        heads(theirs["k_norm"])[None], *rope)
+    pairs = {
+        "input RMSNorm": (xn, theirs["input RMSNorm"][0]),
+        "q_proj": (q0, heads(theirs["q_proj"])), "k_proj": (k0, heads(theirs["k_proj"])),
+        "v_proj": (v0, heads(theirs["v_proj"])), "QK-norm (q)": (q1, heads(theirs["q_norm"])),
+        "QK-norm (k)": (k1, heads(theirs["k_norm"])),
+        "RoPE (q)": (q2, q_rot[0]), "RoPE (k)": (k2, k_rot[0]),
+        "attention output (o_proj)": (attended, theirs["self_attn"][0][0]),
+        "MLP": (after, theirs["MLP"][0]), "layer output": (mid + after, output),
+    }
+    checks = {what: (tuple(mine.shape), gap(mine, lib), largest(lib))
+              for what, (mine, lib) in pairs.items()}
+    return Opened(layer, t, checks, x.float().pow(2).mean(-1).sqrt())
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One layer's attention weights, by the lesson functions, and the library's check."""
+    layer: int
+    weights: torch.Tensor  # [query heads, positions, positions] float16
+    check: tuple           # (shape, max |lesson − library's eager attention|, max |library|)
+
+
+PATTERN: Slot[Pattern] = Slot("chapter2.pattern")
+
+
+def pattern_of(model, inside: Inside, layer: int, memo: Memo) -> Pattern:
+    """The picked layer's attention weights (kept per ids and layer): the lesson functions on
+    what the layer read, against the library's own eager attention on its own q and k (the
+    model's fast attention never writes the weights down)."""
+    key = (inside.ids, layer)
+    if (same := memo.get(PATTERN, key)) is not None:
+        return same
+    block, n = model.model.layers[layer], len(inside.ids)
+    attn = block.self_attn
+    with FORWARD_LOCK, torch.inference_mode():
+        xn = norm(block.input_layernorm, inside.stream[layer])
+        q, k, _ = qkv(block, xn, *angles(model, n))
+        weights = softmax(causal_mask(scores(q, k)))
+        cos, sin = model.model.rotary_emb(xn[None], torch.arange(n)[None])
+        q_lib = attn.q_norm(attn.q_proj(xn).view(1, n, -1, attn.head_dim)).transpose(1, 2)
+        k_lib = attn.k_norm(attn.k_proj(xn).view(1, n, -1, attn.head_dim)).transpose(1, 2)
+        q_lib, k_lib = apply_rotary_pos_emb(q_lib, k_lib, cos, sin)
+        future = torch.full((n, n), float("-inf")).triu(1).to(xn.dtype)[None, None]
+        # (the weights don't depend on the values: k stands in for v)
+        _, theirs = eager_attention_forward(attn, q_lib, k_lib, k_lib, future, attn.scaling)
+    check = (tuple(weights.shape), gap(weights, theirs[0]), largest(theirs[0]))
+    return memo.put(PATTERN, key, Pattern(layer, weights.to(torch.float16), check))
 
 
 def compare_logits(model, hand, library):
@@ -110,91 +238,6 @@ def largest(t: torch.Tensor) -> float:
     return float(t.float().abs().max())
 
 
-@dataclass(frozen=True)
-class Opened:
-    """One layer opened with the lesson functions, on what that layer read in the forward."""
-    layer: int
-    traces: dict[str, Trace]     # lesson function name -> its traced call on this layer
-    checks: dict[str, tuple]     # what -> (shape, max |lesson − library|, max |library|)
-    weights: torch.Tensor        # [query heads, positions, positions] float16
-    rms: torch.Tensor            # [positions]: each position's root-mean-square before the norm
-    cos: torch.Tensor            # [positions, head_dim]: RoPE's cosines
-    sin: torch.Tensor
-
-
-OPENED: Slot[Opened] = Slot("chapter2.opened")
-
-
-def open_layer(model, inside: Inside, layer: int, memo: Memo) -> Opened:
-    """Layer `layer` step by step with the lesson functions, each call traced, each result
-    checked against the library's module on the same input (reused per ids and layer)."""
-    key = (inside.ids, layer)
-    if (same := memo.get(OPENED, key)) is not None:
-        return same
-    block, x = model.model.layers[layer], inside.stream[layer]
-    n, t = len(inside.ids), {}
-
-    def run(function, *args):
-        result, t[function.__name__] = traced(function, *args)
-        return result
-
-    with torch.inference_mode():
-        ln = block.input_layernorm
-        xn = run(rms_norm, x, ln.weight, ln.variance_epsilon)
-        cos, sin = run(rope_angles, torch.arange(n), block.self_attn.head_dim,
-                       rope_theta(model.config))
-        q0, k0, v0 = run(project, block, xn)
-        q1, k1 = run(qk_norm, block, q0, k0)
-        q2, k2 = run(rotate, q1, cos, sin), rotate(k1, cos, sin)
-        k, v = run(share_kv, k2, len(q2)), share_kv(v0, len(q2))
-        weights = run(softmax, run(causal_mask, run(scores, q2, k)))
-        out = run(attend, weights, v)
-        attended = block.self_attn.o_proj(merge_heads(out))
-        mid = x + attended
-        after = run(mlp, block, norm(block.post_attention_layernorm, mid))
-        mine = {"input RMSNorm": xn, "q_proj": q0, "k_proj": k0, "v_proj": v0,
-                "QK-norm (q)": q1, "QK-norm (k)": k1, "RoPE (q)": q2, "RoPE (k)": k2,
-                "attention weights": weights, "attention output (o_proj)": attended,
-                "MLP": after, "layer output": mid + after}
-        checks = check_layer(model, block, x, mine)
-        rms = x.float().pow(2).mean(-1).sqrt()
-    return memo.put(OPENED, key, Opened(layer, t, checks, weights.to(torch.float16), rms,
-                                        cos, sin))
-
-
-def check_layer(model, block, x, mine: dict) -> dict[str, tuple]:
-    """Run the library's own modules of `block` on `x` under temporary hooks, and compare
-    each of the lesson's intermediates with the library's: what -> (shape, max |difference|,
-    max |library's value|).
-    RoPE and the attention weights, which are functions there, not modules, come from the
-    library's own functions on the library's own q and k."""
-    attn, n = block.self_attn, len(x)
-    modules = {"input RMSNorm": block.input_layernorm, "q_proj": attn.q_proj,
-               "k_proj": attn.k_proj, "v_proj": attn.v_proj, "q_norm": attn.q_norm,
-               "k_norm": attn.k_norm, "self_attn": attn, "MLP": block.mlp}
-    future = torch.full((n, n), float("-inf")).triu(1).to(x.dtype)[None, None]
-    with FORWARD_LOCK, capture(modules) as seen, torch.inference_mode():
-        cos, sin = model.model.rotary_emb(x[None], torch.arange(n)[None])
-        output = block(x[None], attention_mask=future, position_embeddings=(cos, sin))
-
-    def heads(name):  # [1, positions, heads × head_dim] -> [heads, positions, head_dim]
-        return seen.output(name).view(n, -1, attn.head_dim).transpose(0, 1)
-
-    q, k = heads("q_norm"), heads("k_norm")
-    q_rot, k_rot = apply_rotary_pos_emb(q[None], k[None], cos, sin)
-    _, weights = eager_attention_forward(attn, q_rot, k_rot, heads("v_proj")[None], future,
-                                         attn.scaling)
-    theirs = {
-        "input RMSNorm": seen.output("input RMSNorm")[0], "q_proj": heads("q_proj"),
-        "k_proj": heads("k_proj"), "v_proj": heads("v_proj"), "QK-norm (q)": q,
-        "QK-norm (k)": k, "RoPE (q)": q_rot[0], "RoPE (k)": k_rot[0],
-        "attention weights": weights[0],
-        "attention output (o_proj)": seen.output("self_attn")[0][0],
-        "MLP": seen.output("MLP")[0], "layer output": output[0],
-    }
-    return {what: (tuple(mine[what].shape), gap(mine[what], value), largest(value))
-            for what, value in theirs.items()}
-
 
 def parameters(model) -> dict[str, int]:
     """Parameter counts per part of the model, from its weights."""
@@ -209,6 +252,7 @@ def parameters(model) -> dict[str, int]:
                 else "MLP" if ".mlp." in name else "RMSNorm")
         parts[part] += p.numel()
     return parts
+
 
 
 
@@ -247,10 +291,15 @@ class View:
     ids: list[int]
     facts: Facts
     inside: Inside
-    opened: Opened
+    opened: Opened      # the picked layer
+    pattern: Pattern    # the picked layer's attention weights
     head: int
     position: int
-    window: int = 16  # query positions the attention heatmaps show
+    window: int = 16    # query positions the attention heatmaps show
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.pattern.weights
 
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself."""
@@ -258,12 +307,12 @@ class View:
             return self.inside.embedded
         return self.opened.traces.get(function.__name__, function)
 
-
-def checks_table(opened: Opened, names: list[str]) -> pd.DataFrame:
-    """The lesson's values against the library's, as a table for the page."""
-    rows = []
-    for name in names:
-        shape, difference, size = opened.checks[name]
-        rows.append({"value": name, "shape": " × ".join(map(str, shape)),
-                     "max |lesson − library|": difference, "max |library|": size})
-    return pd.DataFrame(rows)
+    def checks_table(self, names: list[str]) -> pd.DataFrame:
+        """The lesson's values against the library's, as a table for the page."""
+        checks = {**self.opened.checks, "attention weights": self.pattern.check}
+        rows = []
+        for name in names:
+            shape, difference, size = checks[name]
+            rows.append({"value": name, "shape": " × ".join(map(str, shape)),
+                         "max |lesson − library|": difference, "max |library|": size})
+        return pd.DataFrame(rows)

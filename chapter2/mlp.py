@@ -21,7 +21,7 @@ def mlp(layer, x):
 
 
 def render(loaded, view) -> str:
-    from chapter2.inside import checks_table, parameters  # (inside imports these lessons)
+    from chapter2.inside import parameters  # (inside imports these lessons)
     f, opened = view.facts, view.opened
     per_layer = 3 * f.hidden * f.intermediate
     st.markdown(
@@ -41,6 +41,6 @@ def render(loaded, view) -> str:
            f"the {['', 'second', 'third', 'fourth'][rank]} largest part of the model "
            f"(after {' and '.join(sorted(parts, key=parts.get, reverse=True)[:rank])}).")
     )
-    st.dataframe(checks_table(opened, ["MLP"]), hide_index=True)
+    st.dataframe(view.checks_table(["MLP"]), hide_index=True)
     return ("The MLP is down(silu(gate(x)) × up(x)): a widened, gated transformation of each "
             "position alone, where most of a layer's parameters sit.")

@@ -75,9 +75,10 @@ def opened_up() -> None:
                          help="The position whose values the sections show.")
         st.slider("Attention rows shown", 4, 64, key="window",
                   help="How many query positions, ending at the token, section 6 draws.")
-    with st.spinner(f"Opening layer {s['layer']}…", show_time=True):
-        opened = inside.open_layer(loaded.model, seen, s["layer"], memo)
-    view = inside.View(ids, facts, seen, opened, s["head"], s["position"], s["window"])
+    with st.spinner(f"Attention weights of layer {s['layer']}…", show_time=True):
+        pattern = inside.pattern_of(loaded.model, seen, s["layer"], memo)
+    view = inside.View(ids, facts, seen, seen.layers[s["layer"]], pattern, s["head"],
+                       s["position"], s["window"])
     if sections.draw("Chapter 2", SECTIONS, loaded, view):
         st.header("Conclusion")
         st.markdown(

@@ -47,7 +47,7 @@ def top_keys(tokenizer, ids, weights, head: int, rows: range, k: int = 3) -> pd.
 
 def render(loaded, view) -> str:
     tokenizer, f, opened, ids = loaded.tokenizer, view.facts, view.opened, view.ids
-    weights, head, position = opened.weights, view.head, view.position
+    weights, head, position = view.weights, view.head, view.position
     rows = window_of(position, view.window)
     st.markdown(
         f"Each row is a query position of layer {opened.layer}, each column a key position "

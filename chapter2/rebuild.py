@@ -57,7 +57,7 @@ def forward_by_hand(model, ids):
 
 
 def render(loaded, view) -> str:
-    from chapter2.inside import checks_table, parameters  # (inside imports these lessons)
+    from chapter2.inside import parameters  # (inside imports these lessons)
     tokenizer, f, seen, n = loaded.tokenizer, view.facts, view.inside, len(view.ids)
     st.markdown(
         "Now put the pieces together. Each layer reads a normalised copy of the residual "
@@ -71,7 +71,7 @@ def render(loaded, view) -> str:
     st.caption("The page ran exactly these functions on your ids (in chunks of positions for "
                "the last product, to keep memory low) and compared every layer with the "
                "library's forward.")
-    st.dataframe(checks_table(view.opened, ["layer output"]), hide_index=True)
+    st.dataframe(view.checks_table(["layer output"]), hide_index=True)
     st.subheader("Your logits, by hand and by the library")
     agree = seen.agree
     worst = float(seen.logit_gaps.max())

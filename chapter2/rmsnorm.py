@@ -30,7 +30,6 @@ def norm(module, x):
 
 
 def render(loaded, view) -> str:
-    from chapter2.inside import checks_table  # (inside imports this module's lessons)
     model, facts, opened = loaded.model, view.facts, view.opened
     kinds = {}
     for name, module in model.named_modules():
@@ -56,6 +55,6 @@ def render(loaded, view) -> str:
         "residual stream, two per layer on each head's queries and keys, QK-norm, and one "
         "after the last layer)."
     )
-    st.dataframe(checks_table(opened, ["input RMSNorm"]), hide_index=True)
+    st.dataframe(view.checks_table(["input RMSNorm"]), hide_index=True)
     return ("RMSNorm = x / sqrt(mean(x²) + eps) × weight, in float32: every position reaches "
             "each layer at the same scale.")

@@ -13,7 +13,11 @@ from token_by_token.tokens import markdown_literal, show
 
 
 def opened_of(at):
-    return at.session_state["_memo"].latest(inside.OPENED)
+    return inside_of(at).layers[at.session_state["layer"]]
+
+
+def pattern_of(at):
+    return at.session_state["_memo"].latest(inside.PATTERN)
 
 
 def inside_of(at):
@@ -38,12 +42,16 @@ def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
 
 def test_every_intermediate_equals_the_librarys_in_every_layer(loaded):
     at = run_app(CHAPTER2)
-    for layer in range(loaded.model.config.num_hidden_layers):
+    layers = inside_of(at).layers
+    assert [opened.layer for opened in layers] == list(range(len(loaded.model.model.layers)))
+    for opened in layers:
+        assert len(opened.checks) == 11
+        for what, (_, difference, size) in opened.checks.items():
+            assert difference <= 0.01 * max(size, 1.0), (opened.layer, what, difference, size)
+    for layer in range(len(layers)):
         at.sidebar.slider(key="layer").set_value(layer).run()
-        checks = opened_of(at).checks
-        assert len(checks) == 12
-        for what, (_, difference, size) in checks.items():
-            assert difference <= 0.01 * max(size, 1.0), (layer, what, difference, size)
+        _, difference, size = pattern_of(at).check
+        assert pattern_of(at).layer == layer and difference <= 0.01 * size
 
 
 def test_the_logits_by_hand_equal_the_librarys(loaded):
@@ -82,7 +90,9 @@ def test_a_wrong_lesson_is_caught_by_the_checks(loaded, monkeypatch, broken, cau
         monkeypatch.setattr(inside, "causal_mask", no_mask)
     memo = Memo()
     seen = inside.look_inside(loaded.model, ids, memo)
-    _, difference, size = inside.open_layer(loaded.model, seen, 0, memo).checks[caught]
+    checks = {**seen.layers[0].checks,
+              "attention weights": inside.pattern_of(loaded.model, seen, 0, memo).check}
+    _, difference, size = checks[caught]
     assert difference > 0.05 * size
 
 
@@ -113,7 +123,7 @@ def test_the_controls_change_what_is_shown(loaded):
     assert any(f"Query head 2 (pick another in the sidebar), at position 3 “{token}”" in m.value
                for m in at.markdown)
     [top] = [d.value for d in at.dataframe if "weight" in d.value.columns]
-    weights = opened_of(at).weights[2, 3].float()
+    weights = pattern_of(at).weights[2, 3].float()
     assert top["position"].tolist()[0] == int(weights.argmax())
     assert all(p <= 3 for p in top["position"])  # the causal mask: nothing after position 3
 
@@ -153,7 +163,7 @@ def test_chapter_2_renders_on_the_pocket_model(monkeypatch):
 def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loaded):
     from chapter2.patterns import pattern_table, top_keys, window_of
     at = run_app(CHAPTER2)
-    opened, ids = opened_of(at), list(inside_of(at).ids)
+    opened, ids = pattern_of(at), list(inside_of(at).ids)
     rows = window_of(len(ids) - 1, 8)
     assert list(rows) == list(range(len(ids) - 8, len(ids)))
     table = pattern_table(loaded.tokenizer, ids, opened.weights, range(4), rows)
