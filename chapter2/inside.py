@@ -55,6 +55,9 @@ class Opened:
     traces: dict[str, Trace]     # lesson function name -> its traced call on this layer
     checks: dict[str, tuple]     # what -> (shape, max |lesson − library|, max |library|)
     rms: torch.Tensor            # [positions]: each position's root-mean-square before the norm
+    updates: torch.Tensor        # [2, positions]: the size (norm) of attention's and the
+                                 # MLP's update to the stream at each position
+    last: torch.Tensor           # [2, hidden]: both updates at the last position
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,9 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
     }
     checks = {what: (tuple(mine.shape), gap(mine, lib), largest(lib))
               for what, (mine, lib) in pairs.items()}
-    return Opened(layer, t, checks, x.float().pow(2).mean(-1).sqrt())
+    updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
+    return Opened(layer, t, checks, x.float().pow(2).mean(-1).sqrt(),
+                  torch.linalg.vector_norm(updates, dim=-1), updates[:, -1].clone())
 
 
 @dataclass(frozen=True)

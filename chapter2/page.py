@@ -3,13 +3,23 @@
 import streamlit as st
 
 from chapter1 import pipeline
-from chapter2 import attention, embeddings, inside, mlp, patterns, rebuild, rmsnorm
+from chapter2 import (
+    attention,
+    embeddings,
+    inside,
+    lens,
+    mlp,
+    patterns,
+    rebuild,
+    rmsnorm,
+    stream,
+)
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.memo import memo_of
 from token_by_token.tokens import counted, show
 
-SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns]
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream]
 LAYER = """
 digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",
@@ -85,8 +95,9 @@ def opened_up() -> None:
             "That is the whole model: **embed**, then in every layer **x = x + "
             "attention(norm(x))** and **x = x + mlp(norm(x))**, then one last **norm** and a "
             "product with the embedding table. Attention is the only place where positions "
-            "mix; everything else works on each position alone, and section 6 shows where "
-            "it looks. Next in this chapter: how the prediction forms layer by layer."
+            "mix; everything else works on each position alone. Section 6 showed where it "
+            "looks, section 7 how the guess forms layer by layer, section 8 what each layer "
+            "adds to it."
         )
 
 

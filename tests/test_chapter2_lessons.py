@@ -20,14 +20,14 @@ from transformers import AutoModelForCausalLM
 from transformers.models.qwen3 import modeling_qwen3 as qwen3
 
 from chapter2 import attention as attn
-from chapter2 import embeddings, lens, mlp, rebuild, rmsnorm
+from chapter2 import embeddings, lens, mlp, rebuild, rmsnorm, stream
 from chapter2.attention import attention_weights
 from chapter2.lens import logit_lens
 from chapter2.rebuild import forward_by_hand
 from token_by_token import model as models
 from token_by_token.capture import capture, forward_capturing
 
-LESSON_MODULES = [embeddings, rmsnorm, attn, mlp, rebuild, lens]
+LESSON_MODULES = [embeddings, rmsnorm, attn, mlp, rebuild, lens, stream]
 IDS = [(37 * i + 11) % 1500 for i in range(40)]  # 40 positions, ids below every vocab
 
 

@@ -182,3 +182,35 @@ def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loa
     with counting_forwards(loaded.model) as calls:
         at.sidebar.slider(key="window").set_value(4).run()
     assert calls == [] and not at.exception
+
+
+def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_forward(loaded):
+    at = run_app(CHAPTER2)
+    seen = inside_of(at)
+    [table] = [d.value for d in at.dataframe if "read from" in d.value.columns]
+    assert len(table) == loaded.model.config.num_hidden_layers + 1
+    last = len(seen.ids) - 1
+    assert table["top-1"].iloc[-1] == show(loaded.tokenizer, int(seen.top_library[last]))
+    with counting_forwards(loaded.model) as calls:
+        at.sidebar.select_slider(key="position").set_value(1).run()
+    assert calls == [] and not at.exception
+    [table] = [d.value for d in at.dataframe if "read from" in d.value.columns]
+    assert table["top-1"].iloc[-1] == show(loaded.tokenizer, int(seen.top_library[1]))
+
+
+def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
+    from chapter2.stream import push
+    at = run_app(CHAPTER2)
+    seen, model = inside_of(at), loaded.model
+    final = seen.stream[-1, -1].float()
+    token = int(seen.top_library[-1])
+    scale = float(final.pow(2).mean().add(model.model.norm.variance_epsilon).sqrt())
+    total = float(push(model, seen.stream[0, -1].float(), token, scale))  # the embedding
+    total += sum(float(push(model, u, token, scale)) for opened in seen.layers
+                 for u in opened.last)
+    with torch.inference_mode():
+        logit = float(model.lm_head(model.model.norm(seen.stream[-1, -1]))[token])
+    assert total == pytest.approx(logit, abs=0.05 + 0.02 * abs(logit))
+    sizes = [float(opened.updates[1, -1]) for opened in seen.layers]
+    assert sizes == pytest.approx([float(torch.linalg.vector_norm(o.last[1]))
+                                   for o in seen.layers], rel=1e-4)

@@ -97,6 +97,21 @@ def attention_small_multiples(table: pd.DataFrame) -> alt.Chart:
     )
 
 
+def layer_bars(table: pd.DataFrame) -> alt.Chart:
+    """One value per layer and kind of update, side by side. `table`: layer, update, value."""
+    kinds = ["attention", "MLP"]
+    return alt.Chart(table).mark_bar().encode(
+        x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("update:N", sort=kinds),
+        y=alt.Y("value:Q", title="norm of the update"),
+        color=alt.Color("update:N", sort=kinds,
+                        scale=alt.Scale(domain=kinds, range=["#4a63c8", "#e69f00"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("update:N"),
+                 alt.Tooltip("value:Q", format=".3g")],
+    )
+
+
 @cache
 def _template(build, columns: tuple[str, ...]) -> dict:
     """The spec `build` makes, without its data: built and validated by Altair once."""

@@ -1,0 +1,60 @@
+"""Section 8 — the residual stream: what each layer's attention and MLP add to it."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from token_by_token import charts
+from token_by_token.sections import lesson
+from token_by_token.tokens import markdown_literal, show
+from token_by_token.trace import traced
+
+TITLE = "The residual stream — what each layer adds"
+
+
+def push(model, update, token_id, scale):
+    """Roughly how much an update to x moves one token's score.
+
+    The final RMSNorm divides x by its size (scale), then weighs each
+    coordinate; a token's score is the dot product with its output
+    row. Holding the division fixed (an approximation: the update
+    changes the size too), the update adds about this much.
+    """
+    weight = model.model.norm.weight.float()
+    row = model.lm_head.weight[token_id].float()  # tied: the embedding row
+    return (update / scale * weight) @ row
+
+
+def render(loaded, view) -> str:
+    tokenizer, f, seen, position = loaded.tokenizer, view.facts, view.inside, view.position
+    sizes = torch.stack([opened.updates[:, position] for opened in seen.layers])  # [L, 2]
+    st.markdown(
+        "Every layer adds two updates to the stream: attention's and the MLP's. How large is "
+        f"each, at position {position} “{markdown_literal(show(tokenizer, view.ids[position]))}"
+        "” (pick another token in the sidebar)? The length (norm) of each update, layer by "
+        "layer:"
+    )
+    table = pd.DataFrame({"layer": list(range(f.layers)) * 2,
+                          "update": ["attention"] * f.layers + ["MLP"] * f.layers,
+                          "value": sizes.T.flatten().tolist()})
+    st.vega_lite_chart(table, charts.fast_spec(charts.layer_bars, table), width="stretch")
+    last, final = len(view.ids) - 1, seen.stream[-1, -1].float()
+    token = int(seen.top_library[last])
+    scale = float(final.pow(2).mean().add(f.eps).sqrt())
+    pushes = [[float(traced(push, loaded.model, u, token, scale)[0]) for u in opened.last]
+              for opened in seen.layers]
+    st.markdown(
+        "Which layers push the prediction? At the last position the model's top-1 next token "
+        f"is “{markdown_literal(show(tokenizer, token))}” (id {token}). Each update's push "
+        "on its score:"
+    )
+    lesson(traced(push, loaded.model, seen.layers[-1].last[1], token, scale)[1],
+           note="Values for the last layer's MLP update.")
+    pushed = pd.DataFrame({"layer": range(f.layers),
+                           "attention": [p[0] for p in pushes], "MLP": [p[1] for p in pushes]})
+    st.dataframe(pushed, hide_index=True, height=min(35 * f.layers + 38, 320))
+    best = pushed.melt("layer").sort_values("value").iloc[-1]
+    st.caption(f"The largest push comes from layer {int(best['layer'])}'s {best['variable']} "
+               f"({best['value']:+.3g}). Approximate: the final norm's division is held fixed.")
+    return ("x only ever grows by addition: each layer's attention and MLP add an update, and "
+            "the updates' pushes on a token's score add up to its logit, roughly.")
