@@ -41,8 +41,9 @@ def render(loaded, view) -> str:
     last, final = len(view.ids) - 1, seen.stream[-1, -1].float()
     token = int(seen.top_library[last])
     scale = float(final.pow(2).mean().add(f.eps).sqrt())
-    pushes = [[float(traced(push, loaded.model, u, token, scale)[0]) for u in opened.last]
-              for opened in seen.layers]
+    with torch.inference_mode():
+        pushes = [[float(push(loaded.model, u, token, scale)) for u in opened.last]
+                  for opened in seen.layers]
     st.markdown(
         "Which layers push the prediction? At the last position the model's top-1 next token "
         f"is “{markdown_literal(show(tokenizer, token))}” (id {token}). Each update's push "

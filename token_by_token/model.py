@@ -6,6 +6,7 @@ app (token_by_token/pocket, trained by scripts/train_pocket_model.py). Default: 
 with the pocket model as the automatic fallback when Qwen3 can't be had.
 """
 
+import ctypes
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -34,6 +35,22 @@ FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # what from_pretrained 
 # One forward at a time in this process: concurrent learners queue instead of fighting for
 # the same CPU cores (two forwards at once are each slower than one after the other).
 FORWARD_LOCK = threading.Lock()
+
+
+def return_large_blocks_to_the_system() -> None:
+    """Make glibc give every block over 1 MB its own mapping, returned when freed.
+
+    By default glibc raises that threshold as large blocks are freed (up to 32 MB), and then
+    serves the next ones from its heap, which it keeps: Chapter 2's many 16-64 MB attention
+    temporaries left the process 0.6 GB larger at 512 tokens (peak 2.90 GB, 2.30 GB with
+    this; forward time unchanged, measured). No effect where glibc is not the allocator."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MB
+    except (OSError, AttributeError):
+        pass
+
+
+return_large_blocks_to_the_system()
 
 
 class ModelUnavailable(Exception):

@@ -199,9 +199,13 @@ def describe_returned(value, local_values: dict) -> str:
     return describe(value)
 
 
+SCAN = 1 << 25  # values counted at most (the embedding table, 155M values, is not scanned)
+
+
 def describe_tensor(t: torch.Tensor) -> str:
     """Shape, dtype and first values; how many are finite (-inf: filtered out) or non-zero
-    when that is what the tensor is about."""
+    when that is what the tensor is about (tensors up to SCAN values: counting makes a
+    temporary copy as large as the tensor)."""
     dtype = str(t.dtype).removeprefix("torch.")
     flat = t.detach().reshape(-1)
     first = ", ".join(_number(v) for v in flat[:3].tolist())
@@ -209,7 +213,7 @@ def describe_tensor(t: torch.Tensor) -> str:
         return f"tensor([{first}]) {dtype}"
     shape = "×".join(f"{s:,}" for s in t.shape)
     text = f"[{shape}] {dtype} [{first}, …]"
-    if t.is_floating_point():
+    if t.is_floating_point() and flat.numel() <= SCAN:
         finite = int(torch.isfinite(flat).sum())
         nonzero = int(torch.count_nonzero(flat))
         if finite < flat.numel():
