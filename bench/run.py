@@ -397,30 +397,23 @@ def peak_mb():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1e3
 """
+# A learner's first render of Chapter 1 (SWITCH: then of another page) in a fresh process.
+FIRST_RENDER = PEAK + """
+import sys, time
+t = time.perf_counter()
+sys.path.insert(0, {root!r})
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({main!r}, default_timeout=600)
+at.session_state["text"] = {text!r}
+at.run()
+SWITCH
+assert not at.exception and at.title[0].value.startswith(TITLE), at.exception
+print(time.perf_counter() - t, peak_mb())
+"""
 FRESH = {
-    "app": PEAK + """
-import sys, time
-t = time.perf_counter()
-sys.path.insert(0, {root!r})
-from streamlit.testing.v1 import AppTest
-at = AppTest.from_file({main!r}, default_timeout=600)
-at.session_state["text"] = {text!r}
-at.run()
-assert not at.exception and at.title[0].value.startswith("Chapter 1"), at.exception
-print(time.perf_counter() - t, peak_mb())
-""",
-    "chapter2": PEAK + """
-import sys, time
-t = time.perf_counter()
-sys.path.insert(0, {root!r})
-from streamlit.testing.v1 import AppTest
-at = AppTest.from_file({main!r}, default_timeout=600)
-at.session_state["text"] = {text!r}
-at.run()
-at.switch_page({chapter2!r}).run()
-assert not at.exception and at.title[0].value.startswith("Chapter 2"), at.exception
-print(time.perf_counter() - t, peak_mb())
-""",
+    "app": FIRST_RENDER.replace("SWITCH", "").replace("TITLE", "'Chapter 1'"),
+    "chapter2": FIRST_RENDER.replace("SWITCH", "at.switch_page({chapter2!r}).run()")
+                            .replace("TITLE", "'Chapter 2'"),
     "harness": PEAK + """
 import time
 t = time.perf_counter()
