@@ -120,11 +120,12 @@ def causal_mask(scores):
     """No peeking ahead: scores above the diagonal become -inf.
 
     Position i may read positions 0..i only; softmax turns -inf into
-    exactly 0.
+    exactly 0. The queries are the last rows of the positions: all of
+    them usually, fewer when only the latest ones are asked about.
     """
-    n = scores.shape[-1]
+    queries, n = scores.shape[-2:]
     future = torch.ones(n, n, dtype=torch.bool).triu(diagonal=1)
-    return scores.masked_fill(future, float("-inf"))
+    return scores.masked_fill(future[n - queries:], float("-inf"))
 
 
 def softmax(scores):
@@ -274,8 +275,7 @@ def render_rope(f, position: int) -> None:
 
 
 def render_weights(tokenizer, view, head: int, position: int) -> None:
-    weights = view.weights[head]  # [positions, positions]
-    row = weights[position].float()
+    row = view.pattern.row(head, position)
     top = row.topk(min(5, position + 1))
     later = float(row[position + 1:].sum())  # the causal mask: exactly 0
     st.markdown(

@@ -26,13 +26,13 @@ from chapter2.attention import (
     merge_heads,
     project,
     qk_norm,
-    qkv,
     rope_angles,
     rope_theta,
     rotate,
     scores,
     share_kv,
     softmax,
+    split_heads,
 )
 from chapter2.embeddings import embed
 from chapter2.lens import residual_stream
@@ -58,6 +58,8 @@ class Opened:
     updates: torch.Tensor        # [2, positions]: the size (norm) of attention's and the
                                  # MLP's update to the stream at each position
     last: torch.Tensor           # [2, hidden]: both updates at the last position
+    sink: float                  # the share of attention on position 0, averaged over the
+                                 # heads and the positions after it (the "attention sink")
 
 
 @dataclass(frozen=True)
@@ -185,43 +187,61 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
     checks = {what: (tuple(mine.shape), gap(mine, lib), largest(lib))
               for what, (mine, lib) in pairs.items()}
     updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
+    sink = float(weights[:, 1:, 0].mean()) if n > 1 else 1.0
     return Opened(layer, t, checks, x.float().pow(2).mean(-1).sqrt(),
-                  torch.linalg.vector_norm(updates, dim=-1), updates[:, -1].clone())
+                  torch.linalg.vector_norm(updates, dim=-1), updates[:, -1].clone(), sink)
+
+
+ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """One layer's attention weights, by the lesson functions, and the library's check."""
+    """One layer's attention weights for a window of query rows, by the lesson functions, and
+    the library's check on the same rows. Never the whole [heads, positions, positions] table:
+    at 1,024 positions that is 64 MB per layer, for rows the page doesn't draw."""
     layer: int
-    weights: torch.Tensor  # [query heads, positions, positions] float16
+    rows: range            # the query positions kept: up to ROWS, ending at the picked one
+    weights: torch.Tensor  # [query heads, len(rows), rows.stop] float32: keys 0..rows.stop−1
     check: tuple           # (shape, max |lesson − library's eager attention|, max |library|)
+
+    def row(self, head: int, position: int) -> torch.Tensor:
+        """One query position's weights over the positions it may read (and those it can't)."""
+        return self.weights[head, position - self.rows.start]
 
 
 PATTERN: Slot[Pattern] = Slot("chapter2.pattern")
 
 
-def pattern_of(model, inside: Inside, layer: int, memo: Memo) -> Pattern:
-    """The picked layer's attention weights (kept per ids and layer): the lesson functions on
-    what the layer read, against the library's own eager attention on its own q and k (the
-    model's fast attention never writes the weights down)."""
-    key = (inside.ids, layer)
+def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> Pattern:
+    """The picked layer's attention weights for the ROWS query positions ending at `position`
+    (kept per ids, layer and rows): the lesson functions on what the layer read, against the
+    library's own eager attention on its own q and k (the model's fast attention never writes
+    the weights down). Only the keys those rows may read are computed."""
+    rows = range(max(position + 1 - ROWS, 0), position + 1)
+    key = (inside.ids, layer, rows)
     if (same := memo.get(PATTERN, key)) is not None:
         return same
-    block, n = model.model.layers[layer], len(inside.ids)
-    attn = block.self_attn
+    block, end = model.model.layers[layer], rows.stop
+    attn, d = block.self_attn, block.self_attn.head_dim
     with FORWARD_LOCK, torch.inference_mode():
-        xn = norm(block.input_layernorm, inside.stream[layer])
-        q, k, _ = qkv(block, xn, *angles(model, n))
-        weights = softmax(causal_mask(scores(q, k)))
-        cos, sin = model.model.rotary_emb(xn[None], torch.arange(n)[None])
-        q_lib = attn.q_norm(attn.q_proj(xn).view(1, n, -1, attn.head_dim)).transpose(1, 2)
-        k_lib = attn.k_norm(attn.k_proj(xn).view(1, n, -1, attn.head_dim)).transpose(1, 2)
-        q_lib, k_lib = apply_rotary_pos_emb(q_lib, k_lib, cos, sin)
-        future = torch.full((n, n), float("-inf")).triu(1).to(xn.dtype)[None, None]
+        xn = norm(block.input_layernorm, inside.stream[layer, :end])
+        q_proj, k_proj = attn.q_proj(xn[rows.start:]), attn.k_proj(xn)  # shared by both
+        cos, sin = angles(model, end)
+        q, k = qk_norm(block, split_heads(q_proj, d), split_heads(k_proj, d))
+        q, k = rotate(q, cos[rows.start:], sin[rows.start:]), rotate(k, cos, sin)
+        weights = softmax(causal_mask(scores(q, share_kv(k, len(q)))))
+        cos, sin = model.model.rotary_emb(xn[None], torch.arange(end)[None])
+        q_lib = attn.q_norm(q_proj.view(1, len(rows), -1, d)).transpose(1, 2)
+        k_lib = attn.k_norm(k_proj.view(1, end, -1, d)).transpose(1, 2)
+        q_lib, _ = apply_rotary_pos_emb(q_lib, q_lib, cos[:, rows.start:], sin[:, rows.start:])
+        _, k_lib = apply_rotary_pos_emb(k_lib, k_lib, cos, sin)
+        mask = torch.full((end, end), float("-inf")).triu(1)[rows.start:].to(xn.dtype)
         # (the weights don't depend on the values: k stands in for v)
-        _, theirs = eager_attention_forward(attn, q_lib, k_lib, k_lib, future, attn.scaling)
+        _, theirs = eager_attention_forward(attn, q_lib, k_lib, k_lib, mask[None, None],
+                                            attn.scaling)
     check = (tuple(weights.shape), gap(weights, theirs[0]), largest(theirs[0]))
-    return memo.put(PATTERN, key, Pattern(layer, weights.to(torch.float16), check))
+    return memo.put(PATTERN, key, Pattern(layer, rows, weights, check))
 
 
 def compare_logits(model, hand, library):
@@ -300,11 +320,7 @@ class View:
     pattern: Pattern    # the picked layer's attention weights
     head: int
     position: int
-    window: int = 16    # query positions the attention heatmaps show
-
-    @property
-    def weights(self) -> torch.Tensor:
-        return self.pattern.weights
+    window: int = 16    # query positions the attention heatmaps show (≤ ROWS)
 
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself."""

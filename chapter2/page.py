@@ -83,10 +83,10 @@ def opened_up() -> None:
         st.select_slider("Token", options=range(len(ids)), key="position",
                          format_func=lambda i: f"{i}: {show(loaded.tokenizer, ids[i])}",
                          help="The position whose values the sections show.")
-        st.slider("Attention rows shown", 4, 64, key="window",
+        st.slider("Attention rows shown", 4, inside.ROWS, key="window",
                   help="How many query positions, ending at the token, section 6 draws.")
     with st.spinner(f"Attention weights of layer {s['layer']}…", show_time=True):
-        pattern = inside.pattern_of(loaded.model, seen, s["layer"], memo)
+        pattern = inside.pattern_of(loaded.model, seen, s["layer"], s["position"], memo)
     view = inside.View(ids, facts, seen, seen.layers[s["layer"]], pattern, s["head"],
                        s["position"], s["window"])
     if sections.draw("Chapter 2", SECTIONS, loaded, view):

@@ -16,12 +16,13 @@ def window_of(position: int, size: int) -> range:
     return range(max(position - size + 1, 0), position + 1)
 
 
-def pattern_table(tokenizer, ids, weights, heads, rows: range) -> pd.DataFrame:
+def pattern_table(tokenizer, ids, pattern, heads, rows: range) -> pd.DataFrame:
     """Cells of the heatmap: for each head, each query row, and each key that row may see
     within the window (and the first position, where attention often rests)."""
     keys = sorted({0, *rows})
     labels = [f"{p}: {show(tokenizer, ids[p])}" for p in range(len(ids))]
-    block = weights[list(heads)][:, list(rows)][:, :, keys].float()  # [heads, rows, keys]
+    offset = [row - pattern.rows.start for row in rows]
+    block = pattern.weights[list(heads)][:, offset][:, :, keys]  # [heads, rows, keys]
     h, q, k = torch.meshgrid(torch.arange(len(heads)), torch.arange(len(rows)),
                              torch.arange(len(keys)), indexing="ij")
     query, key = torch.tensor(list(rows))[q.flatten()], torch.tensor(keys)[k.flatten()]
@@ -34,11 +35,11 @@ def pattern_table(tokenizer, ids, weights, heads, rows: range) -> pd.DataFrame:
     })
 
 
-def top_keys(tokenizer, ids, weights, head: int, rows: range, k: int = 3) -> pd.DataFrame:
+def top_keys(tokenizer, ids, pattern, head: int, rows: range, k: int = 3) -> pd.DataFrame:
     """The table alternative: for each query position, the k keys it reads most."""
     out = []
     for row in rows:
-        top = weights[head, row, : row + 1].float().topk(min(k, row + 1))
+        top = pattern.row(head, row)[: row + 1].topk(min(k, row + 1))
         out.append({"position": row, "token": show(tokenizer, ids[row]), **{
             f"#{n + 1}": f"{int(i)}: {show(tokenizer, ids[int(i)])} ({float(w):.0%})"
             for n, (w, i) in enumerate(zip(top.values, top.indices, strict=True))}})
@@ -47,7 +48,7 @@ def top_keys(tokenizer, ids, weights, head: int, rows: range, k: int = 3) -> pd.
 
 def render(loaded, view) -> str:
     tokenizer, f, opened, ids = loaded.tokenizer, view.facts, view.opened, view.ids
-    weights, head, position = view.weights, view.head, view.position
+    pattern, head, position = view.pattern, view.head, view.position
     rows = window_of(position, view.window)
     st.markdown(
         f"Each row is a query position of layer {opened.layer}, each column a key position "
@@ -56,7 +57,7 @@ def render(loaded, view) -> str:
         f"{counted(len(rows), 'position')} ending at the token you picked (position "
         f"{position}); the columns are their keys, and position 0."
     )
-    table = pattern_table(tokenizer, ids, weights, [head], rows)
+    table = pattern_table(tokenizer, ids, pattern, [head], rows)
     st.vega_lite_chart(table, charts.fast_spec(charts.attention_heatmap, table,
                                                height=max(18 * len(rows), 120)),
                        width="stretch")
@@ -64,10 +65,9 @@ def render(loaded, view) -> str:
     if len(hidden) and float(hidden.max()) > 0.005:
         st.caption(f"Keys outside the window (between position 0 and the window) take up "
                    f"to {float(hidden.max()):.0%} of a row's weight; they are not drawn.")
-    later = weights[:, 1:, 0].float().mean() if len(ids) > 1 else torch.tensor(1.0)
     st.markdown(
         f"**The first token.** Averaged over this layer's heads and over every position after "
-        f"the first, **{float(later):.0%}** of the attention goes to position 0, "
+        f"the first, **{opened.sink:.0%}** of the attention goes to position 0, "
         f"“{markdown_literal(show(tokenizer, ids[0]))}”. A trained model often parks "
         "attention there when nothing else is worth reading (an *attention sink*): softmax "
         "must put each row's weight somewhere, and the first token, which every position "
@@ -80,11 +80,11 @@ def render(loaded, view) -> str:
         "that share one key/value head (grouped-query attention): heads in the same group "
         "compare their queries with the same keys."
     )
-    everything = pattern_table(tokenizer, ids, weights, range(f.heads), rows)
+    everything = pattern_table(tokenizer, ids, pattern, range(f.heads), rows)
     everything["KV head"] = [kv_head_of(h, loaded.model.config) for h in everything["head"]]
     st.vega_lite_chart(everything, charts.fast_spec(charts.attention_small_multiples,
                                                     everything, columns=group))
     with st.expander("The same as a table: the three keys each position reads most"):
-        st.dataframe(top_keys(tokenizer, ids, weights, head, rows), hide_index=True)
+        st.dataframe(top_keys(tokenizer, ids, pattern, head, rows), hide_index=True)
     return ("Attention weights form a lower-triangular table per head; heads of one group "
             "share keys; much of the weight often rests on the first token.")

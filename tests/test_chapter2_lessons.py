@@ -288,6 +288,9 @@ def test_causal_mask_and_softmax():
     assert (weights.triu(diagonal=1) == 0).all()
     assert torch.equal(weights[:, 0, 0], torch.ones(2))
     assert torch.allclose(weights.sum(-1), torch.ones(2, 4))
+    # fewer queries than keys: they are the last positions (a window, or one cached step)
+    assert torch.equal(attn.causal_mask(scores[:, 2:]), attn.causal_mask(scores)[:, 2:])
+    assert torch.equal(attn.causal_mask(scores[:, 3:]), scores[:, 3:])  # the newest sees all
 
 
 def test_rope_turns_pairs_of_split_halves_and_keeps_lengths():

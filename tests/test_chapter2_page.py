@@ -91,7 +91,8 @@ def test_a_wrong_lesson_is_caught_by_the_checks(loaded, monkeypatch, broken, cau
     memo = Memo()
     seen = inside.look_inside(loaded.model, ids, memo)
     checks = {**seen.layers[0].checks,
-              "attention weights": inside.pattern_of(loaded.model, seen, 0, memo).check}
+              "attention weights": inside.pattern_of(loaded.model, seen, 0, len(ids) - 1,
+                                                    memo).check}
     _, difference, size = checks[caught]
     assert difference > 0.05 * size
 
@@ -123,7 +124,7 @@ def test_the_controls_change_what_is_shown(loaded):
     assert any(f"Query head 2 (pick another in the sidebar), at position 3 “{token}”" in m.value
                for m in at.markdown)
     [top] = [d.value for d in at.dataframe if "weight" in d.value.columns]
-    weights = pattern_of(at).weights[2, 3].float()
+    weights = pattern_of(at).row(2, 3)
     assert top["position"].tolist()[0] == int(weights.argmax())
     assert all(p <= 3 for p in top["position"])  # the causal mask: nothing after position 3
 
@@ -161,27 +162,44 @@ def test_chapter_2_renders_on_the_pocket_model(monkeypatch):
 
 
 def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loaded):
+    from chapter2.attention import attention_weights
     from chapter2.patterns import pattern_table, top_keys, window_of
     at = run_app(CHAPTER2)
-    opened, ids = pattern_of(at), list(inside_of(at).ids)
+    pattern, ids = pattern_of(at), list(inside_of(at).ids)
+    # the kept rows are those of the whole table (the contract's attention_weights)
+    whole = attention_weights(loaded.model, ids, pattern.layer)
+    assert pattern.rows == range(max(len(ids) - inside.ROWS, 0), len(ids))
+    assert (pattern.weights - whole[:, pattern.rows]).abs().max() < 1e-5
     rows = window_of(len(ids) - 1, 8)
     assert list(rows) == list(range(len(ids) - 8, len(ids)))
-    table = pattern_table(loaded.tokenizer, ids, opened.weights, range(4), rows)
+    table = pattern_table(loaded.tokenizer, ids, pattern, range(4), rows)
     assert (table[table["key"] > table["query"]]["weight"] == 0).all()  # the causal mask
     assert set(table["key"]) == {0, *rows}
-    weights = opened.weights.float()
     for _, cell in table.sample(20, random_state=0).iterrows():
-        assert cell["weight"] == pytest.approx(float(weights[cell["head"], cell["query"],
-                                                             cell["key"]]), abs=1e-3)
-    top = top_keys(loaded.tokenizer, ids, opened.weights, 1, rows)
+        assert cell["weight"] == pytest.approx(float(whole[cell["head"], cell["query"],
+                                                           cell["key"]]), abs=1e-5)
+    top = top_keys(loaded.tokenizer, ids, pattern, 1, rows)
     assert [int(t.split(":")[0]) for t in top["#1"]] == \
-        [int(weights[1, r, : r + 1].argmax()) for r in rows]
-    sink = float(weights[:, 1:, 0].mean())
-    assert any(f"**{sink:.0%}** of the attention goes to position 0" in m.value
+        [int(whole[1, r, : r + 1].argmax()) for r in rows]
+    sink = float(whole[:, 1:, 0].mean())
+    assert opened_of(at).sink == pytest.approx(sink, abs=1e-3)
+    assert any(f"**{opened_of(at).sink:.0%}** of the attention goes to position 0" in m.value
                for m in at.markdown)
     with counting_forwards(loaded.model) as calls:
         at.sidebar.slider(key="window").set_value(4).run()
     assert calls == [] and not at.exception
+
+
+def test_a_pattern_keeps_a_window_of_rows_at_the_cap(loaded):
+    """At 1,024 positions the picked layer keeps ROWS query rows, not the whole table."""
+    at = run_app(CHAPTER2, text=" ".join(["word"] * 1100))
+    pattern, n = pattern_of(at), len(inside_of(at).ids)
+    assert n == loaded.max_tokens and not at.exception
+    heads = loaded.model.config.num_attention_heads
+    assert pattern.weights.shape == (heads, inside.ROWS, n)
+    at.sidebar.select_slider(key="position").set_value(10).run()
+    assert pattern_of(at).rows == range(0, 11) and pattern_of(at).weights.shape == (heads, 11, 11)
+    assert torch.allclose(pattern_of(at).weights.sum(-1), torch.ones(heads, 11), atol=1e-5)
 
 
 def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_forward(loaded):
