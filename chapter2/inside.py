@@ -35,6 +35,7 @@ from chapter2.attention import (
     split_heads,
 )
 from chapter2.embeddings import embed
+from chapter2.kvcache import last_step_cached
 from chapter2.lens import residual_stream
 from chapter2.mlp import mlp
 from chapter2.rebuild import decoder_layer, unembed
@@ -45,6 +46,7 @@ from token_by_token.model import FORWARD_LOCK
 from token_by_token.trace import Trace, traced
 
 CHUNK = 64  # positions scored at a time: never a [1,024 × vocabulary] table in memory
+HALFWAY = 256  # positions whose stream halfway through each layer is kept (the logit lens)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,36 @@ class Opened:
     last: torch.Tensor           # [2, hidden]: both updates at the last position
     sink: float                  # the share of attention on position 0, averaged over the
                                  # heads and the positions after it (the "attention sink")
+    halfway: torch.Tensor        # [≤ HALFWAY, hidden]: x after attention, before the MLP, at
+                                 # the last positions (what the second RMSNorm reads)
+
+
+@dataclass(frozen=True)
+class Cached:
+    """The KV cache that the library's forward of the learner's ids built (its shapes, not
+    its tensors), and one cached step of the last token compared with that forward."""
+    keys: list[tuple[int, ...]]    # per layer: the keys' shape [batch, kv heads, positions, d]
+    values: list[tuple[int, ...]]  # per layer: the values' shape
+    nbytes: int                    # keys and values of every layer
+    step: Trace                    # last_step_cached(), traced
+    gap: float                     # max |cached step − whole forward| of the last logits
+    same_top: bool                 # both give the same top-1 token
+    seconds: float                 # the cached step's time
+
+
+def cached_of(model, ids, output) -> Cached:
+    """What the forward's own KV cache holds, then the last token once more through it (one
+    forward of one token); `output` is the library's output for all of `ids`."""
+    cache = output.cache
+    keys = [tuple(layer.keys.shape) for layer in cache.layers]
+    values = [tuple(layer.values.shape) for layer in cache.layers]
+    nbytes = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    whole = output.logits[0, -1].float()  # the forward's own last row
+    start = time.perf_counter()
+    again, step = traced(last_step_cached, model, cache, list(ids))
+    seconds = time.perf_counter() - start
+    return Cached(keys, values, nbytes, step, float((again - whole).abs().max()),
+                  int(again.argmax()) == int(whole.argmax()), seconds)
 
 
 @dataclass(frozen=True)
@@ -75,11 +107,17 @@ class Inside:
     top_hand: torch.Tensor     # [positions]: the top-1 id by hand
     top_library: torch.Tensor  # [positions]: the top-1 id of the library's logits
     margins: torch.Tensor      # [positions]: the library's top-1 minus top-2 logit
+    cached: Cached             # the forward's KV cache (shapes) and one cached step
     seconds: float
 
     @property
     def agree(self) -> int:
         return int((self.top_hand == self.top_library).sum())
+
+    @property
+    def halfway_from(self) -> int:
+        """The first position whose halfway stream is kept (Opened.halfway)."""
+        return len(self.ids) - len(self.layers[0].halfway)
 
 
 INSIDE: Slot[Inside] = Slot("chapter2.inside")
@@ -95,8 +133,10 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
     memo.put(INSIDE, None, None)
     start = time.perf_counter()
     with FORWARD_LOCK, torch.inference_mode():
-        with opening(model) as layers:
+        with opening(model) as layers, capture({"model": model}) as whole:
             stream = residual_stream(model, ids)  # the library's forward, once
+        cached = cached_of(model, ids, whole.output("model"))
+        del whole  # the cache's tensors go now
         x, embedded = traced(embed, model, ids)
         embed_gap = gap(x, stream[0])
         cos, sin = angles(model, len(ids))
@@ -111,7 +151,7 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
                                                   for part in zip(*scored, strict=True))
     return memo.put(INSIDE, key, Inside(
         key, stream, layers, embedded, embed_gap, layer_gaps, logit_gaps, top_hand,
-        top_library, margins, time.perf_counter() - start))
+        top_library, margins, cached, time.perf_counter() - start))
 
 
 def parts(block) -> dict:
@@ -188,8 +228,10 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
               for what, (mine, lib) in pairs.items()}
     updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
     sink = float(weights[:, 1:, 0].mean()) if n > 1 else 1.0
+    halfway = (x + theirs["self_attn"][0][0])[-HALFWAY:].clone()
     return Opened(layer, t, checks, x.float().pow(2).mean(-1).sqrt(),
-                  torch.linalg.vector_norm(updates, dim=-1), updates[:, -1].clone(), sink)
+                  torch.linalg.vector_norm(updates, dim=-1), updates[:, -1].clone(), sink,
+                  halfway)
 
 
 ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)

@@ -7,6 +7,7 @@ from chapter2 import (
     attention,
     embeddings,
     inside,
+    kvcache,
     lens,
     mlp,
     patterns,
@@ -19,7 +20,7 @@ from token_by_token import sections, state
 from token_by_token.memo import memo_of
 from token_by_token.tokens import counted, show
 
-SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream]
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream, kvcache]
 LAYER = """
 digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef1fb", color="#000080",

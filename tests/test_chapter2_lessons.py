@@ -20,14 +20,14 @@ from transformers import AutoModelForCausalLM
 from transformers.models.qwen3 import modeling_qwen3 as qwen3
 
 from chapter2 import attention as attn
-from chapter2 import embeddings, lens, mlp, rebuild, rmsnorm, stream
+from chapter2 import embeddings, kvcache, lens, mlp, rebuild, rmsnorm, stream
 from chapter2.attention import attention_weights
 from chapter2.lens import logit_lens
 from chapter2.rebuild import forward_by_hand
 from token_by_token import model as models
 from token_by_token.capture import capture, forward_capturing
 
-LESSON_MODULES = [embeddings, rmsnorm, attn, mlp, rebuild, lens, stream]
+LESSON_MODULES = [embeddings, rmsnorm, attn, mlp, rebuild, lens, stream, kvcache]
 IDS = [(37 * i + 11) % 1500 for i in range(40)]  # 40 positions, ids below every vocab
 
 
@@ -404,6 +404,25 @@ def test_logit_lens_at_1024_positions(peaked_dir):
     top1 = logit_lens(model, ids)
     assert top1.shape == (model.config.num_hidden_layers + 1, 1024)
     assert torch.equal(top1[-1], logits_of(model, ids).argmax(-1))
+
+
+# --- the KV cache -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 40])
+def test_a_cached_step_gives_the_logits_of_recomputing_everything(pair32, n):
+    from transformers import DynamicCache
+
+    from chapter1.logits import logits
+    model, _ = pair32
+    ids = IDS[:n]
+    cache = DynamicCache(config=model.config)
+    logits(model, ids, cache)  # the prefill fills the cache
+    assert cache.get_seq_length() == n
+    again = kvcache.last_step_cached(model, cache, ids)
+    assert cache.get_seq_length() == n  # the last position dropped, then appended again
+    whole = logits(model, ids)[-1]
+    assert (again - whole).abs().max() <= 1e-4
+    assert not torch.equal(again, logits(model, ids[:-1] or ids)[-1]) or n == 1
 
 
 # --- capture --------------------------------------------------------------------------------

@@ -106,9 +106,10 @@ def test_chapter_2_runs_one_forward_per_change_of_ids_and_none_for_its_controls(
         at.sidebar.slider(key="layer").set_value(0).run()
         assert calls == []
         at.sidebar.text_area(key="text").input("Another text entirely").run()
-        assert calls == [tokenize(loaded.tokenizer, "Another text entirely")]
+        ids = tokenize(loaded.tokenizer, "Another text entirely")
+        assert calls == [ids, ids[-1:]]  # the ids, then the last one as a cached step (§ 9)
         at.sidebar.slider(key="layer").set_value(1).run()
-        assert len(calls) == 1
+        assert len(calls) == 2
     assert not at.exception
 
 
@@ -232,3 +233,20 @@ def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
     sizes = [float(opened.updates[1, -1]) for opened in seen.layers]
     assert sizes == pytest.approx([float(torch.linalg.vector_norm(o.last[1]))
                                    for o in seen.layers], rel=1e-4)
+
+
+def test_the_kv_cache_section_reads_the_forwards_own_cache(loaded):
+    at = run_app(CHAPTER2)
+    seen, config = inside_of(at), loaded.model.config
+    n, cached = len(seen.ids), inside_of(at).cached
+    shape = (1, config.num_key_value_heads, n, config.head_dim)
+    assert cached.keys == cached.values == [shape] * config.num_hidden_layers
+    per_token = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim
+    assert cached.nbytes == n * per_token * loaded.model.dtype.itemsize
+    assert f"**{cached.nbytes:,} bytes**" in page_text(at)
+    # one cached step of the last token gives the forward's last row of logits
+    with torch.inference_mode():
+        whole = loaded.model(torch.tensor([list(seen.ids)])).logits[0, -1].float()
+    assert cached.same_top and cached.gap <= 0.02 * float(whole.abs().max())
+    assert f"Largest difference from the whole forward's last row of logits: " \
+        f"**{cached.gap:.3g}**" in page_text(at)

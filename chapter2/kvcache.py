@@ -1,0 +1,75 @@
+"""Section 9 — the KV cache, inside: what generation keeps so it never reads a token twice."""
+
+import pandas as pd
+import streamlit as st
+
+from chapter1.logits import logits
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted, markdown_literal, show
+
+TITLE = "The KV cache — what generation keeps"
+
+
+def last_step_cached(model, cache, ids):
+    """The last position's scores again, from the cache of the others.
+
+    The cache holds every position's keys and values, per layer. Drop
+    the last position's, then feed only the last token: its query
+    meets the cached keys, and nothing before it is recomputed.
+    """
+    cache.crop(-1)  # forget the last position's keys and values
+    return logits(model, ids[-1:], cache)[-1]
+
+
+def render(loaded, view) -> str:
+    tokenizer, f, cached, n = loaded.tokenizer, view.facts, view.inside.cached, len(view.ids)
+    shape = " × ".join(map(str, cached.keys[0]))
+    st.markdown(
+        "To generate, the model runs once per new token. In every layer, that token's query "
+        "must meet the keys of all earlier positions and mix their values, and those do not "
+        "change when a token is appended (the causal mask: no position reads a later one). So "
+        "the library keeps them: the **KV cache**, one key and one value tensor per layer. "
+        f"After the forward of your {counted(n, 'token')}, read from the cache itself:"
+    )
+    st.dataframe(pd.DataFrame({
+        "layer": range(len(cached.keys)),
+        "keys [batch, KV heads, positions, head_dim]": [" × ".join(map(str, s))
+                                                         for s in cached.keys],
+        "values": [" × ".join(map(str, s)) for s in cached.values],
+    }), hide_index=True, height=min(35 * len(cached.keys) + 38, 250))
+    st.markdown(
+        f"{counted(len(cached.keys), 'layer')} × 2 tensors of {shape}: **{cached.nbytes:,} "
+        f"bytes**, {f.kv_bytes_per_token:,} per token. Only the {f.kv_heads} key/value heads "
+        f"are kept, not the {f.heads} query heads (section 3): queries are used once, by the "
+        "position that made them."
+    )
+    per_layer = 2 * f.hidden * (f.heads + f.kv_heads) * f.head_dim  # q, k, v, o projections
+    st.markdown("**Prefill versus one step.** What one layer computes:")
+    st.dataframe(pd.DataFrame({
+        "": ["positions run through the projections and the MLP",
+             "attention scores per head (the query × key pairs the mask lets through)",
+             "keys and values read from the cache", "keys and values appended to it"],
+        f"prefill of your {n:,} tokens": [n, n * (n + 1) // 2, 0, n],
+        "one decode step (the next token)": [1, n + 1, n, 1],
+    }), hide_index=True)
+    st.caption(f"Per position and layer, the projections alone are {per_layer:,} "
+               f"multiply-adds and the MLP {3 * f.hidden * f.intermediate:,}: a step does them "
+               f"once, a recomputation of the whole text {n:,} times.")
+    last = view.ids[-1]
+    st.markdown(
+        "Does a step through the cache give what a recomputation of everything gives? Here "
+        f"the last token, “{markdown_literal(show(tokenizer, last))}” (id {last}), goes "
+        "through the model once more, alone, with the cache of the positions before it:"
+    )
+    lesson(cached.step)
+    verdict = "the same top-1 token" if cached.same_top else "a different top-1 (a near-tie)"
+    st.markdown(
+        f"Largest difference from the whole forward's last row of logits: **{cached.gap:.3g}** "
+        f"({verdict}), in {cached.seconds * 1000:.0f} ms. The two runs add up their numbers in "
+        "a different order (one query against a cache, or all queries at once), so in "
+        f"{str(loaded.model.dtype).removeprefix('torch.')} they can differ in the last digits; "
+        "the computation is the same."
+    )
+    return ("The KV cache keeps every layer's keys and values, [1, KV heads, positions, "
+            "head_dim]; a decode step runs one position and reads the rest from it, with the "
+            "same logits as recomputing everything.")
