@@ -363,6 +363,7 @@ class View:
     head: int
     position: int
     window: int = 16    # query positions the attention heatmaps show (≤ ROWS)
+    halfway: bool = False  # the logit lens also reads halfway through each layer
 
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself."""

@@ -6,11 +6,12 @@ import torch
 
 from chapter2.rebuild import unembed
 from chapter2.rmsnorm import norm
+from token_by_token import charts
 from token_by_token.capture import capture
 from token_by_token.memo import Memo, Slot
 from token_by_token.model import FORWARD_LOCK
 from token_by_token.sections import lesson
-from token_by_token.tokens import markdown_literal, show
+from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
 
 
@@ -82,24 +83,58 @@ def lens_top_k(model, xs, k):
 
 
 TITLE = "The logit lens — the guess, layer by layer"
-LENS: Slot = Slot("chapter2.lens")
+COLUMNS = 8  # positions the grid shows, ending at the picked token
+LENS: Slot[dict] = Slot("chapter2.lens")  # per ids: (position, part) -> (probs, ids)
 
 
-def _lens_at(model, inside, position: int, memo: Memo):
-    """lens_top_k() on the stream at one position, after every layer (kept per position)."""
-    key = (inside.ids, position)
-    if (same := memo.get(LENS, key)) is not None:
-        return same
-    with FORWARD_LOCK:
-        found = traced(lens_top_k, model, inside.stream[:, position], 5)
-    return memo.put(LENS, key, found)
+def _columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict:
+    """lens_top_k() at these positions after every layer (and halfway through each), kept
+    per ids and position: picking the next token computes one new column, not the grid."""
+    kept = memo.get(LENS, inside.ids)
+    if kept is None:
+        kept = memo.put(LENS, inside.ids, {})
+    first = inside.halfway_from
+    for part in ("after", "halfway") if halfway else ("after",):
+        todo = [p for p in positions if (p, part) not in kept
+                and (part == "after" or p >= first)]
+        if not todo:
+            continue
+        xs = (inside.stream[:, todo] if part == "after" else
+              torch.stack([o.halfway[[p - first for p in todo]] for o in inside.layers]))
+        with FORWARD_LOCK:
+            (probs, ids), kept["trace"] = traced(lens_top_k, model, xs, 5)
+        for j, p in enumerate(todo):
+            kept[p, part] = (probs[:, j], ids[:, j])
+    return kept
+
+
+def _grid(tokenizer, ids, kept, positions: range, halfway: bool) -> pd.DataFrame:
+    """One row per (position, depth): the top-1 token there, its probability, the top 5.
+    Depths in the model's order: the embeddings, then per layer (halfway,) after."""
+    rows = []
+    for p in positions:
+        after, mid = kept[p, "after"], kept.get((p, "halfway")) if halfway else None
+        depths = [("embeddings", after, 0)]
+        for i in range(len(after[0]) - 1):
+            if mid is not None:
+                depths.append((f"layer {i} · halfway", mid, i))
+            depths.append((f"after layer {i}", after, i + 1))
+        for order, (name, (probs, top), row) in enumerate(depths):
+            rows.append({
+                "position": p, "token": f"{p}: {show(tokenizer, ids[p])}",
+                "order": order, "read from": name,
+                "top-1": show(tokenizer, int(top[row, 0])), "probability": float(probs[row, 0]),
+                "top 5": ", ".join(f"{show(tokenizer, int(i))} {float(q):.0%}"
+                                   for q, i in zip(probs[row], top[row], strict=True))})
+    return pd.DataFrame(rows)
 
 
 def render(loaded, view) -> str:
     from token_by_token.memo import memo_of
-    tokenizer, position, seen = loaded.tokenizer, view.position, view.inside
+    tokenizer, position, seen, ids = loaded.tokenizer, view.position, view.inside, view.ids
     memo = memo_of(st.session_state).for_model(loaded.model_id)
-    (probs, ids), trace = _lens_at(loaded.model, seen, position, memo)
+    positions = range(max(position + 1 - COLUMNS, 0), position + 1)
+    kept = _columns(loaded.model, seen, positions, view.halfway, memo)
     st.markdown(
         "The model's last two steps, the final RMSNorm and the scores against the table, can "
         "be applied to the residual stream anywhere, not only after the last layer. What "
@@ -108,23 +143,33 @@ def render(loaded, view) -> str:
         "library hands back its last hidden state already normalised, so the stream is read "
         "just before the final norm instead."
     )
-    lesson(residual_stream, trace, lens)
-    rows = ["embeddings"] + [f"after layer {i}" for i in range(len(probs) - 1)]
-    st.markdown(f"At position {position} “{markdown_literal(show(tokenizer, view.ids[position]))}"
-                "”, the five likeliest next tokens at each depth:")
-    st.dataframe(pd.DataFrame({
-        "read from": rows,
-        "top-1": [show(tokenizer, int(i)) for i in ids[:, 0]],
-        "probability": probs[:, 0].tolist(),
-        "top 5": [", ".join(f"{show(tokenizer, int(i))} {float(p):.0%}"
-                            for p, i in zip(ps, row, strict=True))
-                  for ps, row in zip(probs, ids, strict=True)],
-    }), hide_index=True, height=min(35 * len(rows) + 38, 420))
-    same = int(ids[-1, 0]) == int(seen.top_library[position])
+    lesson(residual_stream, kept["trace"], lens)
+    grid = _grid(tokenizer, ids, kept, positions, view.halfway)
     st.markdown(
-        "The last row is the model's own prediction: its top-1 "
-        + ("**equals** the library's logits' top-1 at this position."
-           if same else "differs from the library's: a near-tie (section 5).")
+        f"The likeliest next token at each depth (rows, top to bottom) for the "
+        f"{counted(len(positions), 'position')} ending at the token you picked (columns); "
+        "colour is its probability, and hovering a cell shows the top 5. Turn on **Halfway "
+        "through each layer** in the sidebar to read the stream between attention and the "
+        "MLP as well: which of the two moved the guess?"
     )
+    st.vega_lite_chart(grid, charts.fast_spec(charts.lens_grid, grid,
+                                              height=16 * grid["order"].nunique()),
+                       width="stretch")
+    if view.halfway and positions.start < seen.halfway_from:
+        st.caption(f"The halfway stream is kept for the last {len(ids) - seen.halfway_from:,} "
+                   f"positions only (from position {seen.halfway_from:,}): earlier columns "
+                   "show the rows after each layer.")
+    last = grid[grid["read from"] == grid["read from"].iloc[-1]]
+    agree = sum(int(kept[p, "after"][1][-1, 0]) == int(seen.top_library[p]) for p in positions)
+    st.markdown(
+        f"The last row is the model's own prediction: in **{agree} of {len(last)}** columns "
+        "its top-1 equals the top-1 of the library's logits"
+        + ("." if agree == len(last) else "; the others are near-ties (section 5).")
+    )
+    mine = grid[grid["position"] == position]
+    st.markdown(f"At position {position} “{markdown_literal(show(tokenizer, ids[position]))}"
+                "”, the five likeliest next tokens at each depth:")
+    st.dataframe(mine[["read from", "top-1", "probability", "top 5"]], hide_index=True,
+                 height=min(35 * len(mine) + 38, 420))
     return ("The logit lens reads the residual stream through the final norm and the table "
             "after every layer: the prediction takes shape as layers add to the stream.")

@@ -86,10 +86,13 @@ def opened_up() -> None:
                          help="The position whose values the sections show.")
         st.slider("Attention rows shown", 4, inside.ROWS, key="window",
                   help="How many query positions, ending at the token, section 6 draws.")
+        st.toggle("Halfway through each layer", key="halfway",
+                  help="Section 7's logit lens also reads the stream between attention and "
+                       "the MLP.")
     with st.spinner(f"Attention weights of layer {s['layer']}…", show_time=True):
         pattern = inside.pattern_of(loaded.model, seen, s["layer"], s["position"], memo)
     view = inside.View(ids, facts, seen, seen.layers[s["layer"]], pattern, s["head"],
-                       s["position"], s["window"])
+                       s["position"], s["window"], s["halfway"])
     if sections.draw("Chapter 2", SECTIONS, loaded, view):
         st.header("Conclusion")
         st.markdown(

@@ -203,18 +203,35 @@ def test_a_pattern_keeps_a_window_of_rows_at_the_cap(loaded):
     assert torch.allclose(pattern_of(at).weights.sum(-1), torch.ones(heads, 11), atol=1e-5)
 
 
-def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_forward(loaded):
-    at = run_app(CHAPTER2)
-    seen = inside_of(at)
+def lens_table(at):
     [table] = [d.value for d in at.dataframe if "read from" in d.value.columns]
-    assert len(table) == loaded.model.config.num_hidden_layers + 1
-    last = len(seen.ids) - 1
-    assert table["top-1"].iloc[-1] == show(loaded.tokenizer, int(seen.top_library[last]))
+    return table
+
+
+def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_forward(loaded):
+    from chapter2.lens import COLUMNS, LENS, logit_lens, mid_lens
+    at = run_app(CHAPTER2)
+    seen, layers = inside_of(at), loaded.model.config.num_hidden_layers
+    ids = list(seen.ids)
+    assert len(lens_table(at)) == layers + 1
+    last = len(ids) - 1
+    assert lens_table(at)["top-1"].iloc[-1] == show(loaded.tokenizer, int(seen.top_library[last]))
+    kept = at.session_state["_memo"].get(LENS, seen.ids)
+    columns = range(max(len(ids) - COLUMNS, 0), len(ids))
+    top1, halfway = logit_lens(loaded.model, ids), mid_lens(loaded.model, ids)
+    for p in columns:  # every column of the grid is the lens of that position
+        assert kept[p, "after"][1][:, 0].tolist() == top1[:, p].tolist()
+    assert f"in **{len(columns)} of {len(columns)}** columns" in page_text(at)
     with counting_forwards(loaded.model) as calls:
+        at.sidebar.toggle(key="halfway").set_value(True).run()
         at.sidebar.select_slider(key="position").set_value(1).run()
     assert calls == [] and not at.exception
-    [table] = [d.value for d in at.dataframe if "read from" in d.value.columns]
+    table = lens_table(at)
+    assert len(table) == 2 * layers + 1
+    assert table["read from"].tolist()[:3] == ["embeddings", "layer 0 · halfway", "after layer 0"]
     assert table["top-1"].iloc[-1] == show(loaded.tokenizer, int(seen.top_library[1]))
+    middle = table[table["read from"].str.endswith("halfway")]["top-1"].tolist()
+    assert middle == [show(loaded.tokenizer, int(i)) for i in halfway[:, 1]]
 
 
 def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):

@@ -112,6 +112,30 @@ def layer_bars(table: pd.DataFrame) -> alt.Chart:
     )
 
 
+def lens_grid(table: pd.DataFrame) -> alt.Chart:
+    """The logit lens: positions as columns, depths as rows (the model's order, top to
+    bottom), the top-1 token written in each cell; colour = its probability. `table`:
+    position, token, order, read from, top-1, probability, top 5."""
+    base = alt.Chart(table).encode(
+        x=alt.X("token:N", sort=alt.EncodingSortField("position", op="min"), title=None,
+                axis=alt.Axis(labelAngle=-40, labelLimit=110, orient="top")),
+        y=alt.Y("read from:N", sort=alt.EncodingSortField("order", op="min"), title=None,
+                axis=alt.Axis(labelLimit=140)),
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("probability:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                        legend=alt.Legend(orient="bottom", format="%")),
+        tooltip=[alt.Tooltip("token:N", title="position"), alt.Tooltip("read from:N"),
+                 alt.Tooltip("top-1:N"), alt.Tooltip("probability:Q", format=".1%"),
+                 alt.Tooltip("top 5:N")],
+    )
+    labels = base.mark_text(fontSize=10, limit=80).encode(
+        text="top-1:N",
+        color=alt.condition("datum.probability > 0.55", alt.value("white"), alt.value("black")),
+    )
+    return cells + labels
+
+
 @cache
 def _template(build, columns: tuple[str, ...]) -> dict:
     """The spec `build` makes, without its data: built and validated by Altair once."""

@@ -29,6 +29,7 @@ DEFAULTS = {
     "head": 0,               # Chapter 2: the query head looked at
     "position": None,        # Chapter 2: the position looked at (None: the last)
     "window": 16,            # Chapter 2: query positions the attention heatmaps show
+    "halfway": False,        # Chapter 2: the logit lens also reads halfway through each layer
 }
 
 
