@@ -4,7 +4,7 @@ history, the KV cache, the top candidates per position and a few vocabulary-long
 a [positions × vocab] table. (The process's peak RSS on the Qwen3-0.6B shape is a benchmark
 number: bench/run.py.)"""
 
-from helpers import held_bytes, held_tensors, run_app
+from helpers import CHAPTER2, held_bytes, held_tensors, run_app
 
 from chapter1.logits import TOP
 from chapter1.tokenizer import tokenize
@@ -43,3 +43,47 @@ def test_a_generated_token_adds_one_position_to_what_the_session_holds(loaded):
     per_position = (2 * config.num_hidden_layers * config.num_key_value_heads
                     * config.head_dim * 2 + TOP * (8 + 4 + 4))
     assert held_bytes(session_of(at)) - before == per_position
+
+
+def chapter2_bytes(layers, hidden, heads, positions, itemsize, lens_columns=0, halfway=False):
+    """What Chapter 2 means to keep for one learner: the residual stream [layers + 1,
+    positions, hidden] and the halfway stream of the last HALFWAY positions (the model's
+    dtype); per layer and position the RMS and two update norms (float32), per layer both
+    updates at the last position; per position the logit gap, margin (float32) and two top-1
+    ids (int64); the picked layer's attention rows [heads, ≤ ROWS, positions] (float32); per
+    lens column the top 5 probabilities (float32) and ids (int64) at every depth."""
+    from chapter2.inside import HALFWAY, ROWS
+    stream = (layers + 1) * positions * hidden * itemsize
+    kept_halfway = layers * min(positions, HALFWAY) * hidden * itemsize
+    per_layer = layers * (3 * positions * 4 + 2 * hidden * 4)
+    logits = positions * (4 + 4 + 8 + 8)
+    pattern = heads * min(positions, ROWS) * positions * 4
+    depths = layers + 1 + (layers if halfway else 0)
+    return (stream + kept_halfway + per_layer + logits + pattern
+            + lens_columns * depths * 5 * (4 + 8))
+
+
+def chapter2_held(at) -> int:
+    """What Chapter 2's slots of the learner's Memo hold (Chapter 1's are counted above)."""
+    from chapter2.inside import INSIDE, PATTERN
+    from chapter2.lens import LENS
+    memo = session_of(at)
+    return sum(held_bytes(memo.latest(slot)) for slot in (INSIDE, PATTERN, LENS))
+
+
+def test_chapter_2_at_the_cap_keeps_the_stream_and_no_attention_table(loaded):
+    from chapter2.lens import COLUMNS
+    at = run_app(CHAPTER2, text=" ".join(["word"] * 1100))
+    assert not at.exception
+    config, n = loaded.model.config, loaded.max_tokens
+    shape = (config.num_hidden_layers, config.hidden_size, config.num_attention_heads)
+    itemsize = loaded.model.dtype.itemsize
+    tensors = held_tensors(session_of(at))
+    assert all(t.grad_fn is None and not t.requires_grad for t in tensors)
+    assert chapter2_held(at) == chapter2_bytes(*shape, n, itemsize, COLUMNS)
+    at.sidebar.toggle(key="halfway").set_value(True).run()
+    assert chapter2_held(at) == chapter2_bytes(*shape, n, itemsize, COLUMNS, True)
+    # the issue's budget, on the Qwen3-0.6B shape in bfloat16 at 1,024 tokens
+    qwen = chapter2_bytes(28, 1024, 16, 1024, 2, COLUMNS, True)
+    assert qwen <= 100e6, qwen
+    assert qwen < 28 * 16 * 1024 * 1024 * 2  # less than every layer's attention weights
