@@ -152,9 +152,11 @@ def render(loaded, view) -> str:
         "through each layer** in the sidebar to read the stream between attention and the "
         "MLP as well: which of the two moved the guess?"
     )
-    st.vega_lite_chart(grid, charts.fast_spec(charts.lens_grid, grid,
-                                              height=16 * grid["order"].nunique()),
+    st.vega_lite_chart(grid, charts.fast_spec(charts.lens_grid, grid, height={"step": 20}),
                        width="stretch")
+    depths = "halfway through and after" if view.halfway else "after"
+    st.caption(f"Rows: the embeddings, then {depths} each of the "
+               f"{counted(len(seen.layers), 'layer')} ({grid['order'].nunique()} rows).")
     if view.halfway and positions.start < seen.halfway_from:
         st.caption(f"The halfway stream is kept for the last {len(ids) - seen.halfway_from:,} "
                    f"positions only (from position {seen.halfway_from:,}): earlier columns "

@@ -59,7 +59,7 @@ def render(loaded, view) -> str:
     )
     table = pattern_table(tokenizer, ids, pattern, [head], rows)
     st.vega_lite_chart(table, charts.fast_spec(charts.attention_heatmap, table,
-                                               height=max(18 * len(rows), 120)),
+                                               height={"step": 20}),
                        width="stretch")
     hidden = 1 - table.groupby("query")["weight"].sum()
     if len(hidden) and float(hidden.max()) > 0.005:

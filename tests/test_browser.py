@@ -133,8 +133,16 @@ def test_walk_chapter_two_pick_a_layer_a_head_and_a_token(server, loaded):
         expect(page.get_by_text("Query head 2 (pick another in the sidebar), at position 0 ")) \
             .to_be_visible(timeout=30_000)
         wait_idle(page)
+        page.get_by_test_id("stSidebar").get_by_text("Halfway through each layer").click()
+        layers = loaded.model.config.num_hidden_layers
+        rows = page.get_by_text(f"halfway through and after each of the {layers} layers "
+                                f"({2 * layers + 1} rows)")
+        expect(rows).to_be_visible(timeout=30_000)
+        wait_idle(page)
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / "chapter2.png"), full_page=True)
+        rows.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "chapter2-lens.png"))
 
 
 def generated_in(page) -> list[int]:
