@@ -144,7 +144,9 @@ def render(loaded, view) -> str:
         "just before the final norm instead."
     )
     lesson(residual_stream, kept["trace"], lens)
-    grid = _grid(tokenizer, ids, kept, positions, view.halfway)
+    if (grid := kept.get(("grid", positions, view.halfway))) is None:  # reused while unchanged
+        grid = kept["grid", positions, view.halfway] = _grid(tokenizer, ids, kept, positions,
+                                                             view.halfway)
     st.markdown(
         f"The likeliest next token at each depth (rows, top to bottom) for the "
         f"{counted(len(positions), 'position')} ending at the token you picked (columns); "

@@ -1,8 +1,8 @@
 """Section 6 — Attention patterns: where each head of the picked layer looks."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from chapter2.attention import kv_head_of
 from token_by_token import charts
@@ -19,19 +19,18 @@ def window_of(position: int, size: int) -> range:
 def pattern_table(tokenizer, ids, pattern, heads, rows: range) -> pd.DataFrame:
     """Cells of the heatmap: for each head, each query row, and each key that row may see
     within the window (and the first position, where attention often rests)."""
-    keys = sorted({0, *rows})
-    labels = [f"{p}: {show(tokenizer, ids[p])}" for p in range(len(ids))]
+    keys = np.array(sorted({0, *rows}))
+    labels = np.array([f"{p}: {show(tokenizer, ids[p])}" for p in keys], dtype=object)
     offset = [row - pattern.rows.start for row in rows]
     block = pattern.weights[list(heads)][:, offset][:, :, keys]  # [heads, rows, keys]
-    h, q, k = torch.meshgrid(torch.arange(len(heads)), torch.arange(len(rows)),
-                             torch.arange(len(keys)), indexing="ij")
-    query, key = torch.tensor(list(rows))[q.flatten()], torch.tensor(keys)[k.flatten()]
+    h, q, k = (len(heads), len(rows), len(keys))
+    query, key = np.tile(np.repeat(np.arange(rows.start, rows.stop), k), h), np.tile(keys, h * q)
     return pd.DataFrame({
-        "head": torch.tensor(list(heads))[h.flatten()].tolist(),
-        "query": query.tolist(), "key": key.tolist(),
-        "query token": [labels[i] for i in query.tolist()],
-        "key token": [labels[i] for i in key.tolist()],
-        "weight": block.flatten().tolist(),
+        "head": np.repeat(np.array(list(heads)), q * k),
+        "query": query, "key": key,
+        "query token": labels[np.searchsorted(keys, query)],
+        "key token": labels[np.searchsorted(keys, key)],
+        "weight": block.flatten().numpy(),
     })
 
 
@@ -81,7 +80,8 @@ def render(loaded, view) -> str:
         "compare their queries with the same keys."
     )
     everything = pattern_table(tokenizer, ids, pattern, range(f.heads), rows)
-    everything["KV head"] = [kv_head_of(h, loaded.model.config) for h in everything["head"]]
+    kv_heads = {h: kv_head_of(h, loaded.model.config) for h in range(f.heads)}
+    everything["KV head"] = everything["head"].map(kv_heads)
     st.vega_lite_chart(everything, charts.fast_spec(charts.attention_small_multiples,
                                                     everything, columns=group))
     with st.expander("The same as a table: the three keys each position reads most"):

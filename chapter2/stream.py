@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 
 from token_by_token import charts
+from token_by_token.memo import Slot, memo_of
 from token_by_token.sections import lesson
 from token_by_token.tokens import markdown_literal, show
 from token_by_token.trace import traced
@@ -25,6 +26,24 @@ def push(model, update, token_id, scale):
     return (update / scale * weight) @ row
 
 
+PUSHES: Slot[tuple] = Slot("chapter2.pushes")
+
+
+def _pushes(model, seen, eps: float):
+    """The top-1 token at the last position, the final norm's scale there, and push() of
+    every layer's two updates on that token (kept per ids: no control changes them)."""
+    if (same := memo_of(st.session_state).get(PUSHES, seen.ids)) is not None:
+        return same
+    final = seen.stream[-1, -1].float()
+    token = int(seen.top_library[-1])
+    scale = float(final.pow(2).mean().add(eps).sqrt())
+    with torch.inference_mode():
+        pushes = [[float(push(model, u, token, scale)) for u in opened.last]
+                  for opened in seen.layers]
+        trace = traced(push, model, seen.layers[-1].last[1], token, scale)[1]
+    return memo_of(st.session_state).put(PUSHES, seen.ids, (token, scale, pushes, trace))
+
+
 def render(loaded, view) -> str:
     tokenizer, f, seen, position = loaded.tokenizer, view.facts, view.inside, view.position
     sizes = torch.stack([opened.updates[:, position] for opened in seen.layers])  # [L, 2]
@@ -38,19 +57,13 @@ def render(loaded, view) -> str:
                           "update": ["attention"] * f.layers + ["MLP"] * f.layers,
                           "value": sizes.T.flatten().tolist()})
     st.vega_lite_chart(table, charts.fast_spec(charts.layer_bars, table), width="stretch")
-    last, final = len(view.ids) - 1, seen.stream[-1, -1].float()
-    token = int(seen.top_library[last])
-    scale = float(final.pow(2).mean().add(f.eps).sqrt())
-    with torch.inference_mode():
-        pushes = [[float(push(loaded.model, u, token, scale)) for u in opened.last]
-                  for opened in seen.layers]
+    token, scale, pushes, trace = _pushes(loaded.model, seen, f.eps)
     st.markdown(
         "Which layers push the prediction? At the last position the model's top-1 next token "
         f"is “{markdown_literal(show(tokenizer, token))}” (id {token}). Each update's push "
         "on its score:"
     )
-    lesson(traced(push, loaded.model, seen.layers[-1].last[1], token, scale)[1],
-           note="Values for the last layer's MLP update.")
+    lesson(trace, note="Values for the last layer's MLP update.")
     pushed = pd.DataFrame({"layer": range(f.layers),
                            "attention": [p[0] for p in pushes], "MLP": [p[1] for p in pushes]})
     st.dataframe(pushed, hide_index=True, height=min(35 * f.layers + 38, 320))
