@@ -293,12 +293,21 @@ def chapter2_rows(smoke: bool, reps: int, loaded, bare_forward):
             picks.reverse()
         with counting_forwards(model) as control_calls:
             control = median_time(change, reps)
+            head = median_time(lambda at=at: at.sidebar.slider(key="head").set_value(
+                2 if at.session_state["head"] == 1 else 1).run(), reps)
+            halfway = median_time(lambda at=at: at.sidebar.toggle(key="halfway")
+                                  .set_value(True).run(), 1)  # the lens computes 8 columns
+            at.sidebar.toggle(key="halfway").set_value(False).run()
         assert not at.exception, at.exception
         bare = bare_forward(ids)
         rows.append(("g", f"Chapter 2 first render, {len(ids)} tokens", first,
                      "bare full forward", bare, first / bare, "report"))
         rows.append(("g", f"Chapter 2 layer change, {len(ids)} tokens", control,
                      "Chapter 1 slider rerun", slider, control / slider, "≤ 2"))
+        rows.append(("g", f"Chapter 2 head change, {len(ids)} tokens", head,
+                     "Chapter 1 slider rerun", slider, head / slider, "≤ 2"))
+        rows.append(("g", f"Chapter 2 halfway toggle (first time), {len(ids)} tokens", halfway,
+                     "Chapter 1 slider rerun", slider, halfway / slider, "report"))
     model_dir = Path(os.environ["TOKEN_BY_TOKEN_MODEL"])
     _, rss = fresh_process("chapter2", model_dir, loaded.max_tokens)
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6
@@ -307,7 +316,8 @@ def chapter2_rows(smoke: bool, reps: int, loaded, bare_forward):
                  "≤ 2.6 GB" if not smoke else "report"))
     steps = sum(len(c) == 1 for c in calls)
     return rows, [f"Forwards for Chapter 2's first render: {len(calls)} ({steps} of one token: "
-                  f"section 9's cached step); per layer change: {len(control_calls) / reps:g}."]
+                  f"section 9's cached step); per control change (layer, head, halfway): "
+                  f"{len(control_calls)}."]
 
 
 def merge_rows(out: Path, rows, notes) -> None:
