@@ -2,9 +2,12 @@
 
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 
 from chapter1.logits import logits
+from chapter1.sampling import surprisal
+from token_by_token import charts
 from token_by_token.sections import lesson
 from token_by_token.tokens import (
     NOT_A_CHARACTER,
@@ -104,6 +107,8 @@ def render(loaded, view) -> str:
             st.caption(f"{show_bytes(back.dropped)} at the end: the first bytes of a character "
                        "the model has not finished writing (one character can take several "
                        "tokens).")
+    if generated:
+        render_timeline(tokenizer, view)
     if view.stop == "eos":
         st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
                    "end-of-text token: it considers the text finished. Generation stops here. "
@@ -154,3 +159,36 @@ def render_retokenized(tokenizer, ids, previous_ids) -> None:
     annotated(spans(tokenizer, previous_ids))
     st.markdown("The same text, tokenized again:")
     annotated(spans(tokenizer, ids))
+
+
+def timeline_table(tokenizer, ids, candidates, first: int) -> pd.DataFrame:
+    """One row per generated token (positions first…): how sure the model was when it was
+    drawn, at temperature 1 before the filters (row p − 1 of the logits predicted it)."""
+    rows = range(first - 1, len(ids) - 1)
+    entropy = candidates.entropy[rows.start: rows.stop].tolist()
+    chosen = candidates.chosen[rows.start: rows.stop].tolist()
+    return pd.DataFrame({
+        "step": range(1, len(rows) + 1),
+        "token": [show(tokenizer, ids[r + 1]) for r in rows],
+        "probability": chosen,
+        "rank": candidates.rank[rows.start: rows.stop].tolist(),
+        "surprisal (bits)": [surprisal(p) if p > 0 else float("inf") for p in chosen],
+        "entropy (bits)": entropy,
+        "effective choices": [2 ** b for b in entropy],
+        "end-of-text probability": candidates.end[rows.start: rows.stop].tolist(),
+    })
+
+
+def render_timeline(tokenizer, view) -> None:
+    ids, generated = view.ids, view.generated
+    table = timeline_table(tokenizer, ids, view.forward.candidates, len(ids) - len(generated))
+    st.markdown(
+        "**How sure the model was, token by token**: the entropy of each step's "
+        "distribution, the surprisal of the token drawn, and the probability of ending the "
+        "text there (at temperature 1, before the filters: the model's own view, whatever "
+        "the sliders were at that step)."
+    )
+    st.vega_lite_chart(table, charts.fast_spec(charts.uncertainty_timeline, table),
+                       width="stretch")
+    with st.expander("The same as a table"):
+        st.dataframe(table, hide_index=True)

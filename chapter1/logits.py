@@ -1,6 +1,6 @@
 """Section 2 — Logits: the model turns token ids into one row of scores per position."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import pandas as pd
 import streamlit as st
@@ -30,24 +30,48 @@ TOP = 10  # candidates kept per position for the heatmap
 
 @dataclass(frozen=True)
 class Candidates:
-    """The top candidates at each position, without the [positions × vocab] table."""
+    """The top candidates at each position, without the [positions × vocab] table, and how
+    sure the model was there (Section 4's uncertainty, at temperature 1, before filters)."""
     ids: torch.Tensor     # [positions, TOP] best candidates at each position
     logits: torch.Tensor  # [positions, TOP]
     probs: torch.Tensor   # [positions, TOP] softmax at temperature 1
+    entropy: torch.Tensor  # [positions] bits
+    end: torch.Tensor     # [positions] the probability of an end-of-text token
+    chosen: torch.Tensor  # [positions] the probability of the id that came next (NaN: none yet)
+    rank: torch.Tensor    # [positions] its rank, 1 = the favourite (0: none yet)
 
     @staticmethod
-    def of(rows: torch.Tensor) -> "Candidates":
-        """The top candidates of each row of logits, with their probabilities: log-sum-exp
-        taken 64 rows at a time, so no second [positions, vocab] tensor is made."""
+    def of(rows: torch.Tensor, next_ids=(), end_ids=()) -> "Candidates":
+        """The top candidates of each row of logits, with their probabilities: softmax taken
+        64 rows at a time, so no second [positions, vocab] tensor is made. `next_ids`: the
+        ids that followed the first rows (the others are not known yet)."""
+        from chapter1.sampling import entropy  # (sampling's lesson; it imports nothing here)
         top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
         log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
-        return Candidates(top.indices, top.values, torch.exp(top.values - log_total[:, None]))
+        bits = torch.cat([entropy(torch.softmax(chunk, dim=-1)) for chunk in rows.split(64)])
+        end = torch.exp(rows[:, sorted(end_ids)] - log_total[:, None]).sum(-1)
+        chosen = torch.full((len(rows),), float("nan"))
+        rank = torch.zeros(len(rows), dtype=torch.long)
+        if len(next_ids):
+            known = torch.arange(len(next_ids))
+            logit = rows[known, torch.tensor(list(next_ids))]
+            chosen[known] = torch.exp(logit - log_total[known])
+            rank[known] = (rows[known] > logit[:, None]).sum(-1) + 1
+        return Candidates(top.indices, top.values, torch.exp(top.values - log_total[:, None]),
+                          bits, end, chosen, rank)
 
     def then(self, more: "Candidates") -> "Candidates":
         """These positions followed by `more`'s."""
-        return Candidates(*(torch.cat(pair) for pair in zip(
-            (self.ids, self.logits, self.probs), (more.ids, more.logits, more.probs),
-            strict=True)))
+        return Candidates(*(torch.cat([getattr(self, f.name), getattr(more, f.name)])
+                            for f in fields(self)))
+
+    def followed_by(self, next_id: int, last: torch.Tensor) -> "Candidates":
+        """The same, with the id that followed the last row (`last`: that row's logits)."""
+        probs = torch.softmax(last, dim=-1)
+        chosen, rank = self.chosen.clone(), self.rank.clone()
+        chosen[-1] = probs[next_id]
+        rank[-1] = int((last > last[next_id]).sum()) + 1
+        return replace(self, chosen=chosen, rank=rank)
 
 
 def heatmap_table(tokenizer, ids, candidates: Candidates, rows: int,

@@ -17,7 +17,7 @@ from transformers import DynamicCache
 from chapter1.autoregression import hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
-from chapter1.sampling import random_stream, sample
+from chapter1.sampling import entropy, random_stream, sample, surprisal
 from chapter1.tokenizer import tokenize
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
@@ -65,7 +65,7 @@ PREFILL_CHUNK = 64  # positions per forward when reading a whole text
 FORWARD: Slot[Forward] = Slot("chapter1.forward")
 
 
-def advance(model, ids: list[int], memo: Memo) -> Forward:
+def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
     """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
     (the Section 5 lesson) when one id was appended, else the whole sequence from scratch.
 
@@ -81,15 +81,16 @@ def advance(model, ids: list[int], memo: Memo) -> Forward:
         start = time.perf_counter()
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
-            forward = replace(before, ids=key, last=last, step=trace,
-                              candidates=before.candidates.then(Candidates.of(last[None])))
+            seen = before.candidates.followed_by(ids[-1], before.last)
+            forward = replace(before, ids=key, last=last, step=trace, candidates=seen.then(
+                Candidates.of(last[None], end_ids=end_ids)))
         else:
-            forward = prefill(model, ids)
+            forward = prefill(model, ids, end_ids)
         seconds = time.perf_counter() - start
     return memo.put(FORWARD, key, replace(forward, seconds=seconds))
 
 
-def prefill(model, ids: list[int]) -> Forward:
+def prefill(model, ids: list[int], end_ids=()) -> Forward:
     """Read the whole sequence into a new KV cache, PREFILL_CHUNK positions per call."""
     cache, parts = DynamicCache(config=model.config), []
     for chunk in range(0, len(ids), PREFILL_CHUNK):
@@ -97,7 +98,7 @@ def prefill(model, ids: list[int]) -> Forward:
         if chunk == 0:
             first = rows[0].clone()
         last = rows[-1].clone()
-        parts.append(Candidates.of(rows))
+        parts.append(Candidates.of(rows, ids[chunk + 1: chunk + 1 + len(rows)], end_ids))
         del rows
     candidates = parts[0]
     for part in parts[1:]:
@@ -192,7 +193,7 @@ def view(loaded, state) -> View:
     seq = choices.sequence
     if not seq.ids:
         return choices
-    forward = advance(loaded.model, seq.ids, memo)
+    forward = advance(loaded.model, seq.ids, memo, loaded.eos_ids)
     chain, warpers_trace = traced(warpers, state["temperature"], state["top_k"],
                                   state["top_p"], state["min_p"])
     chain = [Watched(w) for w in chain]
@@ -200,9 +201,11 @@ def view(loaded, state) -> View:
     generator, stream_trace = traced(random_stream, state["seed"], len(seq.ids),
                                      state["resamples"])
     next_id, sample_trace = traced(sample, probs, generator)
+    surprise = {"entropy": traced(entropy, probs)[1],
+                "surprisal": traced(surprisal, float(probs[next_id]))[1]}
     traces = {**choices.traces, "logits": forward.prefill, "warpers": warpers_trace,
               "probabilities": probs_trace, "random_stream": stream_trace,
-              "sample": sample_trace}
+              "sample": sample_trace, **surprise}
     if forward.step is not None:
         traces["step"] = forward.step
     return memo.put(VIEW, key, replace(choices, forward=forward, chain=chain, probs=probs,

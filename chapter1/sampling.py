@@ -1,10 +1,15 @@
 """Section 4 — Sampling: a weighted random choice picks the next token id."""
 
+import math
+
+import pandas as pd
 import streamlit as st
 import torch
 
+from token_by_token import charts
 from token_by_token.sections import lesson
 from token_by_token.tokens import counted, markdown_literal, show, tail_chips
+from token_by_token.trace import traced
 
 TITLE = "Sampling — a weighted random choice"
 
@@ -22,6 +27,45 @@ def random_stream(seed, position, draw):
     """Same seed, same text: every draw gets its own reproducible stream,
     fixed by the seed, the position being predicted and the resample count."""
     return torch.Generator().manual_seed(hash((seed, position, draw)) % 2**63)
+
+
+def entropy(probs):
+    """How unsure a distribution is, in bits: −Σ p · log₂ p.
+
+    0 bits: one token is certain. 2 ** entropy is the effective number
+    of choices: a fair pick among that many tokens is as unsure. Works
+    on one row of probabilities or on many (one value per row).
+    """
+    terms = probs * probs.log2()  # p = 0 gives 0 · -inf = nan: counts 0
+    return -terms.nan_to_num(0.0).sum(dim=-1)
+
+
+def surprisal(p):
+    """How surprising an outcome of probability p is, in bits: −log₂ p.
+
+    A coin's side: 1 bit. A token at 1 %: 6.6 bits.
+    """
+    return -math.log2(p)
+
+
+def many_draws(probs, n, generator=None):
+    """n weighted random choices at once, like sample() n times.
+
+    Returns how often each id came out, as a share of the n draws.
+    """
+    drawn = torch.multinomial(probs, n, replacement=True, generator=generator)
+    return torch.bincount(drawn, minlength=len(probs)) / n
+
+
+def total_variation(p, q):
+    """How far apart two distributions are: half of Σ |p − q|.
+
+    0: the same; 1: nothing in common.
+    """
+    return float((p - q).abs().sum() / 2)
+
+
+DRAWS = 1_000  # how many draws section 4 makes at once
 
 
 def render(loaded, view) -> str:
@@ -50,5 +94,54 @@ def render(loaded, view) -> str:
     grown = "never appended: at the cap" if full else counted(len(ids) + 1, "id")
     st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {grown}\n"
             f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
+    render_uncertainty(tokenizer, view)
+    render_draws(tokenizer, view)
     return ("Sampling is `torch.multinomial(probs, 1)`: a weighted random choice. The seed "
             "makes it reproducible; the filters decide what can be chosen at all.")
+
+
+def render_uncertainty(tokenizer, view) -> None:
+    """How sure the model is about the next token, before and after the filters, and how
+    surprising the drawn token is."""
+    st.subheader("How sure is the model?")
+    before = torch.softmax(view.forward.last, dim=-1)  # temperature 1, no filters
+    bits = {"before the filters": float(entropy(before)),
+            "after the filters": float(entropy(view.probs))}
+    lesson(view.trace(entropy), view.trace(surprisal))
+    p_before, p_after = float(before[view.next_id]), float(view.probs[view.next_id])
+    rank = int((before > before[view.next_id]).sum()) + 1
+    st.markdown(
+        "**Entropy** measures how unsure a distribution is; 2 to its power is the **effective "
+        "number of choices**. " + "; ".join(
+            f"{when}: **{b:.2f} bits**, like a fair pick among **{2 ** b:,.1f}** tokens"
+            for when, b in bits.items()) + ". "
+        f"The drawn token “{markdown_literal(show(tokenizer, view.next_id))}” is the model's "
+        f"number **{rank:,}** (before the filters): probability {p_before:.2%} before the "
+        f"filters, {p_after:.2%} after, a **surprisal** of {surprisal(p_after):.2f} bits "
+        "(−log₂ p, the probability it was drawn with)."
+    )
+
+
+def render_draws(tokenizer, view) -> None:
+    """DRAWS draws from the same probabilities: their shares against the probabilities."""
+    st.subheader(f"{DRAWS:,} draws")
+    shares, trace = traced(many_draws, view.probs, DRAWS,
+                           random_stream(view.seed, len(view.ids), view.resamples))
+    distance, distance_trace = traced(total_variation, shares, view.probs)
+    lesson(trace, distance_trace)
+    top = torch.argsort(view.probs, descending=True)[:12].tolist()
+    table = pd.DataFrame({
+        "token": [f"{show(tokenizer, i)} ({i})" for i in top],
+        "probability": view.probs[top].tolist(),
+        f"share of {DRAWS:,} draws": shares[top].tolist(),
+        "sampled": [i == view.next_id for i in top],
+    })
+    st.vega_lite_chart(table, charts.fast_spec(charts.probability_bars, table),
+                       width="stretch")
+    st.markdown(
+        f"Drawn {DRAWS:,} times, each token comes out about as often as its probability "
+        f"says: the total-variation distance between the shares and the probabilities is "
+        f"**{distance:.3f}** (0 would be a perfect match; it shrinks like 1/√n as n grows). "
+        "This is what sampling means: not the likeliest token, but each token as often as "
+        "its probability."
+    )

@@ -10,13 +10,17 @@ from chapter1.logits import TOP
 from chapter1.tokenizer import tokenize
 
 
+UNCERTAINTY = 4 + 4 + 4 + 8  # per position: entropy, end-of-text and next-id probability, rank
+
+
 def expected_bytes(loaded, positions: int, warpers: int) -> int:
-    """The KV cache (bf16), the top candidates (int64 ids, float32 logits and probabilities),
+    """The KV cache (bf16), the top candidates (int64 ids, float32 logits and probabilities)
+    and the uncertainty per position,
     logits[0], logits[-1] and the probabilities (float32 rows), and each warper's mask of the
     tokens it kept (bool)."""
     config, vocab = loaded.model.config, loaded.vocab_size
     kv = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 2
-    return positions * (kv + TOP * (8 + 4 + 4)) + 3 * vocab * 4 + warpers * vocab
+    return positions * (kv + TOP * (8 + 4 + 4) + UNCERTAINTY) + 3 * vocab * 4 + warpers * vocab
 
 
 def session_of(at):
@@ -41,7 +45,7 @@ def test_a_generated_token_adds_one_position_to_what_the_session_holds(loaded):
     at.sidebar.button(key="generate").click().run()
     config = loaded.model.config
     per_position = (2 * config.num_hidden_layers * config.num_key_value_heads
-                    * config.head_dim * 2 + TOP * (8 + 4 + 4))
+                    * config.head_dim * 2 + TOP * (8 + 4 + 4) + UNCERTAINTY)
     assert held_bytes(session_of(at)) - before == per_position
 
 

@@ -43,11 +43,11 @@ def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
 
 
 def probability_bars(table: pd.DataFrame) -> alt.Chart:
-    """Original vs filtered probability for the top candidates; the sampled token outlined.
+    """Two probabilities per candidate, side by side; the sampled token outlined.
 
-    `table`: token (unique label, in display order), original, after filters (the two
-    probabilities), sampled (bool)."""
-    kinds = ["original", "after filters"]
+    `table`: token (unique label, in display order), the two probabilities (e.g. original
+    and after filters; their column names are the legend), sampled (bool)."""
+    kinds = [c for c in table.columns if c not in ("token", "sampled")]
     return alt.Chart(table).transform_window(
         order="row_number()",  # keep the table's order on the axis
     ).transform_fold(kinds, as_=["distribution", "probability"]).mark_bar().encode(
@@ -134,6 +134,33 @@ def lens_grid(table: pd.DataFrame) -> alt.Chart:
         color=alt.condition("datum.probability > 0.55", alt.value("white"), alt.value("black")),
     )
     return cells + labels
+
+
+def uncertainty_timeline(table: pd.DataFrame) -> alt.Chart:
+    """Per generated token: entropy and surprisal in bits (lines), the end-of-text
+    probability below. `table`: step, token, entropy (bits), surprisal (bits),
+    end-of-text probability, and the rest of autoregression.timeline_table."""
+    kinds = ["entropy (bits)", "surprisal (bits)"]
+    x = alt.X("step:Q", title="generated token", axis=alt.Axis(tickMinStep=1))
+    tips = [alt.Tooltip("step:Q"), alt.Tooltip("token:N"),
+            alt.Tooltip("probability:Q", format=".2%"), alt.Tooltip("rank:Q"),
+            alt.Tooltip("entropy (bits):Q", format=".2f"),
+            alt.Tooltip("surprisal (bits):Q", format=".2f"),
+            alt.Tooltip("end-of-text probability:Q", format=".2%")]
+    bits = alt.Chart(table).transform_fold(kinds, as_=["measure", "bits"]).mark_line(
+        point=True).encode(
+        x=x, y=alt.Y("bits:Q", title="bits"),
+        color=alt.Color("measure:N", sort=kinds,
+                        scale=alt.Scale(domain=kinds, range=["#4a63c8", "#e69f00"]),
+                        legend=alt.Legend(orient="top", title=None)),
+        tooltip=tips,
+    ).properties(height=160)
+    end = alt.Chart(table).mark_bar(color=NAVY).encode(
+        x=x, y=alt.Y("end-of-text probability:Q", title="P(end of text)",
+                      axis=alt.Axis(format="%")),
+        tooltip=tips,
+    ).properties(height=60)
+    return alt.vconcat(bits, end)
 
 
 @cache
