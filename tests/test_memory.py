@@ -9,7 +9,6 @@ from helpers import CHAPTER2, held_bytes, held_tensors, run_app
 from chapter1.logits import TOP
 from chapter1.tokenizer import tokenize
 
-
 UNCERTAINTY = 4 + 4 + 4 + 8  # per position: entropy, end-of-text and next-id probability, rank
 
 
