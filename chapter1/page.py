@@ -1,11 +1,14 @@
 """Chapter 1: Tokenization & Sampling. From your text to the model's next token, and again."""
 
 import streamlit as st
+import torch
 
 from chapter1 import autoregression, filters, logits, pipeline, sampling, tokenizer
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.clicks import one_at_a_time
+from token_by_token.tokens import markdown_literal, tail_chips
+from token_by_token.tokens import show as show_token
 
 SECTIONS = [tokenizer, logits, filters, sampling, autoregression]
 PIPELINE = """
@@ -37,16 +40,28 @@ with st.sidebar:
     state.text_box()
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
+    if s["autoregressive"]:  # outside the fragments: its click stops a running Play (a
+        # fragment's own widgets would wait for the run to end); hidden unless Play runs
+        st.button("Stop", key="stop", help="Stop playing; every token so far is kept.")
+        st.html("<style>.st-key-stop { display: none; }</style>")
 
 
 @st.fragment
 def stepping() -> bool:
     """Sections 2–5 and Generate: a Generate click reruns only this part of the page."""
+    playing = False
     if s["autoregressive"]:
+        finished = pipeline.sequence(loaded, s).stop is not None
         st.sidebar.button("Generate next token", key="generate", type="primary",
-                          on_click=pipeline.generate_next, args=(loaded,),
-                          disabled=pipeline.sequence(loaded, s).stop is not None,
+                          on_click=pipeline.generate_next, args=(loaded,), disabled=finished,
                           help="Append the sampled token and run one cached forward step.")
+        with st.sidebar.container(horizontal=True, vertical_alignment="bottom"):
+            st.number_input("Tokens to play", 1, 200, key="play_tokens")
+            playing = st.button("Play", key="play", disabled=finished,
+                                help="Generate that many tokens, one cached step each, "
+                                     "streamed into the page.")
+    if playing:
+        play(s["play_tokens"])
     current = pipeline.view(loaded, s)  # the model runs here, when the ids changed
     drawn = sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(1, 2))
     sampling(drawn)
@@ -54,6 +69,27 @@ def stepping() -> bool:
         with st.sidebar:
             one_at_a_time("generate", "Running the model for this token…")
     return drawn
+
+
+def play(tokens: int) -> None:
+    """Play: the tokens stream into a live box at the top of the chapter's steps (and the
+    sidebar's Stop shows); then the page draws the sequence they made, as after as many
+    Generate clicks."""
+    live = st.empty()
+
+    def show(view) -> None:
+        with live.container(border=True):
+            st.html("<style>.st-key-stop { display: block !important; }</style>")
+            st.markdown(f"**Playing: {len(view.generated):,} generated so far**")
+            tail_chips(loaded.tokenizer, [*view.ids, view.next_id], highlight=len(view.ids),
+                       generated_from=len(view.ids) - len(view.generated))
+            top = torch.topk(view.probs, 5)
+            st.caption("Next: " + ", ".join(
+                f"“{markdown_literal(show_token(loaded.tokenizer, int(i)))}” {float(p):.0%}"
+                for p, i in zip(top.values, top.indices, strict=True)))
+
+    pipeline.play(loaded, s.to_dict(), tokens, show)
+    st.rerun()  # the buttons and sections, drawn for the new sequence
 
 
 @st.fragment

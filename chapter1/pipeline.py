@@ -231,6 +231,21 @@ def append_next(loaded, state) -> None:
             state["generated"].append(current.next_id)
 
 
+def play(loaded, state, tokens: int, show) -> int:
+    """Generate up to `tokens` ids, one cached step each, exactly as that many Generate clicks
+    would; `show(view)` after each one (the page streams them). Stops early at end-of-text
+    or the context cap. Returns how many were appended. Each id goes into the learner's list
+    as soon as it is drawn: a Stop (a rerun that interrupts this run) keeps them all."""
+    appended = 0
+    for _ in range(tokens):
+        if sequence(loaded, state).stop is not None:
+            break
+        append_next(loaded, state)
+        appended += 1
+        show(view(loaded, state))  # the next token's forward runs here
+    return appended
+
+
 def autoregression_toggled(loaded) -> None:
     """on_change of the toggle. Turning it off hands the generated text back to the text box:
     the learner can edit it, and the page compares its new ids with the generated ones (and

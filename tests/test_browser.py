@@ -1,5 +1,7 @@
 """Real-browser tests: Chromium driving `streamlit run` with the tiny model."""
 
+import re
+
 import pytest
 from browser import ARTIFACTS, chromium, no_errors, streamlit_server, type_text, wait_idle
 from playwright.sync_api import expect
@@ -169,6 +171,31 @@ def test_rapid_generate_clicks_append_exactly_one_id_each(page):
     wait_idle(page)
     assert len(generated_in(page)) == 6
     expect(page.get_by_text("6 generated so far")).to_be_visible()
+    no_errors(page)
+
+
+def test_play_streams_tokens_into_the_page_and_stop_keeps_them(page):
+    switch_on_autoregression(page)
+    tokens = page.get_by_label("Tokens to play")
+    tokens.fill("200")
+    tokens.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Play").click()
+    live = page.get_by_text(re.compile(r"Playing: ([5-9]|\d\d+) generated so far"))
+    expect(live).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()  # only while playing
+    live.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "chapter1-playing.png"))  # mid-stream
+    page.get_by_role("button", name="Stop").click()
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    kept = generated_in(page)
+    assert 5 <= len(kept) < 200
+    expect(page.get_by_text(f"{len(kept)} generated so far", exact=False).first).to_be_visible()
+    page.wait_for_timeout(1000)
+    assert generated_in(page) == kept  # stopped: nothing more comes
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     no_errors(page)
 
 

@@ -25,6 +25,7 @@ DEFAULTS = {
     "autoregressive": False,
     "generated": [],         # ids appended by autoregression since the text was last edited
     "previous_ids": [],      # the generated sequence, when it was handed back as text
+    "play_tokens": 20,       # how many tokens Play generates
     "layer": 0,              # Chapter 2: the layer opened up
     "head": 0,               # Chapter 2: the query head looked at
     "position": None,        # Chapter 2: the position looked at (None: the last)

@@ -1,0 +1,59 @@
+"""Play (Chapter 1, Section 5): a number of tokens, one cached step each, streamed; the same
+ids as that many Generate clicks; stops at end-of-text and at the context cap."""
+
+from helpers import generated_ids, run_app
+
+import chapter1.pipeline as pipeline
+from chapter1.tokenizer import tokenize
+
+WIDE = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}  # draws far from greedy
+
+
+def test_play_generates_that_many_ids_one_token_forward_each(loaded, forwards):
+    at = run_app(autoregressive=True, play_tokens=7, **WIDE)
+    forwards.clear()
+    at.sidebar.button(key="play").click().run()
+    played = generated_ids(at)
+    ends = played and played[-1] in loaded.eos_ids
+    assert len(played) == 7 or (ends and len(played) < 7)
+    assert forwards == [[token_id] for token_id in played]  # one [1, 1] step per token
+    assert f"**{len(played)} generated so far**" in " ".join(m.value for m in at.markdown)
+    # the same as stepping with Generate next token, under the same seed
+    stepped = run_app(autoregressive=True, **WIDE)
+    for _ in played:
+        stepped.sidebar.button(key="generate").click().run()
+    assert generated_ids(stepped) == played
+    at.sidebar.button(key="play").click().run()  # Play again: goes on from there
+    assert generated_ids(at)[: len(played)] == played and len(generated_ids(at)) > len(played)
+
+
+def test_play_stops_at_the_context_cap(loaded):
+    words = 1
+    while len(tokenize(loaded.tokenizer, " ".join(["word"] * (words + 1)))) \
+            <= loaded.max_tokens - 3:
+        words += 1
+    text = " ".join(["word"] * words)
+    room = loaded.max_tokens - len(tokenize(loaded.tokenizer, text))
+    assert 0 < room <= 5
+    at = run_app(text=text, autoregressive=True, play_tokens=20)
+    at.sidebar.button(key="play").click().run()
+    assert len(generated_ids(at)) == room
+    assert any("context cap" in w.value for w in at.warning)
+    assert at.sidebar.button(key="play").disabled
+
+
+def test_play_stops_at_end_of_text(loaded, monkeypatch):
+    eos, real = min(loaded.eos_ids), pipeline.append_next
+
+    def third_is_eos(loaded, state):  # the model "chooses" end-of-text on the third token
+        if len(state["generated"]) == 2:
+            state["generated"].append(eos)
+        else:
+            real(loaded, state)
+
+    monkeypatch.setattr(pipeline, "append_next", third_is_eos)
+    at = run_app(autoregressive=True, play_tokens=50)
+    at.sidebar.button(key="play").click().run()
+    assert generated_ids(at)[2:] == [eos]  # nothing after it
+    assert any("end-of-text token" in s.value for s in at.success)
+    assert at.sidebar.button(key="play").disabled
