@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="where to write the results table")
     parser.add_argument("--chapter2", action="store_true",
                         help="only Chapter 2's rows (g, and its peak RSS), merged into the table")
+    parser.add_argument("--play", action="store_true",
+                        help="only the Play row (b), merged into the table")
     parser.add_argument("--lookup", action="store_true",
                         help="only the vocabulary lookup section (a vocabulary of Qwen3's size)")
     args = parser.parse_args()
@@ -92,7 +94,7 @@ def main() -> None:
     out = Path(args.out or (tempfile.mkdtemp() + "/RESULTS.md" if args.smoke
                             else ROOT / "bench" / "RESULTS.md"))
     torch.set_num_threads(os.cpu_count() or 2)
-    lookup = None if args.chapter2 else lookup_section(args.smoke, reps)
+    lookup = None if args.chapter2 or args.play else lookup_section(args.smoke, reps)
     if args.lookup:
         return write_sections(out, [lookup])
 
@@ -125,6 +127,8 @@ def main() -> None:
 
     if args.chapter2:
         return merge_rows(out, *chapter2_rows(args.smoke, reps, loaded, bare_forward))
+    if args.play:
+        return merge_rows(out, *play_rows(args.smoke, loaded, bare_step))
 
     # a. a slider change reruns the page without a forward
     for n in (8, 60, 150) if not args.smoke else (8, 30):
@@ -165,6 +169,9 @@ def main() -> None:
     rows.append(("b", f"Generate click at {last} vs at {first} tokens", clicks[last],
                  f"click at {first}", clicks[first], clicks[last] / clicks[first], "≤ 1.5"))
 
+    p_rows, p_notes = play_rows(args.smoke, loaded, bare_step)
+    rows += p_rows
+    notes += p_notes
     g_rows, g_notes = chapter2_rows(args.smoke, reps, loaded, bare_forward)
     rows += g_rows
     notes += g_notes
@@ -272,6 +279,22 @@ def write_sections(out: Path, sections: list[str]) -> None:
                 else text.rstrip() + "\n\n" + section + "\n")
     out.write_text(text)
     print("\n\n".join(sections))
+
+
+def play_rows(smoke: bool, loaded, bare_step):
+    """b: Play's time per token (the whole click: every step, the live box after each, the
+    page drawn once at the end) against a bare cached step at the same length."""
+    tokens = 5 if smoke else 20
+    at = app(text=text_of(loaded.tokenizer, 60 if not smoke else 30), autoregressive=True,
+             play_tokens=tokens, temperature=1.0, top_k=0, top_p=1.0)
+    with counting_forwards(loaded.model) as calls:
+        seconds = median_time(lambda: at.sidebar.button(key="play").click().run(), 1)
+    played = len(at.session_state["generated"])  # fewer than asked only at end-of-text
+    per_token = seconds / played
+    step = bare_step(forward_ids(at))
+    return ([("b", f"Play, per token ({played} tokens from {len(forward_ids(at)) - played})",
+              per_token, "bare cached step", step, per_token / step, "≤ 1.3")],
+            [f"Forwards per played token: {len(calls) / played:g}."])
 
 
 def chapter2_rows(smoke: bool, reps: int, loaded, bare_forward):
