@@ -38,6 +38,14 @@ s = st.session_state
 with st.sidebar:
     st.markdown(sections.links(SECTIONS))
     state.text_box()
+    if tokenizer.has_chat_template(loaded.tokenizer):
+        st.toggle("Chat mode", key="chat", disabled=s["autoregressive"],
+                  help="Send your text as a chat app does: a user message in the model's "
+                       "chat template. Locked while Autoregressive mode is on.")
+        if tokenizer.thinks(loaded.tokenizer):
+            st.toggle("Thinking", key="thinking", disabled=s["autoregressive"] or not s["chat"],
+                      help="The template's enable_thinking: off, the answer starts with an "
+                           "empty <think></think> block.")
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
     if s["autoregressive"]:  # outside the fragments: its click stops a running Play (a

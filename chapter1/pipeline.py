@@ -18,7 +18,7 @@ from chapter1.autoregression import hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
 from chapter1.sampling import entropy, random_stream, sample, surprisal
-from chapter1.tokenizer import tokenize
+from chapter1.tokenizer import chat, has_chat_template, tokenize
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
 from token_by_token.trace import Trace, traced
@@ -114,6 +114,7 @@ class Sequence:
     ids: list[int]        # text ids + generated ids: the sequence the model reads
     stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
     tokenize: Trace       # the tokenize() call that read the text
+    chat: Trace | None = None  # in chat mode, the chat() call: its ids are text_ids
 
 
 SEQUENCE: Slot[Sequence] = Slot("chapter1.sequence")
@@ -122,10 +123,15 @@ SEQUENCE: Slot[Sequence] = Slot("chapter1.sequence")
 def sequence(loaded, state) -> Sequence:
     """The learner's token sequence, and whether generation may go on (cheap: no forward)."""
     memo = memo_of(state).for_model(loaded.model_id)
-    key = (state["text"], tuple(state["generated"]))
+    chatting = bool(state.get("chat")) and has_chat_template(loaded.tokenizer)
+    key = (state["text"], tuple(state["generated"]), chatting, bool(state.get("thinking")))
     if (same := memo.get(SEQUENCE, key)) is not None:
         return same
     text_ids, trace = traced(tokenize, loaded.tokenizer, state["text"])
+    chat_trace = None
+    if chatting:  # the model reads the text wrapped in its chat template
+        text_ids, chat_trace = traced(chat, loaded.tokenizer, state["text"],
+                                      bool(state.get("thinking")))
     cut = max(len(text_ids) - loaded.max_tokens, 0)
     text_ids = text_ids[: loaded.max_tokens]
     ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
@@ -136,7 +142,7 @@ def sequence(loaded, state) -> Sequence:
         stop = "eos"
     elif len(ids) >= loaded.max_tokens:
         stop = "cap"
-    return memo.put(SEQUENCE, key, Sequence(text_ids, cut, ids, stop, trace))
+    return memo.put(SEQUENCE, key, Sequence(text_ids, cut, ids, stop, trace, chat_trace))
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ class View:
 
 
 CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
-           "autoregressive", "previous_ids")
+           "autoregressive", "previous_ids", "chat", "thinking")
 VIEW: Slot[View] = Slot("chapter1.view")
 
 
@@ -257,3 +263,4 @@ def autoregression_toggled(loaded) -> None:
     state["previous_ids"] = ids
     state["text"] = hand_back(loaded.tokenizer, ids).text
     state["generated"] = []
+    state["chat"] = False  # the text now holds the whole conversation, template included

@@ -34,6 +34,28 @@ def tokenize(tokenizer, text: str) -> list[int]:
     return ids
 
 
+def chat(tokenizer, text: str, thinking: bool = False) -> list[int]:
+    """Your text as a chat app sends it: one user message, then the
+    start of the assistant's turn, in the model's own chat template.
+
+    The template adds special tokens around each turn; the model then
+    writes the answer and ends its turn with an end-of-turn token.
+    """
+    messages = [{"role": "user", "content": text}]
+    encoded = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, enable_thinking=thinking)
+    return encoded["input_ids"]
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def thinks(tokenizer) -> bool:
+    """True when the chat template can switch the model's thinking on and off (Qwen3)."""
+    return "enable_thinking" in (getattr(tokenizer, "chat_template", None) or "")
+
+
 def token_table(tokenizer, ids) -> pd.DataFrame:
     return pd.DataFrame({
         "id": [int(i) for i in ids],
@@ -61,6 +83,8 @@ def render(loaded, view) -> str:
         "any text at all can still be written, byte by byte."
     )
     lesson(view.trace(tokenize))
+    if view.sequence.chat is not None:
+        render_chat(tokenizer, ids, view.sequence.chat)
 
     st.subheader("Your text as tokens")
     st.caption("Each chip is one token with its id. ␣ is a space, \\n a newline; "
@@ -84,6 +108,26 @@ def render(loaded, view) -> str:
     return ("The tokenizer maps text to a list of token ids from a fixed vocabulary of "
             f"{counted(len(tokenizer), 'token')}. Everything that follows works on these ids, "
             "never on the text.")
+
+
+def render_chat(tokenizer, ids, trace) -> None:
+    """Chat mode: the template's ids, and what its special tokens are for."""
+    specials = sorted({i for i in ids if i in set(tokenizer.all_special_ids)
+                       or i in tokenizer.added_tokens_decoder})
+    st.markdown(
+        "**Chat mode is on**: a chat app does not send your text as it is. It wraps it as a "
+        "user message in the model's own **chat template**, and the model reads those ids, "
+        "with the same function as before:"
+    )
+    lesson(trace)
+    st.markdown(
+        "The template's tokens, "
+        + ", ".join(f"`{show(tokenizer, i)}` ({i})" for i in specials)
+        + ", mark where a turn starts, whose it is, and where it ends. The ids end with the "
+        "start of the assistant's turn: what the model writes next is its answer, and it "
+        "ends the answer with an end-of-turn token, where generation stops (Section 5). The "
+        "`tokens = [...]` line below is what the model reads."
+    )
 
 
 def render_normalized(tokenizer, text: str) -> None:

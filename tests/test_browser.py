@@ -199,6 +199,19 @@ def test_play_streams_tokens_into_the_page_and_stop_keeps_them(page):
     no_errors(page)
 
 
+def test_chat_mode_wraps_the_text_in_the_chat_template(page, loaded):
+    page.get_by_test_id("stSidebar").get_by_text("Chat mode").click()
+    ids = loaded.tokenizer.apply_chat_template(
+        [{"role": "user", "content": page.get_by_role("textbox", name="Your text")
+          .input_value()}], add_generation_prompt=True, enable_thinking=False)["input_ids"]
+    expect(page.get_by_text(f"tokens = {ids}")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Chat mode is on")).to_be_visible()
+    wait_idle(page)
+    no_errors(page)
+    page.get_by_text("Chat mode is on").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "chapter1-chat.png"))
+
+
 def test_a_click_while_the_last_one_is_being_handled_is_refused_visibly(server):
     """The guard (token_by_token/clicks.py): a click marks Generate busy before the server
     has answered; a second click then is refused (nothing is sent to the server) and

@@ -130,6 +130,16 @@ def grown(tokenizer: Tokenizer, vocab_size: int) -> Tokenizer:
     return bigger
 
 
+# ChatML, as Qwen3 writes it: each turn between <|im_start|>role and <|im_end|>; with
+# enable_thinking=False the assistant's turn starts with an empty <think></think> block.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+    "{% endif %}{% endif %}"
+)
+
+
 def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
     tokenizer.save(str(out / "tokenizer.json"))
     config = {
@@ -142,6 +152,7 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
         "clean_up_tokenization_spaces": False,
         "split_special_tokens": False,
         "extra_special_tokens": ["<|im_start|>"],
+        "chat_template": CHAT_TEMPLATE,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 

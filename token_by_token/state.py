@@ -23,6 +23,8 @@ DEFAULTS = {
     "seed": 42,
     "resamples": 0,          # how many times "Resample" was pressed
     "autoregressive": False,
+    "chat": False,           # Chapter 1: the text is a user message in the chat template
+    "thinking": False,       # Chapter 1: the template's enable_thinking (Qwen3)
     "generated": [],         # ids appended by autoregression since the text was last edited
     "previous_ids": [],      # the generated sequence, when it was handed back as text
     "play_tokens": 20,       # how many tokens Play generates
