@@ -33,6 +33,8 @@ st.markdown(
 st.graphviz_chart(PIPELINE)
 
 loaded = models.load_or_explain()
+if unknown := state.unknown_generated(loaded):  # from a share link
+    st.warning(unknown)
 s = st.session_state
 
 with st.sidebar:

@@ -36,6 +36,8 @@ digraph {
 
 st.title("Chapter 2: Inside the Model")
 loaded = models.load_or_explain()
+if unknown := state.unknown_generated(loaded):  # from a share link
+    st.warning(unknown)
 facts = inside.Facts.of(loaded.model)
 s = st.session_state
 st.markdown(

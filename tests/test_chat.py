@@ -61,3 +61,35 @@ def test_chat_mode_on_the_pocket_model(monkeypatch):
     at = run_app(chat=True)
     expected = template_ids(tokenizer, DEFAULT_TEXT)
     assert code_starting(at, "tokens = [").startswith(f"tokens = {expected}")
+
+
+def test_a_share_link_keeps_chat_mode_and_the_generated_ids(loaded):
+    from helpers import MAIN
+    from streamlit.testing.v1 import AppTest
+    at = run_app(chat=True, autoregressive=True, temperature=1.0, top_k=0, top_p=1.0)
+    for _ in range(3):
+        at.sidebar.button(key="generate").click().run()
+    link = dict(at.query_params)
+    assert link["chat"] == "True" and link["autoregressive"] == "True"
+    assert link["generated"] == ",".join(map(str, generated_ids(at)))
+    opened = AppTest.from_file(MAIN, default_timeout=60)  # a new learner opens the link
+    for key, value in link.items():
+        opened.query_params[key] = value
+    opened.run()
+    assert not opened.exception
+    assert forward_of(opened).ids == forward_of(at).ids
+
+
+@pytest.mark.parametrize("generated, kept", [
+    ("5,abc", []), ("-1,2", []), (",".join(["7"] * 201), []), ("3,99999999", [3]),
+])
+def test_a_share_links_generated_ids_are_read_safely(loaded, generated, kept):
+    from helpers import MAIN
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(MAIN, default_timeout=60)
+    at.query_params["generated"] = generated
+    at.run()
+    assert not at.exception
+    assert generated_ids(at) == kept
+    if "99999999" in generated:
+        assert any("are not ids of this model" in w.value for w in at.warning)

@@ -55,9 +55,30 @@ SLIDERS = {
 }
 RANGES = {**SLIDERS, "seed": Range("Seed", 0, 2**31 - 1, 1)}
 
+SHARED_IDS = 200  # a share link carries the generated ids when there are at most this many
+
+
+def flag(value: str) -> bool:
+    """A yes/no choice from a share link ("true"/"false"; bool("false") would be True)."""
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ValueError(value)
+
+
+def id_list(value: str) -> list[int]:
+    """Generated ids from a share link, written 1,2,3: at most SHARED_IDS, none negative."""
+    ids = [int(part) for part in value.split(",") if part.strip()]
+    if len(ids) > SHARED_IDS or any(i < 0 for i in ids):
+        raise ValueError(value)
+    return ids
+
+
 # What a share link carries (?text=…&temperature=…), and how to read each value back.
 SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
-          "seed": int}
+          "seed": int, "chat": flag, "thinking": flag, "autoregressive": flag,
+          "generated": id_list}
 
 
 def slider(key: str) -> None:
@@ -109,6 +130,26 @@ def read_share_link() -> None:
         if key in RANGES:
             value = kind(min(max(value, RANGES[key].low), RANGES[key].high))
         st.session_state[key] = value
+    if st.session_state["generated"]:  # generated ids are read in Autoregressive mode
+        st.session_state["autoregressive"] = True
+
+
+def unknown_generated(loaded) -> str | None:
+    """Generated ids (from a share link) that are not rows of this model are left out; what
+    the page must say about it."""
+    ids = st.session_state["generated"]
+    bad = [i for i in ids if not 0 <= i < loaded.vocab_size]
+    if not bad:
+        return None
+    ids[:] = [i for i in ids if 0 <= i < loaded.vocab_size]
+    return (f"The link's generated ids {', '.join(map(str, bad[:5]))}"
+            f"{' …' if len(bad) > 5 else ''} are not ids of this model (it has "
+            f"{loaded.vocab_size:,}): they were left out.")
+
+
+def link_value(value) -> str:
+    """A choice as a share link writes it: ids as 1,2,3."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 LINK_LIMIT = 8 * 1024  # bytes of query string: servers and proxies refuse longer addresses
@@ -144,8 +185,12 @@ def write_share_link(loaded) -> str | None:
     """Keep the address bar a share link: every shared choice that differs from its default.
     Returns what the page must say when the link can't carry the whole text."""
     state = st.session_state
-    wanted = {key: str(state[key]) for key in SHARED if state[key] != DEFAULTS[key]}
+    wanted = {key: link_value(state[key]) for key in SHARED if state[key] != DEFAULTS[key]}
     note = None
+    if len(state["generated"]) > SHARED_IDS:
+        del wanted["generated"]
+        note = (f"The share link carries your text and settings, not the "
+                f"{len(state['generated']):,} generated ids (at most {SHARED_IDS}).")
     if "text" in wanted:
         others = sum(encoded_length(k, v) + 1 for k, v in wanted.items() if k != "text")
         text, read = wanted["text"], link_text(loaded.tokenizer, wanted["text"],
@@ -153,6 +198,7 @@ def write_share_link(loaded) -> str | None:
         wanted["text"] = link_text(loaded.tokenizer, text, loaded.max_tokens,
                                    LINK_LIMIT - others)
         if len(wanted["text"]) < len(text):
+            wanted.pop("generated", None)  # they would follow another text
             note = (f"The address bar is a share link of your choices. It carries the first "
                     f"{len(wanted['text']):,} of your {len(text):,} characters: "
                     + ("the text this page reads, up to the context cap." if wanted["text"] == read
