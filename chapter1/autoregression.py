@@ -1,5 +1,6 @@
 """Section 5 — Autoregression: append the sampled id and run the model again, one token."""
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -109,6 +110,7 @@ def render(loaded, view) -> str:
                        "tokens).")
     if generated:
         render_timeline(tokenizer, view)
+        render_downloads(loaded, view)
     if view.stop == "eos":
         st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
                    "end-of-text token: it considers the text finished. Generation stops here. "
@@ -192,3 +194,55 @@ def render_timeline(tokenizer, view) -> None:
                        width="stretch")
     with st.expander("The same as a table"):
         st.dataframe(table, hide_index=True)
+
+
+SETTINGS = ("temperature", "top_k", "top_p", "min_p", "seed", "resamples", "chat", "thinking")
+
+
+def record(loaded, view, settings: dict) -> dict:
+    """The generation as data: the model, the settings, the ids and tokens, and for each
+    generated token the top candidates the model gave at that step (temperature 1, before
+    the filters) and the one drawn."""
+    tokenizer, candidates, ids = loaded.tokenizer, view.forward.candidates, view.ids
+    first = len(ids) - len(view.generated)
+    steps = []
+    for step, position in enumerate(range(first, len(ids)), start=1):
+        row = position - 1  # the logits at the position before predicted this one
+        steps.append({
+            "step": step, "position": position, "id": ids[position],
+            "token": show(tokenizer, ids[position]),
+            "probability": float(candidates.chosen[row]), "rank": int(candidates.rank[row]),
+            "candidates": [
+                {"id": int(i), "token": show(tokenizer, int(i)), "logit": float(logit),
+                 "probability": float(p)}
+                for i, logit, p in zip(candidates.ids[row], candidates.logits[row],
+                                       candidates.probs[row], strict=True)],
+        })
+    return {
+        "model": loaded.model_id,
+        "settings": settings,
+        "ids": list(ids), "tokens": [show(tokenizer, i) for i in ids],
+        "text_length": first, "steps": steps,
+    }
+
+
+def record_csv(data: dict) -> str:
+    """record() as a table: one line per step and candidate."""
+    rows = [{"step": s["step"], "position": s["position"], "drawn id": s["id"],
+             "drawn token": s["token"], "rank": rank, "candidate id": c["id"],
+             "candidate token": c["token"], "logit": c["logit"],
+             "probability": c["probability"]}
+            for s in data["steps"] for rank, c in enumerate(s["candidates"], start=1)]
+    return pd.DataFrame(rows).to_csv(index=False)
+
+
+def render_downloads(loaded, view) -> None:
+    data = record(loaded, view, {key: st.session_state[key] for key in SETTINGS})
+    left, right = st.columns(2)
+    left.download_button("Download the generation (JSON)", json.dumps(data, indent=1),
+                         "generation.json", "application/json", key="download_json",
+                         on_click="ignore")
+    right.download_button("Download the generation (CSV)", record_csv(data),
+                          "generation.csv", "text/csv", key="download_csv",
+                          on_click="ignore")
+

@@ -57,3 +57,31 @@ def test_play_stops_at_end_of_text(loaded, monkeypatch):
     assert generated_ids(at)[2:] == [eos]  # nothing after it
     assert any("end-of-text token" in s.value for s in at.success)
     assert at.sidebar.button(key="play").disabled
+
+
+def test_the_generation_downloads_as_json_and_csv(loaded):
+    import io
+    import json
+
+    import pandas as pd
+
+    from chapter1.autoregression import SETTINGS, record, record_csv
+    from chapter1.pipeline import VIEW
+    at = run_app(autoregressive=True, play_tokens=4, **WIDE)
+    at.sidebar.button(key="play").click().run()
+    assert {b.proto.label for b in at.get("download_button")} == {
+        "Download the generation (JSON)", "Download the generation (CSV)"}
+    view = at.session_state["_memo"].latest(VIEW)
+    data = json.loads(json.dumps(record(loaded, view, {k: at.session_state[k]
+                                                       for k in SETTINGS})))
+    assert data["ids"] == list(view.ids) and data["settings"]["temperature"] == 1.0
+    played = generated_ids(at)
+    assert [s["id"] for s in data["steps"]] == played
+    candidates = view.forward.candidates
+    for s in data["steps"]:  # the step's top 10, from the row that predicted it
+        row = s["position"] - 1
+        assert [c["id"] for c in s["candidates"]] == candidates.ids[row].tolist()
+        assert s["probability"] == float(candidates.chosen[row])
+    table = pd.read_csv(io.StringIO(record_csv(data)))
+    assert len(table) == len(played) * len(data["steps"][0]["candidates"])
+    assert table.groupby("step")["drawn id"].first().tolist() == played
