@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
@@ -111,6 +112,7 @@ def render(loaded, view) -> str:
     if generated:
         render_timeline(tokenizer, view)
         render_downloads(loaded, view)
+        render_proof(loaded, view)
     if view.stop == "eos":
         st.success(f"The model chose “{markdown_literal(show(tokenizer, generated[-1]))}”, an "
                    "end-of-text token: it considers the text finished. Generation stops here. "
@@ -245,4 +247,38 @@ def render_downloads(loaded, view) -> None:
     right.download_button("Download the generation (CSV)", record_csv(data),
                           "generation.csv", "text/csv", key="download_csv",
                           on_click="ignore")
+
+
+def render_proof(loaded, view) -> None:
+    """The proof against transformers' generate(), on demand."""
+    from token_by_token.memo import memo_of
+    state = st.session_state
+    memo = memo_of(state).for_model(loaded.model_id)
+    first = len(view.ids) - len(view.generated)
+    is_greedy = state["top_k"] == 1
+    key = (tuple(view.ids), is_greedy)
+    st.markdown("**Proof.** Does the library's own `generate()` agree with this page?")
+    if st.button("Run generate() on this sequence", key="proof",
+                 help="Forces generate() along your ids and compares its raw logits with "
+                      "the ones the page used; with greedy settings (Top-K 1) also lets it "
+                      "choose."):
+        with st.spinner("generate()…"):
+            memo.put(proof.PROOF, key, proof.prove(loaded.model, list(view.ids), first,
+                                                   view.forward.candidates, is_greedy))
+    found = memo.get(proof.PROOF, key)
+    if found is None:
+        lesson(proof.generate_along)
+        return
+    lesson(proof.generate_along, proof.greedy)
+    worst = float(found.differences.max())
+    st.markdown(
+        f"`generate()` walked {'exactly your' if found.followed else 'other'} ids; at each of "
+        f"its {len(found.differences)} steps its logits for the page's top candidates differ "
+        f"from the page's by at most **{worst:.3g}**."
+    )
+    if found.greedy is not None:
+        same = found.greedy == list(view.ids)
+        st.markdown("Left to choose, greedy: " + (
+            "**the same ids** as yours." if same else
+            "**other ids** than yours (a near-tie, or settings changed while generating)."))
 
