@@ -38,6 +38,17 @@ def step(model, cache, ids, next_id):
     return ids, next_logits
 
 
+def branch(model, cache, ids, at, new_id):
+    """Go back to position `at` and take another token there.
+
+    The cache already holds the keys and values of ids[:at]: crop away
+    the later ones (nothing is recomputed), then one step for the new
+    token, as if it had been sampled then.
+    """
+    cache.crop(at - len(ids))  # forget every position from `at` on
+    return step(model, cache, ids[:at], new_id)
+
+
 def cache_shape(cache) -> tuple[int, int, int, int]:
     """(layers, KV heads, positions, head dim) of a DynamicCache."""
     keys = cache.layers[0].keys  # [batch, kv heads, positions, head dim]
@@ -109,6 +120,13 @@ def render(loaded, view) -> str:
             st.caption(f"{show_bytes(back.dropped)} at the end: the first bytes of a character "
                        "the model has not finished writing (one character can take several "
                        "tokens).")
+    if forward.cut:
+        st.info(f"Branched: {counted(len(forward.cut), 'token')} cut away "
+                f"({readable(tokenizer, list(forward.cut))!r}); the KV cache was cropped to "
+                f"the {len(ids) - 1:,} positions before the new token, and one step ran for "
+                "it. Nothing before it was recomputed.")
+    if generated and view.autoregressive:
+        render_branch(tokenizer, view)
     if generated:
         render_timeline(tokenizer, view)
         render_downloads(loaded, view)
@@ -282,3 +300,25 @@ def render_proof(loaded, view) -> None:
             "**the same ids** as yours." if same else
             "**other ids** than yours (a near-tie, or settings changed while generating)."))
 
+
+def render_branch(tokenizer, view) -> None:
+    """Pick a generated step, see its top 5, continue from another one (crop and step)."""
+    ids, generated, candidates = view.ids, view.generated, view.forward.candidates
+    first = len(ids) - len(generated)
+    with st.expander("Branch: take another token at any generated step"):
+        at_step = st.number_input("Generated token", 1, len(generated), len(generated),
+                                  key="branch_step")
+        row = first + at_step - 2  # the position whose logits chose this token
+        options = candidates.ids[row, :5].tolist()
+        probs = dict(zip(options, candidates.probs[row, :5].tolist(), strict=True))
+        chosen = st.radio(
+            f"At step {at_step} the model chose “{markdown_literal(show(tokenizer, ids[row + 1]))}”"
+            "; its five likeliest (temperature 1, before the filters):", options,
+            format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}",
+            )
+        lesson(branch)
+        if st.button("Continue from here", key="branch",
+                     help="Cut the sequence after this step's position, take this token, "
+                          "and go on from it."):
+            st.session_state["generated"][at_step - 1:] = [chosen]
+            st.rerun()

@@ -65,6 +65,15 @@ class Candidates:
         return Candidates(*(torch.cat([getattr(self, f.name), getattr(more, f.name)])
                             for f in fields(self)))
 
+    def cut(self, n: int, next_id: int) -> "Candidates":
+        """The first n positions, the last of them followed by `next_id` (its probability
+        and rank read from that position's top candidates: a branch picks one of them)."""
+        kept = Candidates(*(getattr(self, f.name)[:n].clone() for f in fields(self)))
+        found = (kept.ids[-1] == next_id).nonzero()
+        kept.chosen[-1] = kept.probs[-1, found[0, 0]] if len(found) else float("nan")
+        kept.rank[-1] = int(found[0, 0]) + 1 if len(found) else 0
+        return kept
+
     def followed_by(self, next_id: int, last: torch.Tensor) -> "Candidates":
         """The same, with the id that followed the last row (`last`: that row's logits)."""
         probs = torch.softmax(last, dim=-1)

@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 from transformers import DynamicCache
 
-from chapter1.autoregression import hand_back, step
+from chapter1.autoregression import branch, hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
 from chapter1.sampling import entropy, random_stream, sample, surprisal
@@ -48,7 +48,8 @@ class Forward:
     last: torch.Tensor        # logits[-1]: what the next token is chosen from
     prefill: Trace            # the last logits() call that read the text (chunk by chunk)
     chunks: int               # how many logits() calls read it
-    step: Trace | None = None  # the step() that made this forward, if one did
+    step: Trace | None = None  # the step() (or branch()) that made this forward, if one did
+    cut: tuple[int, ...] = ()  # a branch: the ids it cut away
     seconds: float = 0.0      # how long the forward that produced this took
 
     @property
@@ -82,8 +83,16 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
             seen = before.candidates.followed_by(ids[-1], before.last)
-            forward = replace(before, ids=key, last=last, step=trace, candidates=seen.then(
-                Candidates.of(last[None], end_ids=end_ids)))
+            forward = replace(before, ids=key, last=last, step=trace, cut=(),
+                              candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)))
+        elif before is not None and len(key) <= len(before.ids) \
+                and key[:-1] == before.ids[: len(key) - 1]:  # a branch: crop, one step
+            at = len(key) - 1
+            (_, last), trace = traced(branch, model, before.cache, list(before.ids), at,
+                                      ids[-1])
+            forward = replace(before, ids=key, last=last, step=trace, cut=before.ids[at:],
+                              candidates=before.candidates.cut(at, ids[-1]).then(
+                                  Candidates.of(last[None], end_ids=end_ids)))
         else:
             forward = prefill(model, ids, end_ids)
         seconds = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """Play (Chapter 1, Section 5): a number of tokens, one cached step each, streamed; the same
 ids as that many Generate clicks; stops at end-of-text and at the context cap."""
 
+import torch
 from helpers import generated_ids, run_app
 
 import chapter1.pipeline as pipeline
@@ -85,3 +86,38 @@ def test_the_generation_downloads_as_json_and_csv(loaded):
     table = pd.read_csv(io.StringIO(record_csv(data)))
     assert len(table) == len(played) * len(data["steps"][0]["candidates"])
     assert table.groupby("step")["drawn id"].first().tolist() == played
+
+
+def test_a_branch_crops_the_cache_and_runs_one_step(loaded, forwards):
+    at = run_app(autoregressive=True, play_tokens=4, **WIDE)
+    at.sidebar.button(key="play").click().run()
+    before = generated_ids(at)
+    at.number_input(key="branch_step").set_value(2).run()
+    [radio] = [r for r in at.radio if "At step 2" in r.label]
+    other = next(i for i in radio.options if int(i.split("(")[-1].split(")")[0]) != before[1])
+    other_id = int(other.split("(")[-1].split(")")[0])
+    radio.set_value(other)
+    forwards.clear()
+    at.button(key="branch").click().run()
+    assert generated_ids(at) == [before[0], other_id]
+    assert forwards == [[other_id]]  # one step for the new token; the prefix is not read
+    assert any("Branched: 3 tokens cut away" in i.value for i in at.info)
+    from helpers import forward_of
+    ids = list(forward_of(at).ids)
+    with_cache = forward_of(at).last
+    from chapter1.logits import logits
+    assert torch.allclose(with_cache, logits(loaded.model, ids)[-1], atol=0.02)
+
+
+def test_crop_and_continue_equals_recomputing_the_cut_sequence_in_float32(tiny_dir):
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from chapter1.autoregression import branch
+    from chapter1.logits import logits
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_dir), dtype=torch.float32).eval()
+    ids = [(37 * i + 11) % 2000 for i in range(30)]
+    cache = DynamicCache(config=model.config)
+    logits(model, ids, cache)  # the whole sequence read once
+    new_ids, last = branch(model, cache, ids, 12, 7)
+    assert new_ids == ids[:12] + [7] and cache.get_seq_length() == 13
+    assert (last - logits(model, new_ids)[-1]).abs().max() <= 1e-4
