@@ -41,7 +41,7 @@ def test_type_text_and_see_the_token_spans(page, loaded):
 def test_a_long_cjk_text_makes_a_share_link_under_8_kb_that_loads(page, server):
     text = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(10_000))
     type_text(page, text)
-    expect(page.get_by_text("of your 10,000 characters")).to_be_visible()
+    expect(page.get_by_text("of your 10,000 characters")).to_be_visible(timeout=60_000)
     link = page.evaluate("location.href")
     query = page.evaluate("location.search")
     assert 0 < len(query) <= 8 * 1024
@@ -197,6 +197,29 @@ def test_play_streams_tokens_into_the_page_and_stop_keeps_them(page):
     assert generated_in(page) == kept  # stopped: nothing more comes
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     no_errors(page)
+
+
+def test_branch_at_a_generated_step(page):
+    generate = switch_on_autoregression(page)
+    for n in range(1, 4):
+        generate.click()
+        expect(page.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+    before = generated_in(page)
+    page.get_by_text("Branch: take another token at any generated step").click()
+    at_step = page.get_by_role("spinbutton", name="Generated token")
+    at_step.fill("2")
+    at_step.press("Enter")
+    expect(page.get_by_text("At step 2 the model chose")).to_be_visible(timeout=30_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Continue from here").click()
+    expect(page.get_by_text("Branched: 2 tokens cut away")).to_be_visible(timeout=30_000)
+    wait_idle(page)
+    after = generated_in(page)
+    assert len(after) == 2 and after[0] == before[0]
+    no_errors(page)
+    page.get_by_text("Branched: 2 tokens cut away").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "chapter1-branch.png"))
 
 
 def test_chat_mode_wraps_the_text_in_the_chat_template(page, loaded):
