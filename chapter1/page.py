@@ -7,7 +7,7 @@ from chapter1 import autoregression, filters, logits, pipeline, sampling, tokeni
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.clicks import one_at_a_time
-from token_by_token.tokens import markdown_literal, tail_chips
+from token_by_token.tokens import annotated, markdown_literal, spans
 from token_by_token.tokens import show as show_token
 
 SECTIONS = [tokenizer, logits, filters, sampling, autoregression]
@@ -81,18 +81,23 @@ def stepping() -> bool:
     return drawn
 
 
+LIVE = 16  # tokens the live box shows while Play runs
+
+
 def play(tokens: int) -> None:
-    """Play: the tokens stream into a live box at the top of the chapter's steps (and the
-    sidebar's Stop shows); then the page draws the sequence they made, as after as many
-    Generate clicks."""
-    live = st.empty()
+    """Play: the tokens stream into a live box under the Play button, in view wherever the
+    learner has scrolled (and the sidebar's Stop shows); then the page draws the sequence
+    they made, as after as many Generate clicks."""
+    live = st.sidebar.empty()
 
     def show(view) -> None:
         with live.container(border=True):
             st.html("<style>.st-key-stop { display: block !important; }</style>")
             st.markdown(f"**Playing: {len(view.generated):,} generated so far**")
-            tail_chips(loaded.tokenizer, [*view.ids, view.next_id], highlight=len(view.ids),
-                       generated_from=len(view.ids) - len(view.generated))
+            ids = [*view.ids, view.next_id]
+            first = max(len(ids) - LIVE, 0)
+            annotated(spans(loaded.tokenizer, ids[first:], highlight=len(view.ids),
+                            generated_from=len(view.ids) - len(view.generated), first=first))
             top = torch.topk(view.probs, 5)
             st.caption("Next: " + ", ".join(
                 f"“{markdown_literal(show_token(loaded.tokenizer, int(i)))}” {float(p):.0%}"
