@@ -257,12 +257,16 @@ def record_csv(data: dict) -> str:
 
 
 def render_downloads(loaded, view) -> None:
-    data = record(loaded, view, {key: st.session_state[key] for key in SETTINGS})
+    """The files are written when a button is clicked (Streamlit calls the function then),
+    from this rerun's view and settings: a slider rerun doesn't write them."""
+    settings = {key: st.session_state[key] for key in SETTINGS}
     left, right = st.columns(2)
-    left.download_button("Download the generation (JSON)", json.dumps(data, indent=1),
+    left.download_button("Download the generation (JSON)",
+                         lambda: json.dumps(record(loaded, view, settings), indent=1),
                          "generation.json", "application/json", key="download_json",
                          on_click="ignore")
-    right.download_button("Download the generation (CSV)", record_csv(data),
+    right.download_button("Download the generation (CSV)",
+                          lambda: record_csv(record(loaded, view, settings)),
                           "generation.csv", "text/csv", key="download_csv",
                           on_click="ignore")
 

@@ -124,8 +124,9 @@ def causal_mask(scores):
     them usually, fewer when only the latest ones are asked about.
     """
     queries, n = scores.shape[-2:]
-    future = torch.ones(n, n, dtype=torch.bool).triu(diagonal=1)
-    return scores.masked_fill(future[n - queries:], float("-inf"))
+    first = n - queries  # the position of the first query
+    future = torch.ones(queries, n, dtype=torch.bool).triu(first + 1)
+    return scores.masked_fill(future, float("-inf"))
 
 
 def softmax(scores):

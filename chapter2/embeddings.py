@@ -41,9 +41,9 @@ def nearest(model, token_id, k=8):
     (ids, similarities), the token itself left out.
     """
     table = model.model.embed_tokens.weight  # [vocab, hidden]
-    dots = (table @ table[token_id]).float()  # one dot product per row
-    lengths = torch.linalg.vector_norm(table, dim=-1, dtype=torch.float32)
-    cosines = dots / (lengths * lengths[token_id]).clamp_min(1e-12)
+    dots = table @ table[token_id]  # one dot product per row
+    lengths = torch.linalg.vector_norm(table, dim=-1)  # one per row
+    cosines = (dots / (lengths * lengths[token_id]).clamp_min(1e-12)).float()
     cosines[token_id] = float("-inf")  # not itself
     similarities, ids = cosines.topk(k)
     return ids, similarities

@@ -278,7 +278,7 @@ def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> 
         k_lib = attn.k_norm(k_proj.view(1, end, -1, d)).transpose(1, 2)
         q_lib, _ = apply_rotary_pos_emb(q_lib, q_lib, cos[:, rows.start:], sin[:, rows.start:])
         _, k_lib = apply_rotary_pos_emb(k_lib, k_lib, cos, sin)
-        mask = torch.full((end, end), float("-inf")).triu(1)[rows.start:].to(xn.dtype)
+        mask = torch.full((len(rows), end), float("-inf")).triu(rows.start + 1).to(xn.dtype)
         # (the weights don't depend on the values: one number of k per position stands in
         # for v, so the values' mix, unused, costs nothing)
         _, theirs = eager_attention_forward(attn, q_lib, k_lib, k_lib[..., :1],

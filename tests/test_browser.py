@@ -1,5 +1,6 @@
 """Real-browser tests: Chromium driving `streamlit run` with the tiny model."""
 
+import json
 import re
 
 import pytest
@@ -220,6 +221,11 @@ def test_branch_at_a_generated_step(page):
     no_errors(page)
     page.get_by_text("Branched: 2 tokens cut away").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "chapter1-branch.png"))
+    # the file is written when the button is clicked (deferred), from the page's view
+    with page.expect_download(timeout=30_000) as download:
+        page.get_by_role("button", name="Download the generation (JSON)").click()
+    data = json.loads(open(download.value.path(), encoding="utf-8").read())
+    assert [step["id"] for step in data["steps"]] == after
 
 
 def test_chat_mode_wraps_the_text_in_the_chat_template(page, loaded):

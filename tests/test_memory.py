@@ -90,3 +90,34 @@ def test_chapter_2_at_the_cap_keeps_the_stream_and_no_attention_table(loaded):
     qwen = chapter2_bytes(28, 1024, 16, 1024, 2, COLUMNS, True)
     assert qwen <= 100e6, qwen
     assert qwen < 28 * 16 * 1024 * 1024 * 2  # less than every layer's attention weights
+
+
+PEAK_OF = """
+import sys, types, torch
+sys.path.insert(0, {root!r})
+from chapter2.embeddings import nearest
+def high_water():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+table = torch.randn(151_936, 1024, dtype=torch.bfloat16)  # Qwen3-0.6B's embedding table
+model = types.SimpleNamespace(model=types.SimpleNamespace(
+    embed_tokens=types.SimpleNamespace(weight=table)))
+before = high_water()
+nearest(model, 5)
+print(high_water() - before)
+"""
+
+
+def test_the_nearest_rows_never_copy_the_whole_table():
+    """A transient peak, measured in a fresh process: the lengths of 151,936 rows in float32
+    once took a float32 copy of the whole table (+610 MB at the peak, on top of a learner's
+    page at the cap)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parent.parent)
+    grew = int(subprocess.run([sys.executable, "-c", PEAK_OF.format(root=root)], check=True,
+                              capture_output=True, text=True).stdout.split()[-1])
+    table = 151_936 * 1024 * 2
+    assert grew < table / 4, f"nearest() raised the peak by {grew / 1e6:,.0f} MB"

@@ -205,7 +205,7 @@ SCAN = 1 << 25  # values counted at most (the embedding table, 155M values, is n
 def describe_tensor(t: torch.Tensor) -> str:
     """Shape, dtype and first values; how many are finite (-inf: filtered out) or non-zero
     when that is what the tensor is about (tensors up to SCAN values: counting makes a
-    temporary copy as large as the tensor)."""
+    temporary bool copy of the tensor; summing the bools would make an int64 one)."""
     dtype = str(t.dtype).removeprefix("torch.")
     flat = t.detach().reshape(-1)
     first = ", ".join(_number(v) for v in flat[:3].tolist())
@@ -214,7 +214,7 @@ def describe_tensor(t: torch.Tensor) -> str:
     shape = "×".join(f"{s:,}" for s in t.shape)
     text = f"[{shape}] {dtype} [{first}, …]"
     if t.is_floating_point() and flat.numel() <= SCAN:
-        finite = int(torch.isfinite(flat).sum())
+        finite = int(torch.count_nonzero(torch.isfinite(flat)))  # (a bool sum: int64)
         nonzero = int(torch.count_nonzero(flat))
         if finite < flat.numel():
             text += f" {finite:,} finite"
