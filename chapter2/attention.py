@@ -252,9 +252,10 @@ def render(loaded, view) -> str:
     st.dataframe(view.checks_table([
         "q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)", "RoPE (k)",
         "attention weights", "attention output (o_proj)"]), hide_index=True)
-    st.caption("The library rounds its attention weights to bfloat16 (about 3 significant "
-               "digits) before it mixes the values; the lesson keeps them in float32: the "
-               "differences are that rounding.")
+    st.caption("The attention weights are compared in float32 on both sides, from the "
+               "layer's own q and k: the model's fused attention takes its scores in float32 "
+               "too (the library's eager path, and the lesson's values above, round them to "
+               "the model's dtype first).")
     return ("Attention: project to q, k, v per head; normalise q and k; turn them by the "
             "position's angle; share each k/v head within its group; softmax(qkᵀ/√d) with "
             "the future masked; mix the values; o_proj.")

@@ -239,6 +239,38 @@ def test_attention_weights_equal_the_eager_library_in_float32(pair32):
         attention_weights(model, IDS, model.config.num_hidden_layers)
 
 
+def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
+    """pattern_of() (the page's: ROWS query rows, scores in float32) on a float32 model:
+    the eager library's weights for those rows, in the first and last layer."""
+    from chapter2 import inside
+    from token_by_token.memo import Memo
+    model, eager = pair32
+    ids = some_ids(model, inside.ROWS + 20)  # the window starts at position 20
+    library = eager_weights(eager, ids)
+    seen = inside.look_inside(model, ids, Memo())
+    for layer in (0, model.config.num_hidden_layers - 1):
+        pattern = inside.pattern_of(model, seen, layer, len(ids) - 1, Memo())
+        assert pattern.rows == range(20, len(ids))
+        rows = library[layer][0][:, pattern.rows]
+        assert (pattern.weights - rows).abs().max() <= 1e-5
+        assert pattern.check[1] <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear32_gives_the_modules_numbers(dtype):
+    from chapter2.inside import linear32
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 128, bias=True).to(dtype)
+    x = torch.randn(64, 256).to(dtype)
+    with torch.inference_mode():
+        ours, theirs = linear32(linear, x), linear(x)
+    assert ours.dtype == dtype
+    # bf16: the same float32 sums in another order, rounded once: a last-bit difference
+    # in a few values at most
+    assert ((ours != theirs).float().mean() <= (0 if dtype == torch.float32 else 0.01))
+    assert torch.allclose(ours.float(), theirs.float(), rtol=2 ** -7, atol=1e-6)
+
+
 def test_attention_weights_are_causal_rows_that_sum_to_1(pair):
     model, eager = pair
     for n in (1, 40):
