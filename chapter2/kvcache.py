@@ -29,7 +29,10 @@ def render(loaded, view) -> str:
         "must meet the keys of all earlier positions and mix their values, and those do not "
         "change when a token is appended (the causal mask: no position reads a later one). So "
         "the library keeps them: the **KV cache**, one key and one value tensor per layer. "
-        f"After the forward of your {counted(n, 'token')}, read from the cache itself:"
+        + (f"Chapter 1 holds this cache for your {counted(n, 'token')} already (its forward "
+           "built it, and each Generate step appends to it), so this page reads that one:"
+           if cached.borrowed else
+           f"After the forward of your {counted(n, 'token')}, read from the cache itself:")
     )
     st.dataframe(pd.DataFrame({
         "layer": range(len(cached.keys)),

@@ -15,7 +15,7 @@ from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
 
 
-def residual_stream(model, ids):
+def residual_stream(model, ids, use_cache=True):
     """x after the embeddings and after each layer.
 
     [layers + 1, positions, hidden]. The library's hidden_states hand
@@ -25,7 +25,8 @@ def residual_stream(model, ids):
     final_norm = {"final norm": model.model.norm}
     with capture(final_norm) as seen, torch.inference_mode():
         out = model(torch.tensor([ids]), output_hidden_states=True,
-                    logits_to_keep=1)  # the last position's scores only
+                    logits_to_keep=1,  # the last position's scores only
+                    use_cache=use_cache)  # keep the KV cache?
     xs = [*out.hidden_states[:-1], seen.input("final norm")]
     return torch.cat(xs)  # [layers + 1, positions, hidden]
 
@@ -89,7 +90,9 @@ LENS: Slot[dict] = Slot("chapter2.lens")  # per ids: (position, part) -> (probs,
 
 def _columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict:
     """lens_top_k() at these positions after every layer (and halfway through each), kept
-    per ids and position: picking the next token computes one new column, not the grid."""
+    per ids and position: picking the next token computes one new column, not the grid.
+    One column at a time: the scores of 8 columns × 29 depths × 151,936 tokens would take
+    ~350 MB at once (float32, softmax), one column 45 MB."""
     kept = memo.get(LENS, inside.ids)
     if kept is None:
         kept = memo.put(LENS, inside.ids, {})
@@ -99,12 +102,12 @@ def _columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict
                 and (part == "after" or p >= first)]
         if not todo:
             continue
-        xs = (inside.stream[:, todo] if part == "after" else
-              torch.stack([o.halfway[[p - first for p in todo]] for o in inside.layers]))
-        with FORWARD_LOCK:
-            (probs, ids), kept["trace"] = traced(lens_top_k, model, xs, 5)
-        for j, p in enumerate(todo):
-            kept[p, part] = (probs[:, j], ids[:, j])
+        for p in todo:  # the trace shown is the last column's, the rightmost
+            xs = (inside.stream[:, [p]] if part == "after" else
+                  torch.stack([o.halfway[[p - first]] for o in inside.layers]))
+            with FORWARD_LOCK:
+                (probs, ids), kept["trace"] = traced(lens_top_k, model, xs, 5)
+            kept[p, part] = (probs[:, 0], ids[:, 0])
     return kept
 
 

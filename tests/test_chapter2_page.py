@@ -4,7 +4,7 @@ none."""
 
 import pytest
 import torch
-from helpers import CHAPTER2, counting_forwards, page_text, run_app
+from helpers import CHAPTER1, CHAPTER2, counting_forwards, page_text, run_app
 
 import chapter2.inside as inside
 from chapter1.tokenizer import tokenize
@@ -239,6 +239,22 @@ def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_fo
     assert middle == [show(loaded.tokenizer, int(i)) for i in halfway[:, 1]]
 
 
+def test_the_lens_grid_scores_one_column_at_a_time(loaded, monkeypatch):
+    """Each column's scores ([depths, vocab]) are made and dropped before the next: 8 columns
+    at once took ~350 MB at the peak on the Qwen3-0.6B shape."""
+    import chapter2.lens as lens
+    from chapter2.lens import COLUMNS
+    widths, lens_of = [], lens.lens
+
+    def counted(model, x):
+        widths.append(x.shape[-2])  # positions scored at once
+        return lens_of(model, x)
+    monkeypatch.setattr(lens, "lens", counted)
+    at = run_app(CHAPTER2)
+    assert not at.exception
+    assert widths == [1] * min(COLUMNS, len(inside_of(at).ids))
+
+
 def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
     from chapter2.stream import push
     at = run_app(CHAPTER2)
@@ -257,6 +273,32 @@ def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
                                    for o in seen.layers], rel=1e-4)
 
 
+def test_the_kv_cache_section_reads_chapter_ones_cache_and_the_forward_keeps_none(loaded):
+    """The page opened after Chapter 1 (run_app starts there): Chapter 1's forward of the same
+    ids has a KV cache, so Chapter 2's forward keeps none (use_cache=False: 117 MB less at
+    the peak at the cap, Qwen3 shape), section 9 reads Chapter 1's and leaves it whole."""
+    from chapter1.pipeline import FORWARD
+    uses = []
+    hook = loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: uses.append(kwargs.get("use_cache")), with_kwargs=True)
+    try:
+        at = run_app(CHAPTER2)
+    finally:
+        hook.remove()
+    seen = inside_of(at)
+    chapter1 = at.session_state["_memo"].get(FORWARD, seen.ids)
+    assert seen.cached.borrowed and chapter1 is not None
+    assert uses[-2:] == [False, None]  # Chapter 2's forward, then section 9's cached step
+    assert chapter1.cache.get_seq_length() == len(seen.ids)  # whole again after the step
+    assert "Chapter 1 holds this cache for your" in page_text(at)
+    # Chapter 1 goes on from it: Generate appends one id with one cached step
+    at.switch_page(CHAPTER1).run()
+    at.sidebar.toggle(key="autoregressive").set_value(True).run()
+    at.sidebar.button(key="generate").click().run()
+    assert not at.exception
+    assert at.session_state["_memo"].latest(FORWARD).ids[:-1] == seen.ids
+
+
 def test_the_kv_cache_section_reads_the_forwards_own_cache(loaded):
     at = run_app(CHAPTER2)
     seen, config = inside_of(at), loaded.model.config
@@ -272,3 +314,7 @@ def test_the_kv_cache_section_reads_the_forwards_own_cache(loaded):
     assert cached.same_top and cached.gap <= 0.02 * float(whole.abs().max())
     assert f"Largest difference from the whole forward's last row of logits: " \
         f"**{cached.gap:.3g}**" in page_text(at)
+    # without Chapter 1's forward (a fresh memo), the forward's own cache is read
+    own = inside.look_inside(loaded.model, list(seen.ids), Memo()).cached
+    assert not own.borrowed and own.keys == cached.keys and own.nbytes == cached.nbytes
+    assert own.same_top and own.gap <= 0.02 * float(whole.abs().max())
