@@ -3,11 +3,14 @@ HAProxy (deploy/haproxy.cfg) each keep their replica and their session. Helpers 
 what they measure goes to tests/artifacts/serve-timings.json."""
 
 import json
+import math
 import os
+import re
 import time
 from pathlib import Path
 
 import serve
+import yaml
 from browser import (
     ARTIFACTS,
     chromium,
@@ -254,3 +257,117 @@ def test_two_learners_keep_their_own_replica_and_session_behind_the_proxy(tmp_pa
         assert len(streams) >= 2
         assert {(line["server"], line["status"]) for line in streams} == {(first[name], "101")}
 
+
+# The Kubernetes example and compose.yaml, read as data: they must agree with the image and
+# with the benchmark's figures (deploy/README.md has the arithmetic these tests redo).
+
+DEPLOY = serve.ROOT / "deploy"
+# deploy/README.md's assumptions: an active learner's minute, and a replica busy half its time
+PER_MINUTE = {"generate": 4, "play": 10, "control": 6, "text": 0.25}
+BUSY_SECONDS_PER_MINUTE = 30
+
+
+def manifests() -> dict[str, dict]:
+    docs = {}
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[doc["kind"]] = doc
+    return docs
+
+
+def dockerfile(pattern: str) -> str:
+    return re.search(pattern, (serve.ROOT / "Dockerfile").read_text(), re.M).group(1)
+
+
+def bench(pattern: str) -> float:
+    """A figure from bench/RESULTS.md (the first group of `pattern`), as a number."""
+    found = re.search(pattern, (serve.ROOT / "bench" / "RESULTS.md").read_text(), re.M)
+    assert found, f"bench/RESULTS.md has no {pattern!r}"
+    return float(found.group(1).replace(",", ""))
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", quantity).groups()
+    return float(number) * units[unit]
+
+
+def test_the_kubernetes_example_is_sized_from_the_benchmark():
+    docs = manifests()
+    assert set(docs) >= {"Deployment", "PersistentVolumeClaim", "Service", "Ingress",
+                         "Kustomization"}
+    spec = docs["Deployment"]["spec"]
+    pod = spec["template"]["spec"]
+    app = pod["containers"][0]
+
+    # a learner's minute of CPU time on a 2-core replica, from the measured costs
+    seconds = {"generate": bench(r"^\| b \| Generate click, 505 tokens \| ([\d.]+) s"),
+               "play": bench(r"^\| b \| Play, per token .*?\| ([\d.]+) s"),
+               "control": max(bench(rf"^\| a \| slider rerun, {n} tokens \| ([\d.]+) s")
+                              for n in (8, 60, 150)),
+               "text": bench(r"^\| a \| slider rerun, 60 tokens \| [\d.]+ s \| full forward "
+                             r"\| ([\d.]+) s")}
+    load = sum(PER_MINUTE[what] * seconds[what] for what in PER_MINUTE)
+    per_replica = math.floor(BUSY_SECONDS_PER_MINUTE / load)
+    needed = {size: math.ceil(size / per_replica) for size in (30, 100)}
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"**{per_replica} learners per replica**" in readme
+    for size, replicas in needed.items():
+        assert f"**A class of {size}: {replicas} replicas**" in readme
+    assert spec["replicas"] >= needed[30]
+    assert app["resources"]["requests"]["cpu"] == "2"  # the cores the figures were taken on
+    assert {"name": "OMP_NUM_THREADS", "value": "2"} in app["env"]
+
+    # memory per replica = peak RSS + its learners x per-learner memory
+    peak = bench(r"^\| e \| peak RSS, 1024 tokens, then Chapter 2 \(MB\) \| ([\d,.]+)")
+    per_learner = bench(r"RSS grew ([\d.]+) MB per session")
+    learners = math.ceil(30 / spec["replicas"])
+    required_mb = peak + learners * per_learner
+    request = mebibytes(app["resources"]["requests"]["memory"]) * 2**20 / 1e6
+    assert request >= required_mb
+    assert mebibytes(app["resources"]["limits"]["memory"]) * 2**20 / 1e6 > request
+
+    # health, port, user and cache volume are the image's
+    port = int(dockerfile(r"STREAMLIT_SERVER_PORT=(\d+)"))
+    assert app["ports"][0]["containerPort"] == port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert app[probe]["httpGet"]["path"] == "/_stcore/health"
+        assert app[probe]["httpGet"]["port"] in (port, app["ports"][0]["name"])
+    assert pod["securityContext"]["runAsUser"] == int(dockerfile(r"^USER (\d+)"))
+    mounts = {m["name"]: m["mountPath"] for m in app["volumeMounts"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    cache = [name for name in claims if mounts.get(name) == dockerfile(r"HF_HOME=(\S+)")]
+    assert cache and claims[cache[0]] == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert "ReadWriteMany" in docs["PersistentVolumeClaim"]["spec"]["accessModes"]
+
+    # one address, sticky: cookie affinity on the ingress, to the Service of these pods
+    annotations = docs["Ingress"]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    backend = docs["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == docs["Service"]["metadata"]["name"]
+    assert docs["Service"]["spec"]["selector"].items() <= \
+        spec["template"]["metadata"]["labels"].items()
+
+
+def test_compose_runs_the_image_with_its_cache_and_the_repository_proxy_configuration():
+    compose = yaml.safe_load((serve.ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    port = dockerfile(r"STREAMLIT_SERVER_PORT=(\d+)")
+    cache = "hf-cache:" + dockerfile(r"HF_HOME=(\S+)")
+    assert services["app"]["ports"] == [f"${{PORT:-{port}}}:{port}"]
+    assert "profiles" not in services["app"]  # `docker compose up` runs it
+    for name in ("app", "replica"):
+        assert cache in services[name]["volumes"]
+        assert "TOKEN_BY_TOKEN_MODEL" in services[name]["environment"]
+    assert services["replica"]["profiles"] == services["proxy"]["profiles"] == ["class"]
+    assert "ports" not in services["replica"]  # reached through the proxy only
+    assert "./deploy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in \
+        services["proxy"]["volumes"]
+    # the configuration's defaults are compose's names: the replica service and its port
+    config = (DEPLOY / "haproxy.cfg").read_text()
+    assert f'"${{REPLICAS-replica:{port}}}"' in config
+    assert '"${BIND-:8080}"' in config and any(
+        p.endswith(":8080") for p in services["proxy"]["ports"])
+    assert re.search(r"^\s+cookie \S+ insert .*dynamic", config, re.M)
