@@ -57,5 +57,5 @@ EXPOSE 8501
 # Streamlit answers "ok" here once its server is up (the model loads on the first page). The
 # body is checked, not only the status: Streamlit answers 200 with its page to any path.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request as u; r = u.urlopen('http://127.0.0.1:' + os.environ['STREAMLIT_SERVER_PORT'] + '/_stcore/health', timeout=4); exit(r.read() != b'ok')"]
+    CMD ["python", "-c", "import os, urllib.request as u; r = u.urlopen('http://127.0.0.1:' + os.environ['STREAMLIT_SERVER_PORT'] + '/_stcore/health', timeout=4); raise SystemExit(r.read() != b'ok')"]
 CMD ["streamlit", "run", "main.py"]

@@ -43,6 +43,7 @@ def open_chapter_one(page, url: str) -> None:
 
 def test_the_image_builds_and_its_own_command_serves_chapter_one(tmp_path):
     serve.need("podman", "debootstrap", "unshare", "chroot", "tar")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     base = serve.base_image(tmp_path)
     based = time.monotonic()
