@@ -27,24 +27,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(model_dir: Path | None, timeout: float = 120, script: Path | None = None,
-                     **extra_env):
-    """`streamlit run main.py` (or `script`) on a free local port; yields its base URL.
-    model_dir None: TOKEN_BY_TOKEN_MODEL unset (the app's default model)."""
-    port = free_port()
+def streamlit_server(model_dir: Path | str | None, timeout: float = 120,
+                     script: Path | None = None, address: str = "127.0.0.1",
+                     port: int | None = None, **extra_env):
+    """`streamlit run main.py` (or `script`) on a free local port (or `port`, on a loopback
+    `address`); yields its base URL. model_dir None: TOKEN_BY_TOKEN_MODEL unset (the app's
+    default model); "pocket": the built-in model."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "TOKEN_BY_TOKEN_MODEL"}
     env.update(extra_env)
     if model_dir is not None:
         env["TOKEN_BY_TOKEN_MODEL"] = str(model_dir)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / f"streamlit-{port}.log", "w")
+    log = open(ARTIFACTS / f"streamlit-{address}-{port}.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "main.py"),
-         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.address", address, "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{address}:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
