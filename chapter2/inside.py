@@ -265,37 +265,39 @@ PATTERN: Slot[Pattern] = Slot("chapter2.pattern")
 
 def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> Pattern:
     """The picked layer's attention weights for the ROWS query positions ending at `position`
-    (kept per ids, layer and rows): the lesson functions on what the layer read, against the
-    library's own eager attention on its own q and k (the model's fast attention never writes
-    the weights down). Only the keys those rows may read are computed.
+    (kept per ids, layer and rows), by the lesson functions on what the layer read, against
+    the library's eager attention (`eager_attention_forward`) on the same q and k: the scores,
+    the mask and the softmax are what this checks (q and k are checked step by step in every
+    layer, Opened.checks). The model's fast attention never writes the weights down.
 
-    q and k are the model's own numbers (its dtype); the scores are then taken in float32,
-    as the model's fused attention (scaled_dot_product_attention) takes them: on the CPU it
-    accumulates q·k in float32 and never rounds the scores to bfloat16."""
+    The keys are those in Chapter 1's KV cache when its forward has these ids (the cache holds
+    every layer's keys, normed and turned); else they are computed here. The scores are taken
+    in float32 from the model's own q and k, as its fused attention takes them: on the CPU it
+    sums q·k in float32 and never rounds the scores to bfloat16."""
     rows = range(max(position + 1 - ROWS, 0), position + 1)
     key = (inside.ids, layer, rows)
     if (same := memo.get(PATTERN, key)) is not None:
         return same
     block, end = model.model.layers[layer], rows.stop
     attn, d = block.self_attn, block.self_attn.head_dim
+    chapter1 = memo.get(FORWARD, inside.ids)
     with FORWARD_LOCK, torch.inference_mode():
-        xn = norm(block.input_layernorm, inside.stream[layer, :end])
-        q_proj, k_proj = linear32(attn.q_proj, xn[rows.start:]), linear32(attn.k_proj, xn)
         cos, sin = angles(model, end)
-        q, k = qk_norm(block, split_heads(q_proj, d), split_heads(k_proj, d))
-        q, k = rotate(q, cos[rows.start:], sin[rows.start:]), rotate(k, cos, sin)
-        weights = softmax(causal_mask(scores(q.float(), share_kv(k, len(q)).float())))
-        cos, sin = model.model.rotary_emb(xn[None], torch.arange(end)[None])
-        q_lib = attn.q_norm(q_proj.view(1, len(rows), -1, d)).transpose(1, 2)
-        k_lib = attn.k_norm(k_proj.view(1, end, -1, d)).transpose(1, 2)
-        q_lib, _ = apply_rotary_pos_emb(q_lib, q_lib, cos[:, rows.start:], sin[:, rows.start:])
-        _, k_lib = apply_rotary_pos_emb(k_lib, k_lib, cos, sin)
+        xn = norm(block.input_layernorm, inside.stream[layer, rows.start:end])
+        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn), d)),
+                   cos[rows.start:], sin[rows.start:])
+        if chapter1 is not None:
+            k = chapter1.cache.layers[layer].keys[0, :, :end]
+        else:
+            xn = norm(block.input_layernorm, inside.stream[layer, :end])
+            k = rotate(norm(attn.k_norm, split_heads(linear32(attn.k_proj, xn), d)), cos, sin)
+        q, k = q.float(), k.float()
+        weights = softmax(causal_mask(scores(q, share_kv(k, len(q)))))
         mask = torch.full((len(rows), end), float("-inf")).triu(rows.start + 1)
         # (the weights don't depend on the values: one number of k per position stands in
         # for v, so the values' mix, unused, costs nothing)
-        _, theirs = eager_attention_forward(attn, q_lib.float(), k_lib.float(),
-                                            k_lib[..., :1].float(), mask[None, None],
-                                            attn.scaling)
+        _, theirs = eager_attention_forward(attn, q[None], k[None], k[None, ..., :1],
+                                            mask[None, None], attn.scaling)
     check = (tuple(weights.shape), gap(weights, theirs[0]), largest(theirs[0]))
     return memo.put(PATTERN, key, Pattern(layer, rows, weights, check))
 

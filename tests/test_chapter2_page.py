@@ -239,6 +239,23 @@ def test_the_logit_lens_ends_at_the_models_prediction_and_its_controls_run_no_fo
     assert middle == [show(loaded.tokenizer, int(i)) for i in halfway[:, 1]]
 
 
+def test_the_pattern_reads_its_keys_from_chapter_ones_cache_or_computes_them(loaded):
+    """After Chapter 1 (its forward of the same ids holds every layer's keys, normed and
+    turned) a layer change reads the keys there; without it, it computes them: the same
+    weights, and the same check against the library's eager attention."""
+    from chapter1.pipeline import FORWARD
+    at = run_app(CHAPTER2, text=" ".join(["word"] * 90))  # a window after position 0
+    last = loaded.model.config.num_hidden_layers - 1
+    at.sidebar.slider(key="layer").set_value(last).run()
+    seen, page = inside_of(at), pattern_of(at)
+    assert at.session_state["_memo"].get(FORWARD, seen.ids) is not None
+    assert page.layer == last and page.rows.start > 0
+    computed = inside.pattern_of(loaded.model, seen, last, len(seen.ids) - 1, Memo())
+    assert computed.rows == page.rows
+    assert (page.weights - computed.weights).abs().max() < 1e-3
+    assert page.check[1] < 1e-5 and computed.check[1] < 1e-5
+
+
 def test_the_lens_grid_scores_one_column_at_a_time(loaded, monkeypatch):
     """Each column's scores ([depths, vocab]) are made and dropped before the next: 8 columns
     at once took ~350 MB at the peak on the Qwen3-0.6B shape."""
