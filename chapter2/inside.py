@@ -48,6 +48,7 @@ from token_by_token.trace import Trace, traced
 
 CHUNK = 64  # positions scored at a time: never a [1,024 × vocabulary] table in memory
 HALFWAY = 256  # positions whose stream halfway through each layer is kept (the logit lens)
+ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,7 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
     }
     checks = {what: (tuple(mine.shape), gap(mine, lib), largest(lib))
               for what, (mine, lib) in pairs.items()}
+    checks["attention weights"] = check_window(block.self_attn, q2[:, -ROWS:], k2)
     updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
     sink = float(weights[:, 1:, 0].mean()) if n > 1 else 1.0
     halfway = (x + theirs["self_attn"][0][0])[-HALFWAY:].clone()
@@ -242,18 +244,14 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
                   halfway)
 
 
-ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)
-
-
 @dataclass(frozen=True)
 class Pattern:
-    """One layer's attention weights for a window of query rows, by the lesson functions, and
-    the library's check on the same rows. Never the whole [heads, positions, positions] table:
-    at 1,024 positions that is 64 MB per layer, for rows the page doesn't draw."""
+    """One layer's attention weights for a window of query rows, by the lesson functions.
+    Never the whole [heads, positions, positions] table: at 1,024 positions that is 64 MB per
+    layer, for rows the page doesn't draw."""
     layer: int
     rows: range            # the query positions kept: up to ROWS, ending at the picked one
     weights: torch.Tensor  # [query heads, len(rows), rows.stop] float32: keys 0..rows.stop−1
-    check: tuple           # (shape, max |lesson − library's eager attention|, max |library|)
 
     def row(self, head: int, position: int) -> torch.Tensor:
         """One query position's weights over the positions it may read (and those it can't)."""
@@ -265,15 +263,12 @@ PATTERN: Slot[Pattern] = Slot("chapter2.pattern")
 
 def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> Pattern:
     """The picked layer's attention weights for the ROWS query positions ending at `position`
-    (kept per ids, layer and rows), by the lesson functions on what the layer read, against
-    the library's eager attention (`eager_attention_forward`) on the same q and k: the scores,
-    the mask and the softmax are what this checks (q and k are checked step by step in every
-    layer, Opened.checks). The model's fast attention never writes the weights down.
+    (kept per ids, layer and rows), by the lesson functions on what the layer read. The
+    model's fast attention never writes them down. (They were checked against the library's
+    eager attention on the last ROWS rows when the layer was opened: `check_window`.)
 
     The keys are those in Chapter 1's KV cache when its forward has these ids (the cache holds
-    every layer's keys, normed and turned); else they are computed here. The scores are taken
-    in float32 from the model's own q and k, as its fused attention takes them: on the CPU it
-    sums q·k in float32 and never rounds the scores to bfloat16."""
+    every layer's keys, normed and turned); else they are computed here."""
     rows = range(max(position + 1 - ROWS, 0), position + 1)
     key = (inside.ids, layer, rows)
     if (same := memo.get(PATTERN, key)) is not None:
@@ -281,25 +276,42 @@ def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> 
     block, end = model.model.layers[layer], rows.stop
     attn, d = block.self_attn, block.self_attn.head_dim
     chapter1 = memo.get(FORWARD, inside.ids)
+    start = 0 if chapter1 is None else rows.start  # the first position projected here
     with FORWARD_LOCK, torch.inference_mode():
-        cos, sin = angles(model, end)
-        xn = norm(block.input_layernorm, inside.stream[layer, rows.start:end])
-        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn), d)),
-                   cos[rows.start:], sin[rows.start:])
+        cos, sin = rope_angles(torch.arange(start, end), d, rope_theta(model.config))
+        xn = norm(block.input_layernorm, inside.stream[layer, start:end])
+        mine = slice(rows.start - start, None)  # the query rows among them
+        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn[mine]), d)),
+                   cos[mine], sin[mine])
         if chapter1 is not None:
             k = chapter1.cache.layers[layer].keys[0, :, :end]
         else:
-            xn = norm(block.input_layernorm, inside.stream[layer, :end])
             k = rotate(norm(attn.k_norm, split_heads(linear32(attn.k_proj, xn), d)), cos, sin)
-        q, k = q.float(), k.float()
-        weights = softmax(causal_mask(scores(q, share_kv(k, len(q)))))
-        mask = torch.full((len(rows), end), float("-inf")).triu(rows.start + 1)
-        # (the weights don't depend on the values: one number of k per position stands in
-        # for v, so the values' mix, unused, costs nothing)
-        _, theirs = eager_attention_forward(attn, q[None], k[None], k[None, ..., :1],
-                                            mask[None, None], attn.scaling)
-    check = (tuple(weights.shape), gap(weights, theirs[0]), largest(theirs[0]))
-    return memo.put(PATTERN, key, Pattern(layer, rows, weights, check))
+        weights = window_weights(q, k)
+    return memo.put(PATTERN, key, Pattern(layer, rows, weights))
+
+
+def window_weights(q, k):
+    """Attention weights of the last len(q[0]) query positions over every key, with the scores
+    in float32 from the layer's own q and k, as its fused attention takes them: on the CPU it
+    sums q·k in float32 and never rounds the scores to bfloat16."""
+    q, k = q.float(), k.float()
+    return softmax(causal_mask(scores(q, share_kv(k, len(q)))))
+
+
+def check_window(attn, q, k) -> tuple:
+    """window_weights() against the library's eager attention (`eager_attention_forward`) on
+    the same q and k: the scores, the mask and the softmax are what this checks (q and k are
+    checked step by step, Opened.checks)."""
+    mine = window_weights(q, k)
+    rows, n = mine.shape[-2:]
+    q, k = q.float(), k.float()
+    mask = torch.full((rows, n), float("-inf")).triu(n - rows + 1)
+    # (the weights don't depend on the values: one number of k per position stands in for
+    # v, so the values' mix, unused, costs nothing)
+    _, theirs = eager_attention_forward(attn, q[None], k[None], k[None, ..., :1],
+                                        mask[None, None], attn.scaling)
+    return tuple(mine.shape), gap(mine, theirs[0]), largest(theirs[0])
 
 
 def linear32(linear, x):
@@ -398,8 +410,7 @@ class View:
 
     def checks_table(self, names: list[str]) -> pd.DataFrame:
         """The lesson's values against the library's, as a table for the page."""
-        checks = {**self.opened.checks, "attention weights": self.pattern.check}
-        rows = []
+        checks, rows = self.opened.checks, []
         for name in names:
             shape, difference, size = checks[name]
             rows.append({"value": name, "shape": " × ".join(map(str, shape)),

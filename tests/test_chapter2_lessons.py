@@ -241,7 +241,8 @@ def test_attention_weights_equal_the_eager_library_in_float32(pair32):
 
 def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
     """pattern_of() (the page's: ROWS query rows, scores in float32) on a float32 model:
-    the eager library's weights for those rows, in the first and last layer."""
+    the eager library's weights for those rows, in the first and last layer; and the page's
+    own check of those rows (made when the layer was opened) says so."""
     from chapter2 import inside
     from token_by_token.memo import Memo
     model, eager = pair32
@@ -253,7 +254,7 @@ def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
         assert pattern.rows == range(20, len(ids))
         rows = library[layer][0][:, pattern.rows]
         assert (pattern.weights - rows).abs().max() <= 1e-5
-        assert pattern.check[1] <= 1e-5
+        assert seen.layers[layer].checks["attention weights"][1] <= 1e-5
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
