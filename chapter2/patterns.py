@@ -21,8 +21,8 @@ def pattern_table(tokenizer, ids, pattern, heads, rows: range) -> pd.DataFrame:
     within the window (and the first position, where attention often rests)."""
     keys = np.array(sorted({0, *rows}))
     labels = np.array([f"{p}: {show(tokenizer, ids[p])}" for p in keys], dtype=object)
-    offset = [row - pattern.rows.start for row in rows]
-    block = pattern.weights[list(heads)][:, offset][:, :, keys]  # [heads, rows, keys]
+    first = rows.start - pattern.rows.start
+    block = pattern.weights[:, first: first + len(rows)][list(heads)][..., keys]  # [h, rows, keys]
     h, q, k = (len(heads), len(rows), len(keys))
     query, key = np.tile(np.repeat(np.arange(rows.start, rows.stop), k), h), np.tile(keys, h * q)
     return pd.DataFrame({
@@ -40,8 +40,9 @@ def top_keys(tokenizer, ids, pattern, head: int, rows: range, k: int = 3) -> pd.
     for row in rows:
         top = pattern.row(head, row)[: row + 1].topk(min(k, row + 1))
         out.append({"position": row, "token": show(tokenizer, ids[row]), **{
-            f"#{n + 1}": f"{int(i)}: {show(tokenizer, ids[int(i)])} ({float(w):.0%})"
-            for n, (w, i) in enumerate(zip(top.values, top.indices, strict=True))}})
+            f"#{n + 1}": f"{i}: {show(tokenizer, ids[i])} ({w:.0%})"
+            for n, (w, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(),
+                                           strict=True))}})
     return pd.DataFrame(out)
 
 

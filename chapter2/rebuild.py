@@ -91,8 +91,8 @@ def render(loaded, view) -> str:
     table = pd.DataFrame({
         "position": range(n),
         "token": [show(tokenizer, i) for i in view.ids],
-        "top-1 by hand": [show(tokenizer, int(i)) for i in seen.top_hand],
-        "top-1 by the library": [show(tokenizer, int(i)) for i in seen.top_library],
+        "top-1 by hand": [show(tokenizer, i) for i in seen.top_hand.tolist()],
+        "top-1 by the library": [show(tokenizer, i) for i in seen.top_library.tolist()],
         "max |difference|": seen.logit_gaps.tolist(),
     })
     st.dataframe(table, hide_index=True, height=min(35 * n + 38, 320))
