@@ -253,11 +253,11 @@ def render(loaded, view) -> str:
         "q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)", "RoPE (k)",
         "attention weights", "attention output (o_proj)"]), hide_index=True)
     rows = opened.checks["attention weights"][0][1]
-    st.caption(f"The attention weights are compared on the last {counted(rows, 'query row')} "
-               "(the window section 6 draws first), in float32 on both sides, from the layer's "
-               "own q and k: the model's fused attention takes its scores in float32 too (the "
-               "library's eager path, and the lesson's values above, round them to the "
-               "model's dtype first).")
+    st.caption(f"The attention weights are compared on the last {counted(rows, 'query row')}, "
+               "in float32 on both sides, from the layer's own q and k: the model's fused "
+               "attention takes its scores in float32 too (the library's eager path, and the "
+               "lesson's values above, round them to the model's dtype first). Section 6 "
+               "computes its rows with the same function.")
     return ("Attention: project to q, k, v per head; normalise q and k; turn them by the "
             "position's angle; share each k/v head within its group; softmax(qkᵀ/√d) with "
             "the future masked; mix the values; o_proj.")
