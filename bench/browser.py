@@ -130,6 +130,15 @@ def slider_move(page, value_after: str):
     return settle(page)
 
 
+def layer_step(page, pattern: str, up: bool):
+    """Chapter 2's Layer slider, one key press."""
+    slider = page.locator('[data-testid="stSlider"]', has_text="Layer").get_by_role("slider")
+    slider.focus()
+    arm(page, pattern)
+    page.keyboard.press("ArrowRight" if up else "ArrowLeft")
+    return settle(page)
+
+
 def seed_step(page, pattern: str, up: bool):
     arm(page, pattern)
     page.get_by_test_id("stNumberInputStepUp" if up else "stNumberInputStepDown").click()
@@ -216,6 +225,23 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
         for kind, label in [("slider", "Temperature slider: key press"),
                             ("seed", "Seed +/−"), ("resample", "Resample")]:
             rows.append((label, figures["app"][kind], figures["floor"][kind]))
+        for page in pages.values():
+            page.close()
+
+        # Chapter 2, reached from Chapter 1 as a learner does (its forward's KV cache is there)
+        page = open_page(browser, app, "Conclusion")
+        page.get_by_test_id("stSidebarNavLink").filter(has_text="Chapter 2").click()
+        page.wait_for_selector("text=Each row is a query position of layer 0", timeout=600_000)
+        page.wait_for_selector(IDLE, timeout=120_000)
+        pages = {"app": page, "floor": open_page(browser, floor + "/chapter-2", "layer = 0")}
+        layers = {name: [] for name in pages}
+        for rep in range(reps):  # layer 1, 0, 1, …: each a layer not kept from the last change
+            layer = 1 - rep % 2
+            for name, page in pages.items():
+                pattern = (rf"query position of layer {layer}\b" if name == "app"
+                           else rf"layer = {layer}\b")
+                layers[name].append(layer_step(page, pattern, up=layer == 1))
+        rows.append(("Chapter 2: Layer slider, key press", *layers.values()))
         for page in pages.values():
             page.close()
 

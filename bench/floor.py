@@ -1,15 +1,18 @@
 """The floor page of the browser benchmark: the app's sidebar controls and nothing else.
 
-`streamlit run bench/floor.py`: the same widgets, keys and ranges as Chapter 1's sidebar, and a
-main area that only prints the choices. Whatever the app takes beyond this page's time is the
-app's own cost (bench/browser.py measures both in one run).
+`streamlit run bench/floor.py`: the same widgets, keys and ranges as each chapter's sidebar
+(Chapter 1 at /, Chapter 2 at /chapter-2, as in the app), and a main area that only prints the
+choices. Whatever the app takes beyond this page's time is the app's own cost
+(bench/browser.py measures both in one run).
 """
 
+import os
 import random
 import sys
 from pathlib import Path
 
 import streamlit as st
+from transformers import AutoConfig, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -24,21 +27,63 @@ def generate() -> None:
     s["generated"].append(random.randrange(1000))
 
 
-with st.sidebar:
-    st.text_area("Your text", key="text", on_change=state.text_edited, height=120,
-                 disabled=s["autoregressive"])
-    st.toggle("Autoregressive mode", key="autoregressive")
-    if s["autoregressive"]:
-        st.button("Generate next token", key="generate", type="primary", on_click=generate)
-    st.subheader("Sampling")
-    for key in state.SLIDERS:
-        state.slider(key)
-    st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
-    state.seed_input()
-    st.button("Resample", key="resample", on_click=state.resample)
+def chapter1() -> None:
+    with st.sidebar:
+        state.text_box()
+        st.toggle("Autoregressive mode", key="autoregressive")
+        if s["autoregressive"]:
+            st.button("Generate next token", key="generate", type="primary",
+                      on_click=generate)
+        st.subheader("Sampling")
+        for key in state.SLIDERS:
+            state.slider(key)
+        st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
+        state.seed_input()
+        st.button("Resample", key="resample", on_click=state.resample)
 
-st.title("Floor page")
-st.markdown(f"temperature = {s['temperature']:g}, top_k = {s['top_k']}, "
-            f"top_p = {s['top_p']:g}, min_p = {s['min_p']:g}")
-st.markdown(f"seed = {s['seed']}, resamples = {s['resamples']}")
-st.markdown(f"{len(s['generated'])} generated so far")
+    st.title("Floor page")
+    st.markdown(f"temperature = {s['temperature']:g}, top_k = {s['top_k']}, "
+                f"top_p = {s['top_p']:g}, min_p = {s['min_p']:g}")
+    st.markdown(f"seed = {s['seed']}, resamples = {s['resamples']}")
+    st.markdown(f"{len(s['generated'])} generated so far")
+
+
+@st.cache_resource
+def model_facts():
+    """The model's tokenizer and its numbers of layers and heads (no weights)."""
+    model = os.environ["TOKEN_BY_TOKEN_MODEL"]
+    config = AutoConfig.from_pretrained(model)
+    return AutoTokenizer.from_pretrained(model), config.num_hidden_layers, \
+        config.num_attention_heads
+
+
+def chapter2() -> None:
+    tokenizer, layers, heads = model_facts()
+    with st.sidebar:
+        state.text_box()
+    ids = tokenizer.encode(s["text"], add_special_tokens=False)
+
+    @st.fragment
+    def controls() -> None:  # Chapter 2's controls, in a fragment as in the app
+        for key, count in (("layer", layers), ("head", heads)):
+            if not 0 <= s[key] < count:
+                s[key] = 0
+        if s.get("position") is None or not 0 <= s["position"] < len(ids):
+            s["position"] = len(ids) - 1
+        with st.sidebar:
+            st.subheader("Look at")
+            st.slider("Layer", 0, layers - 1, key="layer")
+            st.slider("Query head", 0, heads - 1, key="head")
+            st.select_slider("Token", options=range(len(ids)), key="position",
+                             format_func=lambda i: f"{i}: {tokenizer.decode([ids[i]])}")
+            st.slider("Attention rows shown", 4, 64, key="window")
+            st.toggle("Halfway through each layer", key="halfway")
+        st.markdown(f"layer = {s['layer']}, head = {s['head']}, position = {s['position']}, "
+                    f"window = {s['window']}, halfway = {s['halfway']}")
+
+    st.title("Floor page")
+    controls()
+
+
+st.navigation([st.Page(chapter1, title="Floor: Chapter 1", url_path="chapter-1", default=True),
+               st.Page(chapter2, title="Floor: Chapter 2", url_path="chapter-2")]).run()

@@ -37,6 +37,7 @@ def test_browser_benchmark_smoke_mode_measures_every_row():
     assert result.returncode == 0, result.stderr[-3000:]
     for row in ["| first load of Chapter 1", "| Temperature slider: key press", "| Seed +/−",
                 "| Resample", "| Generate next token at 10 tokens",
-                "| Generate next token at 500 tokens", "bare cached step"]:
+                "| Generate next token at 500 tokens", "bare cached step",
+                "| Chapter 2: Layer slider, key press"]:
         assert row in result.stdout, row
     assert "Idle server CPU with a page open: app" in result.stdout
