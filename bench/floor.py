@@ -6,6 +6,7 @@ choices. Whatever the app takes beyond this page's time is the app's own cost
 (bench/browser.py measures both in one run).
 """
 
+import json
 import os
 import random
 import sys
@@ -49,20 +50,22 @@ def chapter1() -> None:
 
 @st.cache_resource
 def model_facts():
-    """The model's tokenizer and its numbers of layers and heads (no weights)."""
-    from transformers import AutoConfig, AutoTokenizer  # here: at the top of the script, this
-    # import ran on every rerun and cost the floor ~0.1 s per interaction in Chromium
-    model = os.environ["TOKEN_BY_TOKEN_MODEL"]
-    config = AutoConfig.from_pretrained(model)
-    return AutoTokenizer.from_pretrained(model), config.num_hidden_layers, \
-        config.num_attention_heads
+    """The model's tokenizer (the `tokenizers` library alone) and its numbers of layers and
+    heads, read from its files. Not transformers: importing it grows the heap by ~100,000
+    objects, and Streamlit's full garbage collection after every run then costs ~0.1 s (the
+    app sets its long-lived objects aside: token_by_token/model.py)."""
+    from tokenizers import Tokenizer
+    model = Path(os.environ["TOKEN_BY_TOKEN_MODEL"])
+    config = json.loads((model / "config.json").read_text())
+    return (Tokenizer.from_file(str(model / "tokenizer.json")), config["num_hidden_layers"],
+            config["num_attention_heads"])
 
 
 def chapter2() -> None:
     tokenizer, layers, heads = model_facts()
     with st.sidebar:
         state.text_box()
-    ids = tokenizer.encode(s["text"], add_special_tokens=False)
+    ids = tokenizer.encode(s["text"], add_special_tokens=False).ids
 
     @st.fragment
     def controls() -> None:  # Chapter 2's controls, in a fragment as in the app
