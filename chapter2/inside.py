@@ -396,7 +396,7 @@ class View:
     facts: Facts
     inside: Inside
     opened: Opened      # the picked layer
-    pattern: Pattern    # the picked layer's attention weights
+    pattern: Pattern | None  # the picked layer's attention weights (sections 3 and 6)
     head: int
     position: int
     window: int = 16    # query positions the attention heatmaps show (≤ ROWS)

@@ -57,21 +57,12 @@ with st.sidebar:
 ids = pipeline.sequence(loaded, s).ids  # the same ids as Chapter 1: text, then generated
 
 
-@st.fragment
-def opened_up() -> None:
-    """The sections and their controls: a layer, a head or a token reruns only this part,
-    and never the model."""
+def controls_outside() -> bool:
+    """The forward (only when the ids changed) and the Token control, in the full page run:
+    the token is read by most sections, so moving it redraws them all."""
     if not ids:
         st.info("Type some text in the sidebar: the model needs at least one token.")
-        return
-    memo = memo_of(s).for_model(loaded.model_id)
-    if memo.get(inside.INSIDE, tuple(ids)) is None:  # new ids: the forward runs
-        with st.spinner(f"Running the model on your {counted(len(ids), 'token')} twice: by "
-                        "the library, then by hand with the lesson functions…",
-                        show_time=True):
-            seen = inside.look_inside(loaded.model, ids, memo)
-    else:
-        seen = inside.look_inside(loaded.model, ids, memo)
+        return False
     for key, count in (("layer", facts.layers), ("head", facts.heads)):
         if s.get(key) is None or not 0 <= s[key] < count:
             s[key] = 0
@@ -79,32 +70,69 @@ def opened_up() -> None:
         s["position"] = len(ids) - 1
     with st.sidebar:
         st.subheader("Look at")
-        st.slider("Layer", 0, facts.layers - 1, key="layer",
-                  help="The layer that sections 2 to 4 open up.")
-        st.slider("Query head", 0, facts.heads - 1, key="head",
-                  help="The attention head whose weights section 3 shows.")
         st.select_slider("Token", options=range(len(ids)), key="position",
                          format_func=lambda i: f"{i}: {show(loaded.tokenizer, ids[i])}",
                          help="The position whose values the sections show.")
+    return True
+
+
+def view_of(seen, pattern=None) -> inside.View:
+    return inside.View(ids, facts, seen, seen.layers[s["layer"]], pattern, s["head"],
+                       s["position"], s["window"], s["halfway"])
+
+
+@st.fragment
+def one_layer(seen, memo, places) -> None:
+    """Sections 2-6 (the picked layer opened up, its attention patterns) and their controls:
+    a layer, a head or the rows shown rerun only these sections, and never the model."""
+    with st.sidebar:
+        st.slider("Layer", 0, facts.layers - 1, key="layer",
+                  help="The layer that sections 2 to 6 open up.")
+        st.slider("Query head", 0, facts.heads - 1, key="head",
+                  help="The attention head whose weights sections 3 and 6 show.")
         st.slider("Attention rows shown", 4, inside.ROWS, key="window",
                   help="How many query positions, ending at the token, section 6 draws.")
+    with places[1], st.spinner(f"Attention weights of layer {s['layer']}…", show_time=True):
+        pattern = inside.pattern_of(loaded.model, seen, s["layer"], s["position"], memo)
+    view = view_of(seen, pattern)
+    for number in range(2, 7):
+        with places[number - 1]:
+            sections.draw("Chapter 2", SECTIONS, loaded, view, part=slice(number - 1, number))
+
+
+@st.fragment
+def lens_of(seen, place) -> None:
+    """Section 7 and its toggle: the toggle reruns only this section."""
+    with st.sidebar:
         st.toggle("Halfway through each layer", key="halfway",
                   help="Section 7's logit lens also reads the stream between attention and "
                        "the MLP.")
-    with st.spinner(f"Attention weights of layer {s['layer']}…", show_time=True):
-        pattern = inside.pattern_of(loaded.model, seen, s["layer"], s["position"], memo)
-    view = inside.View(ids, facts, seen, seen.layers[s["layer"]], pattern, s["head"],
-                       s["position"], s["window"], s["halfway"])
-    if sections.draw("Chapter 2", SECTIONS, loaded, view):
-        st.header("Conclusion")
-        st.markdown(
-            "That is the whole model: **embed**, then in every layer **x = x + "
-            "attention(norm(x))** and **x = x + mlp(norm(x))**, then one last **norm** and a "
-            "product with the embedding table. Attention is the only place where positions "
-            "mix; everything else works on each position alone. Section 6 showed where it "
-            "looks, section 7 how the guess forms layer by layer, section 8 what each layer "
-            "adds to it."
-        )
+    with place:
+        sections.draw("Chapter 2", SECTIONS, loaded, view_of(seen), part=slice(6, 7))
 
 
-opened_up()
+if controls_outside():
+    memo = memo_of(s).for_model(loaded.model_id)
+    places = [st.container() for _ in SECTIONS]  # each section's place on the page, in order
+    if memo.get(inside.INSIDE, tuple(ids)) is None:  # new ids: the forward runs
+        with places[0], st.spinner(f"Running the model on your {counted(len(ids), 'token')} "
+                                   "twice: by the library, then by hand with the lesson "
+                                   "functions…", show_time=True):
+            seen = inside.look_inside(loaded.model, ids, memo)
+    else:
+        seen = inside.look_inside(loaded.model, ids, memo)
+    one_layer(seen, memo, places)
+    lens_of(seen, places[6])
+    for number in (1, 8, 9):  # they read the token only: drawn by the full page run
+        with places[number - 1]:
+            sections.draw("Chapter 2", SECTIONS, loaded, view_of(seen),
+                          part=slice(number - 1, number))
+    st.header("Conclusion")
+    st.markdown(
+        "That is the whole model: **embed**, then in every layer **x = x + "
+        "attention(norm(x))** and **x = x + mlp(norm(x))**, then one last **norm** and a "
+        "product with the embedding table. Attention is the only place where positions "
+        "mix; everything else works on each position alone. Section 6 showed where it "
+        "looks, section 7 how the guess forms layer by layer, section 8 what each layer "
+        "adds to it."
+    )

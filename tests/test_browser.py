@@ -143,6 +143,12 @@ def test_walk_chapter_two_pick_a_layer_a_head_and_a_token(server, loaded):
         expect(rows).to_be_visible(timeout=30_000)
         wait_idle(page)
         no_errors(page)
+        # the controls reran parts of the page (sections 2-6, or 7) into their places: each
+        # section is there once, in order, and the conclusion after them
+        headers = [h.strip() for h in page.locator("h2").all_inner_texts()]
+        numbered = [h.split(".")[0] for h in headers if h[:1].isdigit()]
+        assert numbered == [str(n) for n in range(1, 10)], headers
+        assert headers[-1] == "Conclusion", headers
         page.screenshot(path=str(ARTIFACTS / "chapter2.png"), full_page=True)
         rows.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "chapter2-lens.png"))
