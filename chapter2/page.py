@@ -57,9 +57,10 @@ with st.sidebar:
 ids = pipeline.sequence(loaded, s).ids  # the same ids as Chapter 1: text, then generated
 
 
-def controls_outside() -> bool:
-    """The forward (only when the ids changed) and the Token control, in the full page run:
-    the token is read by most sections, so moving it redraws them all."""
+def token_control() -> bool:
+    """The Token control, drawn by the page run (most sections read the token: moving it
+    redraws them all), after the other controls' values are checked against this model.
+    False, after saying why, when there are no ids."""
     if not ids:
         st.info("Type some text in the sidebar: the model needs at least one token.")
         return False
@@ -111,7 +112,7 @@ def lens_of(seen, place) -> None:
         sections.draw("Chapter 2", SECTIONS, loaded, view_of(seen), part=slice(6, 7))
 
 
-if controls_outside():
+if token_control():
     memo = memo_of(s).for_model(loaded.model_id)
     places = [st.container() for _ in SECTIONS]  # each section's place on the page, in order
     if memo.get(inside.INSIDE, tuple(ids)) is None:  # new ids: the forward runs
