@@ -122,17 +122,9 @@ def open_page(browser, url: str, wait: str):
     return page
 
 
-def slider_move(page, value_after: str):
-    slider = page.locator('[data-testid="stSlider"]', has_text="Temperature").get_by_role("slider")
-    slider.focus()
-    arm(page, rf"temperature = {re.escape(value_after)}\b")
-    page.keyboard.press("ArrowRight" if value_after == "0.75" else "ArrowLeft")
-    return settle(page)
-
-
-def layer_step(page, pattern: str, up: bool):
-    """Chapter 2's Layer slider, one key press."""
-    slider = page.locator('[data-testid="stSlider"]', has_text="Layer").get_by_role("slider")
+def slider_step(page, label: str, pattern: str, up: bool):
+    """One key press on the slider labelled `label`, until `pattern` is in the page."""
+    slider = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
     slider.focus()
     arm(page, pattern)
     page.keyboard.press("ArrowRight" if up else "ArrowLeft")
@@ -215,7 +207,9 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
         for rep in range(reps):
             for name, page in pages.items():
                 value = "0.75" if rep % 2 == 0 else "0.7"
-                figures[name]["slider"].append(slider_move(page, value))
+                figures[name]["slider"].append(slider_step(
+                    page, "Temperature", rf"temperature = {re.escape(value)}\b",
+                    up=value == "0.75"))
                 seed = 43 if rep % 2 == 0 else 42
                 pattern = rf"With seed {seed}\b" if name == "app" else rf"seed = {seed}\b"
                 figures[name]["seed"].append(seed_step(page, pattern, up=rep % 2 == 0))
@@ -240,7 +234,7 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             for name, page in pages.items():
                 pattern = (rf"query position of layer {layer}\b" if name == "app"
                            else rf"layer = {layer}\b")
-                layers[name].append(layer_step(page, pattern, up=layer == 1))
+                layers[name].append(slider_step(page, "Layer", pattern, up=layer == 1))
         rows.append(("Chapter 2: Layer slider, key press", *layers.values()))
         for page in pages.values():
             page.close()

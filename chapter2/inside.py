@@ -280,9 +280,9 @@ def pattern_of(model, inside: Inside, layer: int, position: int, memo: Memo) -> 
     with FORWARD_LOCK, torch.inference_mode():
         cos, sin = rope_angles(torch.arange(start, end), d, rope_theta(model.config))
         xn = norm(block.input_layernorm, inside.stream[layer, start:end])
-        mine = slice(rows.start - start, None)  # the query rows among them
-        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn[mine]), d)),
-                   cos[mine], sin[mine])
+        queries = slice(rows.start - start, None)  # the query rows among them
+        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn[queries]), d)),
+                   cos[queries], sin[queries])
         if chapter1 is not None:
             k = chapter1.cache.layers[layer].keys[0, :, :end]
         else:

@@ -66,7 +66,9 @@ def set_aside_what_lives_on() -> None:
     for good); what the sessions make later is still collected after each run."""
     gc.collect()
     gc.freeze()
-    atexit.register(gc.unfreeze)  # at exit, let the interpreter collect everything as usual
+
+
+atexit.register(gc.unfreeze)  # at exit, the interpreter collects everything as usual
 
 
 class ModelUnavailable(Exception):
