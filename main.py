@@ -19,4 +19,6 @@ st.navigation([
             icon="🔢", url_path="chapter-1", default=True),
     st.Page(ROOT / "chapter2" / "page.py", title="Chapter 2: Inside the Model", icon="🧠",
             url_path="chapter-2"),
+    st.Page(ROOT / "chapter3" / "page.py", title="Chapter 3: The Speed of Inference", icon="⚡",
+            url_path="chapter-3"),
 ]).run()

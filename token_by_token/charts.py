@@ -177,3 +177,48 @@ def fast_spec(build, table: pd.DataFrame, **properties) -> dict:
     chart's spec depends on the data only through its values (and `properties`, such as
     the height), so a rerun doesn't pay for building and validating it again."""
     return {**copy.deepcopy(_template(build, tuple(table.columns))), **properties}
+
+
+def roofline(table: pd.DataFrame) -> alt.Chart:
+    """The roofline, log-log: arithmetic intensity (FLOPs per byte read) against the FLOP/s
+    reached; the memory roof and the compute roof as lines, each timed forward as a point.
+    `table`: mark ("roof" or "measured"), what, kind, FLOPs per byte, GFLOP/s."""
+    x = alt.X("FLOPs per byte:Q", scale=alt.Scale(type="log"),
+              title="arithmetic intensity (FLOPs per byte read)")
+    y = alt.Y("GFLOP/s:Q", scale=alt.Scale(type="log"), title="GFLOP/s reached")
+    tips = [alt.Tooltip("what:N"), alt.Tooltip("FLOPs per byte:Q", format=",.3g"),
+            alt.Tooltip("GFLOP/s:Q", format=",.3g")]
+    base = alt.Chart(table).encode(x=x, y=y, tooltip=tips)
+    roofs = base.transform_filter("datum.mark == 'roof'").mark_line(
+        color=NAVY, strokeWidth=2).encode(detail="what:N")
+    kinds = ["decode", "batch", "prefill"]
+    points = base.transform_filter("datum.mark == 'measured'").mark_point(
+        filled=True, size=80).encode(
+        color=alt.Color("kind:N", sort=kinds, scale=alt.Scale(
+            domain=kinds, range=["#e69f00", "#009e73", "#4a63c8"]),
+            legend=alt.Legend(orient="bottom", title=None)),
+        shape=alt.Shape("kind:N", sort=kinds, legend=None))
+    return (roofs + points).properties(height=320)
+
+
+def batching(table: pd.DataFrame) -> alt.Chart:
+    """Tokens per second against the batch size, measured (bars), beside what a batch would
+    give if its step cost as many steps of one (the line). `table`: batch size B, tokens/s,
+    tokens/s if a step of B cost B steps of 1, and more columns (for the tooltip)."""
+    x = alt.X("batch size B:O", axis=alt.Axis(labelAngle=0))
+    tips = [alt.Tooltip("batch size B:O"), alt.Tooltip("ms per step:Q", format=",.1f"),
+            alt.Tooltip("tokens/s:Q", format=",.1f")]
+    bars = alt.Chart(table).mark_bar(color="#4a63c8").encode(
+        x=x, y=alt.Y("tokens/s:Q", title="tokens per second"), tooltip=tips)
+    same = alt.Chart(table).mark_line(color=NAVY, strokeDash=[4, 3], point=True).encode(
+        x=x, y="tokens/s if a step of B cost B steps of 1:Q", tooltip=tips)
+    return (bars + same).properties(height=220)
+
+
+def memory_bars(table: pd.DataFrame) -> alt.Chart:
+    """One horizontal bar per way of allocating memory. `table`: allocation, GB."""
+    return alt.Chart(table).mark_bar(color="#4a63c8").encode(
+        y=alt.Y("allocation:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
+        x=alt.X("GB:Q", title="GB"),
+        tooltip=[alt.Tooltip("allocation:N"), alt.Tooltip("GB:Q", format=",.3f")],
+    ).properties(height=alt.Step(28))

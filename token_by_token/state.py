@@ -33,6 +33,17 @@ DEFAULTS = {
     "position": None,        # Chapter 2: the position looked at (None: the last)
     "window": 16,            # Chapter 2: query positions the attention heatmaps show
     "halfway": False,        # Chapter 2: the logit lens also reads halfway through each layer
+    "batch_length": 1024,    # Chapter 3 § 2: tokens per sequence, for the KV-cache memory sum
+    "flash_block": 4,        # Chapter 3 § 3: keys per block of the online softmax
+    "quant_scheme": "int8",  # Chapter 3 § 4: "int8" or "4-bit"
+    "spec_draft": "layers",  # Chapter 3 § 5: "layers" (the first L layers) or "lookup"
+    "spec_layers": None,     # Chapter 3 § 5: the draft's layers L (None: half the model's)
+    "spec_k": 4,             # Chapter 3 § 5: tokens the draft guesses per round
+    "spec_temperature": 0.0,  # Chapter 3 § 5: 0 is greedy
+    "paged_block": 16,       # Chapter 3 § 6: positions per block of the paged KV cache
+    "paged_learners": 30,    # Chapter 3 § 6: sequences in the memory sum
+    "paged_length": 256,     # Chapter 3 § 6: tokens per sequence
+    "paged_prefix": 32,      # Chapter 3 § 6: positions every sequence shares
 }
 
 

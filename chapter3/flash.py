@@ -1,0 +1,224 @@
+"""Section 3 — Attention by blocks: FlashAttention's online softmax.
+
+softmax(q·kᵀ/√d + mask)·v, computed without ever holding the [positions × positions] table of
+scores: keys and values arrive a block at a time, and each query keeps a running maximum, a
+running sum and an output mixed so far, rescaled whenever a block raises the maximum.
+"""
+
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
+import streamlit as st
+import torch
+import torch.nn.functional as F
+
+from chapter2.attention import angles, causal_mask, qkv, scores, softmax
+from chapter2.embeddings import embed
+from chapter2.rmsnorm import norm
+from chapter3.view import View, size
+from token_by_token.memo import Slot
+from token_by_token.model import FORWARD_LOCK
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted
+from token_by_token.trace import Trace, traced
+
+TITLE = "Attention by blocks — no positions × positions table"
+READS = frozenset({"flash_block"})
+
+BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # the block sizes offered
+MOST_BLOCKS = 128  # more blocks than this (a tiny block, a long text): a larger block is used
+SHOWN = 3  # blocks of positions the traced call of the lesson reads
+
+
+def block_scores(q, k_block, start):
+    """Every query's scores against one block of keys, the future masked.
+
+    The block holds the keys of positions start, start + 1, …; query i
+    may read key j only if j <= i.
+    """
+    x = q @ k_block.transpose(-2, -1) * q.shape[-1] ** -0.5
+    keys = torch.arange(start, start + k_block.shape[-2])
+    future = keys[None, :] > torch.arange(q.shape[-2])[:, None]
+    return x.masked_fill(future, float("-inf"))
+
+
+def attention_tiled(q, k, v, block):
+    """softmax(q·kᵀ/√d, causal)·v, reading keys and values block by block.
+
+    Per query: m, the largest score so far; s, the sum of exp(score − m);
+    o, the values mixed with those weights. A block that raises m
+    rescales s and o by exp(m_old − m_new). No positions × positions
+    table is made. q, k, v: [heads, positions, head_dim], float32 out.
+    """
+    q, k, v = q.float(), k.float(), v.float()
+    m = torch.full((*q.shape[:2], 1), float("-inf"))  # running max
+    s = torch.zeros(*q.shape[:2], 1)  # running sum
+    o = torch.zeros_like(q)  # output so far (not yet divided by s)
+    for start in range(0, k.shape[1], block):
+        x = block_scores(q, k[:, start:start + block], start)
+        m_new = torch.maximum(m, x.amax(-1, keepdim=True))
+        p, rescale = torch.exp(x - m_new), torch.exp(m - m_new)
+        s = s * rescale + p.sum(-1, keepdim=True)
+        o = o * rescale + p @ v[:, start:start + block]
+        m = m_new
+    return o / s
+
+
+def attention_plain(q, k, v):
+    """The same attention the plain way (Chapter 2): the whole table of
+    scores, masked, softmax, then the values mixed. float32."""
+    weights = softmax(causal_mask(scores(q.float(), k.float())))
+    return weights @ v.float()
+
+
+# --- what the page computes (not lessons) ------------------------------------------------
+
+def first_layer_qkv(model, ids):
+    """q, k, v of the first layer for `ids`, by Chapter 2's lessons (its input is the
+    embeddings: no forward needed), k and v shared out to the query heads."""
+    block = model.model.layers[0]
+    with torch.inference_mode():
+        x = norm(block.input_layernorm, embed(model, ids))
+        return qkv(block, x, *angles(model, len(ids)))
+
+
+@cache
+def library_kernel() -> str:
+    """The aten operator PyTorch's scaled_dot_product_attention (the model's attention)
+    runs on this CPU for a causal float32 call, seen with torch.profiler."""
+    q = torch.randn(1, 2, 8, 16)
+    with torch.profiler.profile() as profile:
+        F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    names = [e.name for e in profile.events() if e.name.startswith("aten::_scaled_dot")]
+    return names[0] if names else "aten::scaled_dot_product_attention"
+
+
+def effective_block(block: int, n: int) -> int:
+    """The learner's block, or a larger one when it would make more than MOST_BLOCKS."""
+    return max(block, 2 ** math.ceil(math.log2(max(n / MOST_BLOCKS, 1))))
+
+
+@dataclass(frozen=True)
+class Tiled:
+    block: int               # the block size used
+    asked: int               # the block size the learner picked
+    n: int
+    heads: int
+    head_dim: int
+    gap_plain: float         # max |tiled − plain|
+    gap_library: float       # max |tiled − torch's scaled_dot_product_attention|
+    largest: float           # max |plain|
+    steps: pd.DataFrame      # the last query's running max and sum, block by block (head 0)
+    shown: Trace             # attention_tiled traced on the first SHOWN blocks
+    shown_positions: int
+
+
+QKV: Slot[tuple] = Slot("chapter3.flash.qkv")
+TILED: Slot[Tiled] = Slot("chapter3.flash.tiled")
+
+
+def running(q, k, block: int) -> pd.DataFrame:
+    """The last query's m and s after each block, for head 0 (the loop of attention_tiled,
+    followed for one row): what the page's table shows."""
+    row = block_scores(q[:1, -1:].float(), k[:1].float(), 0)[0, 0]  # [positions]
+    m, s, rows = float("-inf"), 0.0, []
+    for start in range(0, len(row), block):
+        x = row[start:start + block]
+        m_new = max(m, float(x.max()))
+        rescale = math.exp(m - m_new) if m != float("-inf") else 0.0
+        s = s * rescale + float(torch.exp(x - m_new).sum())
+        rows.append({"block": len(rows), "positions": f"{start}–{start + len(x) - 1}",
+                     "largest score in the block": float(x.max()), "running max m": m_new,
+                     "rescale exp(m_old − m_new)": rescale, "running sum s": s})
+        m = m_new
+    return pd.DataFrame(rows)
+
+
+def prepare(loaded, base, state, memo) -> View:
+    ids, n = base.ids, len(base.ids)
+    block = effective_block(int(state["flash_block"]), n)
+    key = (ids, block)
+    if (tiled := memo.get(TILED, key)) is None:
+        if (found := memo.get(QKV, ids)) is None:
+            with FORWARD_LOCK, torch.inference_mode():
+                q, k, v = first_layer_qkv(loaded.model, list(ids))
+                plain = attention_plain(q, k, v)
+                library = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                         is_causal=True)
+            found = memo.put(QKV, ids, (q, k, v, plain, library))
+        q, k, v, plain, library = found
+        with FORWARD_LOCK, torch.inference_mode():
+            out = attention_tiled(q, k, v, block)
+            shown = min(n, SHOWN * block)
+            _, trace = traced(attention_tiled, q[:, :shown], k[:, :shown], v[:, :shown], block)
+        tiled = memo.put(TILED, key, Tiled(
+            block, int(state["flash_block"]), n, q.shape[0], q.shape[-1],
+            float((out - plain).abs().max()), float((out - library).abs().max()),
+            float(plain.abs().max()), running(q, k, block), trace, shown))
+    return View(base, tiled, {"attention_tiled": tiled.shown})
+
+
+def render(loaded, view) -> str:
+    t: Tiled = view.part
+    n, heads = t.n, t.heads
+    st.markdown(
+        "Chapter 2 computed attention the plain way: a table of scores, one per query and key "
+        f"(your {counted(n, 'token')}: {n:,} × {n:,} per head), then softmax along each row, "
+        "then the values mixed by those weights. The table grows with the square of the "
+        "length. Yet each query only needs a weighted average of the values, and an average "
+        "can be kept as it goes: read the keys and values a **block** at a time, and keep per "
+        "query a running maximum `m`, a running sum `s` of exp(score − m) and the output mixed "
+        "so far. When a block brings a larger score, the earlier sum and output were "
+        "weighed against a too-small maximum: multiply them by exp(m_old − m_new) and go on. "
+        "That is the **online softmax**, the heart of **FlashAttention** (Dao et al., 2022)."
+    )
+    st.select_slider("Block size (keys per block)", options=BLOCKS, key="flash_block",
+                     help="How many keys and values each step of the loop reads.")
+    if t.block != t.asked:
+        st.caption(f"Blocks of {t.asked} would make {math.ceil(n / t.asked):,} blocks for your "
+                   f"{counted(n, 'token')}: the page uses blocks of {t.block} (at most "
+                   f"{MOST_BLOCKS} blocks, to keep this quick).")
+    lesson(block_scores, view.trace(attention_tiled), attention_plain,
+           note=f"The values are from a call on the first {counted(t.shown_positions, 'position')}"
+                f" ({math.ceil(t.shown_positions / t.block)} blocks of {t.block}); the page "
+                f"ran the same function on all {n:,} for the check below.")
+    st.markdown(
+        f"On your text, the first layer's q, k and v ({heads} query heads × {n:,} positions × "
+        f"{t.head_dim}, computed from your embeddings with Chapter 2's lessons), in blocks of "
+        f"**{t.block}** ({counted(math.ceil(n / t.block), 'block')}): the largest difference "
+        f"from the plain way is **{t.gap_plain:.2g}** (the outputs reach {t.largest:.3g}), and "
+        f"from PyTorch's own `scaled_dot_product_attention` **{t.gap_library:.2g}**: float32 "
+        "sums taken in another order. The same attention."
+    )
+    st.markdown("The loop for your last token, query head 0, block by block:")
+    st.dataframe(t.steps, hide_index=True, height=min(35 * len(t.steps) + 38, 300))
+    st.caption("Once a block has passed, it is never read again: m and s are all the past "
+               "that is kept.")
+    st.subheader("The memory it never allocates")
+    full = heads * n * n * 4
+    tiles = heads * n * min(t.block, n) * 4
+    cap = loaded.max_tokens
+    st.markdown(
+        f"The plain way holds every score of a layer at once: {heads} heads × {n:,} × {n:,} "
+        f"float32 numbers, **{size(full)}** for your text, "
+        f"**{size(heads * cap * cap * 4)}** at this app's cap of {cap:,} tokens. By "
+        f"blocks of {t.block}, at most {heads} × {n:,} × {min(t.block, n)} scores exist at a "
+        f"time, **{size(tiles)}**, plus m and s: two numbers per query and head."
+    )
+    machine = view.base.machine
+    st.markdown(
+        "Why GPUs need it more than this CPU does: a GPU's arithmetic is so fast that reading "
+        "its main memory (HBM) is the bottleneck, and its fast on-chip memory is small (on an "
+        "A100, 192 KB for each of its 108 streaming multiprocessors, says the FlashAttention "
+        "paper). FlashAttention keeps each block there and never writes the table to HBM. A "
+        "CPU has megabytes of cache ("
+        + (", ".join(machine.caches) if machine.caches else "none listed here")
+        + " on this machine) and far less arithmetic to feed, so the plain table hurts less. "
+        f"PyTorch blocks it anyway: on this CPU its attention, which the model calls, runs "
+        f"`{library_kernel()}` (seen with torch.profiler)."
+    )
+    return (f"Attention by blocks of {t.block}, with a running max and sum per query, equals "
+            f"softmax attention (largest difference {t.gap_plain:.2g}) without the "
+            "positions × positions table of scores.")

@@ -1,0 +1,149 @@
+"""Chapter 3's measurements of this machine: taken once per process and input size, kept,
+and taken again only when a learner asks (a button whose callback forgets them).
+
+A measurement times the CPU, so it holds token_by_token.model.FORWARD_LOCK while it runs: no
+learner's forward runs at the same time, and two measurements never overlap. What it found is
+kept in MEASURED, keyed by what was measured, the model and the input size, for every learner
+of this process (a machine's speed is not a learner's choice). Anything computed from one
+learner's own text lives in that learner's Memo instead.
+"""
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from token_by_token.model import FORWARD_LOCK
+
+BUDGET = 2.0  # seconds one measurement may take at most (on the Qwen3-0.6B shape)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions for bfloat16 arithmetic
+
+
+def fastest(run, tries=5, budget=0.5):
+    """Seconds of run(), the fastest of a few timed tries.
+
+    Other programs on the machine can only slow a try down, so the
+    fastest is nearest this machine's own speed. Stops early once the
+    tries have taken `budget` seconds in all.
+    """
+    best, spent = math.inf, 0.0
+    for _ in range(tries):
+        start = time.perf_counter()
+        run()
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+        if spent > budget:
+            break
+    return best
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the measurements ran on, read from the operating system and torch."""
+    cpu: str                   # the model name in /proc/cpuinfo
+    cores: int                 # logical CPUs the process may use
+    threads: int               # torch's threads (a forward uses this many cores)
+    bf16: tuple[str, ...]      # the CPU's bfloat16 instructions (empty: emulated, slow)
+    caches: tuple[str, ...]    # "L2 1 MB per core", ... from /sys
+    memory: int                # bytes of memory the machine has (MemTotal)
+
+    def describe(self) -> str:
+        """One line: on what the page measured."""
+        bf16 = (f"bfloat16 instructions: {', '.join(self.bf16)}" if self.bf16
+                else "no bfloat16 instructions")
+        return (f"{self.cpu}, {self.cores} cores, torch {torch.__version__} with "
+                f"{self.threads} threads, {bf16}")
+
+
+@cache
+def machine() -> Machine:
+    cpuinfo = _read("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+             if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    meminfo = {line.split(":")[0]: line.split(":")[1] for line in _read("/proc/meminfo")
+               .splitlines() if ":" in line}
+    memory = int(meminfo.get("MemTotal", "0 kB").split()[0]) * 1024
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return Machine(names[0] if names else "an unnamed CPU", cores or 1,
+                   torch.get_num_threads(), tuple(f for f in BF16_FLAGS if f in flags),
+                   caches(), memory)
+
+
+def caches() -> tuple[str, ...]:
+    """The data caches of CPU 0, as Linux lists them: "L2 1,024 KB (1 core)"."""
+    found = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        kind, level = _read(index / "type").strip(), _read(index / "level").strip()
+        size, shared = _read(index / "size").strip(), _read(index / "shared_cpu_list").strip()
+        if kind in ("Data", "Unified") and size:
+            sharing = _cpus(shared)
+            found.append(f"L{level} {size.replace('K', ' KB')} "
+                         f"({'per core' if sharing == 1 else f'shared by {sharing} cores'})")
+    return tuple(found)
+
+
+def _cpus(listed: str) -> int:
+    """How many CPUs a list such as "0-1,4" names."""
+    count = 0
+    for part in filter(None, listed.split(",")):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+def _read(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one measurement found, when, and how long it took."""
+    value: object
+    when: datetime
+    seconds: float
+
+    def stamp(self) -> str:
+        return f"measured at {self.when:%H:%M:%S} in {self.seconds:.2f} s"
+
+
+MEASURED: dict[tuple, Measured] = {}  # (what, model id, size…) -> Measured, for the process
+_KEYS = threading.Lock()  # guards MEASURED's keys (never held while measuring)
+
+
+def measured(key: tuple, measure) -> Measured:
+    """measure(), once per process for `key`: the first learner who needs it waits for it
+    (holding FORWARD_LOCK: no forward runs meanwhile), the others read it."""
+    if (found := MEASURED.get(key)) is not None:
+        return found
+    with FORWARD_LOCK, torch.inference_mode():
+        if (found := MEASURED.get(key)) is not None:  # measured while this one waited
+            return found
+        start = time.perf_counter()
+        value = measure()
+        found = Measured(value, datetime.now(), time.perf_counter() - start)
+    with _KEYS:
+        MEASURED[key] = found
+    return found
+
+
+def known(key: tuple) -> bool:
+    return key in MEASURED
+
+
+def forget(*prefix) -> None:
+    """on_click of a "Measure again" button: drop what was measured under keys that start
+    with `prefix`; the page measures them again when it next needs them."""
+    with _KEYS:
+        for key in [k for k in MEASURED if k[: len(prefix)] == prefix]:
+            del MEASURED[key]

@@ -1,0 +1,428 @@
+"""Section 4 — Quantization: fewer bits per weight, fewer bytes per step.
+
+Each matrix of every layer is stored as small integers and a few scales: 8 bits with one scale
+per output row (absmax), or 4 bits with one scale per group of 128 numbers. Dequantized, the
+model reads the learner's text again, and the two models are compared at every position.
+"""
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
+import streamlit as st
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from chapter3.measure import Measured, fastest, forget, measured
+from chapter3.roofline import bytes_per_token, machine_speeds
+from chapter3.twin import twin
+from chapter3.view import View, duration, size
+from token_by_token.memo import Slot
+from token_by_token.model import FORWARD_LOCK
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted
+from token_by_token.trace import traced
+
+TITLE = "Quantization — fewer bits per weight"
+READS = frozenset({"quant_scheme"})
+
+SCHEMES = ("int8", "4-bit")  # the quant_scheme values
+GROUP = 128  # numbers per scale in the 4-bit scheme (fewer where a row is not a multiple)
+CHUNK = 32  # positions whose scores are compared at a time
+
+
+def quantize_int8(weight):
+    """Each row of a weight matrix as 8-bit integers and one scale.
+
+    absmax: the row's largest |w| maps to 127, so scale = max|w| / 127
+    and q = round(w / scale), in -127..127. A step of q is one scale:
+    rounding moves a weight by at most half a step.
+    """
+    w = weight.float()
+    scale = w.abs().amax(dim=1) / 127  # one per output row
+    scale = scale.clamp(min=torch.finfo(torch.float32).tiny)  # a zero row
+    q = torch.round(w / scale[:, None]).to(torch.int8)
+    return q, scale
+
+
+def dequantize(q, scale):
+    """Back to numbers a matmul can use: each q times its row's scale."""
+    return q * scale[:, None]
+
+
+def quantize_groups(weight, group, bits=4):
+    """Each row as `bits`-bit integers, one scale per `group` numbers.
+
+    4 bits hold -8..7; each group's largest |w| maps to 7. A scale per
+    group, not per row, keeps one large weight from coarsening the
+    steps of the whole row.
+    """
+    top = 2 ** (bits - 1) - 1  # 7 for 4 bits
+    w = weight.float().view(weight.shape[0], -1, group)  # [rows, groups, group]
+    scale = w.abs().amax(dim=-1) / top  # [rows, groups]
+    scale = scale.clamp(min=torch.finfo(torch.float32).tiny)
+    q = torch.round(w / scale[..., None]).to(torch.int8)
+    return q.view(weight.shape), scale
+
+
+def dequantize_groups(q, scale):
+    """Each q times its group's scale, back to the weight's shape."""
+    rows, groups = scale.shape
+    return (q.view(rows, groups, -1) * scale[..., None]).view(q.shape)
+
+
+def kl_divergence(logits_p, logits_q):
+    """How far distribution q strays from p, in bits, per position:
+    Σ p · (log₂ p − log₂ q). 0 when they are the same."""
+    log_p = torch.log_softmax(logits_p.float(), dim=-1)
+    log_q = torch.log_softmax(logits_q.float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1) / math.log(2)
+
+
+def surprisals(logits, next_ids):
+    """How surprised the model is by each next token of the text, in
+    bits: −log₂ p(the token that really came next)."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    return -log_p[torch.arange(len(next_ids)), next_ids] / math.log(2)
+
+
+def perplexity(bits):
+    """2 ** the mean surprisal: the number of equally likely choices
+    that would be as surprising. Lower: the text was expected."""
+    return 2 ** bits.mean()
+
+
+# --- the quantized model the page runs (not lessons) -------------------------------------
+
+def group_for(columns: int) -> int:
+    """GROUP, or the largest power of two below it that divides a row's length."""
+    return math.gcd(GROUP, columns)
+
+
+class Quantized(torch.nn.Module):
+    """A linear layer kept quantized: the lesson's integers and scales (buffers: a twin of
+    this model shares them), dequantized by the lesson's functions at every product."""
+
+    def __init__(self, linear: torch.nn.Linear, scheme: str):
+        super().__init__()
+        self.scheme, self.bias = scheme, linear.bias
+        if scheme == "int8":
+            q, scale = quantize_int8(linear.weight)
+        else:
+            q, scale = quantize_groups(linear.weight, group_for(linear.in_features))
+        self.register_buffer("q", q, persistent=False)
+        self.register_buffer("scale", scale, persistent=False)
+
+    def weight_back(self) -> torch.Tensor:
+        if self.scheme == "int8":
+            return dequantize(self.q, self.scale)
+        return dequantize_groups(self.q, self.scale)
+
+    def forward(self, x):
+        return F.linear(x, self.weight_back().to(x.dtype), self.bias)
+
+
+def matrices(model) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
+    """Every nn.Linear inside the decoder layers, with its parent and name (the output
+    layer, the embedding table, stays as it is)."""
+    found = []
+    for layer in model.model.layers:
+        for parent in layer.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, torch.nn.Linear):
+                    found.append((parent, name, child))
+    return found
+
+
+_TWINS: dict[tuple, torch.nn.Module] = {}  # the last quantized twin built in this process
+_BUILDING = threading.Lock()
+
+
+def quantized_twin(model, model_id: str, scheme: str) -> torch.nn.Module:
+    """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
+    is shared and never changed), built once and kept for the process. Only the last scheme
+    asked for is kept (the integers of the Qwen3-0.6B shape take 0.44 GB)."""
+    key = (model_id, scheme)
+    with _BUILDING:
+        if (found := _TWINS.get(key)) is not None:
+            return found
+        _TWINS.clear()
+        with FORWARD_LOCK, torch.inference_mode():
+            double = twin(model)
+            for parent, name, linear in matrices(double):
+                setattr(parent, name, Quantized(linear, scheme))
+        _TWINS[key] = double
+        return double
+
+
+def kernel_linear(module: Quantized):
+    """PyTorch's own CPU kernels that multiply by the integers directly (private aten
+    operators: `_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`), as a function of x."""
+    q, scale = module.q, module.scale
+    if module.scheme == "int8":
+        def run(x):
+            flat = x.reshape(-1, x.shape[-1])
+            out = torch.ops.aten._weight_int8pack_mm(flat, q, scale.to(x.dtype))
+            return out.view(*x.shape[:-1], -1)
+        return run
+    group = q.shape[1] // scale.shape[1]
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q + 8).to(torch.int32), 1)
+    zeros = torch.zeros_like(scale)
+    scales_and_zeros = torch.stack([scale.T, zeros.T], dim=-1).to(torch.bfloat16)
+
+    def run(x):
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, group,
+                                                          scales_and_zeros.to(x.dtype))
+        return out.view(*x.shape[:-1], -1)
+    return run
+
+
+class Kernel(torch.nn.Module):
+    def __init__(self, module: Quantized):
+        super().__init__()
+        self.run, self.bias = kernel_linear(module), module.bias
+
+    def forward(self, x):
+        out = self.run(x)
+        return out if self.bias is None else out + self.bias
+
+
+def time_kernels(model, quantized, ids) -> dict:
+    """One decode step of the loaded model and of a twin whose matrices multiply with
+    PyTorch's integer kernels, alternately (the fastest of a few tries each), after reading
+    `ids`; and the kernel's product checked against the lesson's dequantized matrix. Or why
+    no kernel ran."""
+    try:
+        fast = twin(quantized)
+        for parent, name, module in [(p, n, c) for p, n, c in modules_of(fast)]:
+            setattr(parent, name, Kernel(module))
+        first = next(c for _, _, c in modules_of(quantized))
+        x = torch.randn(3, first.q.shape[1], dtype=model.dtype)
+        check = float((Kernel(first)(x).float() - x.float() @ first.weight_back().T).abs().max())
+        times = {}
+        for name, m in (("original", model), ("quantized", fast)) * 2:
+            cache = DynamicCache(config=m.config)
+            m(torch.tensor([ids]), cache=cache)
+
+            def step(m=m, cache=cache):
+                m(torch.tensor([ids[-1:]]), cache=cache)
+                cache.crop(-1)
+            times[name] = min(times.get(name, math.inf), fastest(step, tries=4, budget=0.3))
+        return {**times, "check": check}
+    except (RuntimeError, AttributeError, NotImplementedError) as error:
+        return {"error": str(error).strip().splitlines()[0] if str(error).strip()
+                else type(error).__name__}
+
+
+def modules_of(model) -> list[tuple[torch.nn.Module, str, Quantized]]:
+    return [(parent, name, child) for layer in model.model.layers for parent in layer.modules()
+            for name, child in parent.named_children() if isinstance(child, Quantized)]
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The quantized model against the original on the learner's ids."""
+    scheme: str
+    largest_gap: float       # max |logit difference| anywhere
+    largest_logit: float     # max |original logit|
+    agree: int               # positions whose top-1 is the same
+    kl: torch.Tensor         # [positions] bits
+    perplexity: tuple[float, float] | None  # (original, quantized); None for one token
+    seconds: float
+    traces: dict             # kl_divergence, surprisals (first chunk), perplexity
+
+
+HIDDEN: Slot[torch.Tensor] = Slot("chapter3.quantize.hidden")  # the original's, per ids
+COMPARED: Slot[dict] = Slot("chapter3.quantize.compared")  # per ids: scheme -> Compared
+
+
+def compare(model, quantized, ids, scheme: str, memo) -> Compared:
+    """Both models read the ids; their scores compared CHUNK positions at a time (never a
+    positions × vocabulary table for the whole text). The lessons' first calls are traced."""
+    start, key, traces = time.perf_counter(), tuple(ids), {}
+    with FORWARD_LOCK, torch.inference_mode():
+        if (mine := memo.get(HIDDEN, key)) is None:
+            mine = memo.put(HIDDEN, key, model.model(torch.tensor([ids])).last_hidden_state[0])
+        theirs = quantized.model(torch.tensor([ids])).last_hidden_state[0]
+        gap, largest, agree, kl, bits = 0.0, 0.0, 0, [], ([], [])
+        for c in range(0, len(ids), CHUNK):
+            a = model.lm_head(mine[c:c + CHUNK]).float()
+            b = model.lm_head(theirs[c:c + CHUNK]).float()
+            gap = max(gap, float((a - b).abs().max()))
+            largest = max(largest, float(a.abs().max()))
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+            kl.append(once(traces, kl_divergence, a, b))
+            following = torch.tensor(ids[c + 1:c + CHUNK + 1], dtype=torch.long)
+            for kept, logits in zip(bits, (a, b), strict=True):
+                kept.append(once(traces, surprisals, logits[: len(following)], following))
+        both = None
+        if len(ids) > 1:
+            both = (float(perplexity(torch.cat(bits[0]))),
+                    float(once(traces, perplexity, torch.cat(bits[1]))))
+    return Compared(scheme, gap, largest, agree, torch.cat(kl), both,
+                    time.perf_counter() - start, traces)
+
+
+def once(traces: dict, function, *args):
+    """function(*args), traced the first time the page calls it."""
+    if function.__name__ in traces:
+        return function(*args)
+    result, traces[function.__name__] = traced(function, *args)
+    return result
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scheme: str
+    compared: Compared
+    kernels: Measured          # decode steps with PyTorch's integer kernels, or an error
+    bandwidth: float           # bytes/s, measured in section 1
+    sizes: pd.DataFrame        # bytes per scheme
+    matrix: str                # the matrix the traced lessons quantized
+    error: tuple[float, float]  # its largest |w − dequantized| and its largest half step
+
+
+def sizes(model) -> pd.DataFrame:
+    """The bytes a decode step reads in each scheme: the layers' matrices quantized (integers
+    packed, scales in 2 bytes), everything else as it is."""
+    linears = [linear for _, _, linear in matrices(model)]
+    weights = sum(m.weight.numel() for m in linears)
+    rows = sum(m.out_features for m in linears)
+    groups = sum(m.out_features * (m.in_features // group_for(m.in_features)) for m in linears)
+    original = bytes_per_token(model)
+    rest = original - sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    return pd.DataFrame({
+        "scheme": [str(model.dtype).removeprefix("torch."), "int8", "4-bit"],
+        "bytes": [original, rest + weights + 2 * rows, rest + weights // 2 + 2 * groups],
+    })
+
+
+def prepare(loaded, base, state, memo) -> View:
+    model, ids = loaded.model, list(base.ids)
+    scheme = state["quant_scheme"] if state["quant_scheme"] in SCHEMES else SCHEMES[0]
+    quantized = quantized_twin(model, base.model_id, scheme)
+    kept = memo.get(COMPARED, base.ids)
+    if kept is None:
+        kept = memo.put(COMPARED, base.ids, {})
+    if scheme not in kept:
+        kept[scheme] = compare(model, quantized, ids, scheme, memo)
+    context = ids[-16:]
+    kernels = measured(("kernel", base.model_id, scheme, len(context)),
+                       lambda: time_kernels(model, quantized, context))
+    bandwidth = machine_speeds(model.dtype)[0].value[0]
+    where, errors, traces = one_matrix(model)
+    traces = {**traces, **kept[scheme].traces}
+    return View(base, Quantization(scheme, kept[scheme], kernels, bandwidth, sizes(model),
+                                   where, errors[scheme]), traces)
+
+
+@cache
+def one_matrix(model) -> tuple[str, dict, dict]:
+    """The lessons traced on the first matrix of the first layer (once per model): which
+    matrix, each scheme's (largest |w − dequantized|, largest half step), the traces."""
+    parent, name, linear = matrices(model)[0]
+    weight = linear.weight
+    with torch.inference_mode():
+        (q, scale), t8 = traced(quantize_int8, weight)
+        back, tb = traced(dequantize, q, scale)
+        (q4, scale4), t4 = traced(quantize_groups, weight, group_for(weight.shape[1]))
+        back4, tb4 = traced(dequantize_groups, q4, scale4)
+    errors = {"int8": (float((back - weight.float()).abs().max()), float(scale.max() / 2)),
+              "4-bit": (float((back4 - weight.float()).abs().max()), float(scale4.max() / 2))}
+    traces = {"quantize_int8": t8, "dequantize": tb, "quantize_groups": t4,
+              "dequantize_groups": tb4}
+    return f"layer 0's {type(parent).__name__}.{name}", errors, traces
+
+
+def again(model_id: str) -> None:
+    forget("kernel", model_id)
+
+
+def render(loaded, view) -> str:
+    part: Quantization = view.part
+    model, n, c = loaded.model, len(view.ids), part.compared
+    dtype = str(model.dtype).removeprefix("torch.")
+    bits = model.dtype.itemsize * 8
+    st.markdown(
+        f"Section 1 showed that a decode step must read every weight: "
+        f"{size(bytes_per_token(model))} in {dtype}, {bits} bits per number. Store "
+        "them in fewer bits and there is less to read. **Quantization** does that: each "
+        "weight becomes a small integer, and a few **scales** in full precision say what one "
+        "step of the integers is worth. Multiply back (**dequantize**) and you get the weight, "
+        "off by at most half a step."
+    )
+    st.radio("Quantize to", SCHEMES, key="quant_scheme", horizontal=True,
+             format_func=lambda s: {"int8": "8 bits, a scale per row",
+                                    "4-bit": f"4 bits, a scale per {GROUP} numbers"}[s],
+             help="The scheme applied to every matrix of every layer.")
+    st.markdown("**8 bits, one scale per output row** (absmax; the weights' half of "
+                "LLM.int8()'s vector-wise scheme):")
+    lesson(view.trace(quantize_int8), view.trace(dequantize))
+    st.markdown(f"**4 bits, one scale per group** of {GROUP} numbers along a row (where a row's "
+                f"length is not a multiple of {GROUP}, the largest power of two that divides "
+                "it):")
+    lesson(view.trace(quantize_groups), view.trace(dequantize_groups))
+    largest, half = part.error
+    st.markdown(
+        f"On {part.matrix} ({'scheme: ' + part.scheme}), the largest change any weight got is "
+        f"**{largest:.3g}**, within half a step ({half:.3g} for the coarsest row or group). The "
+        "page quantizes every matrix of every layer this way; the embedding table, which is "
+        "also the output layer here, stays as it is."
+    )
+    st.subheader("The same text, read by the quantized model")
+    lesson(view.trace(kl_divergence), view.trace(surprisals), view.trace(perplexity),
+           note="Traced on the first positions; the page runs them on every position.")
+    mean_kl = float(c.kl.mean())
+    rows = {"largest logit difference": f"{c.largest_gap:.3g} (logits reach "
+                                        f"{c.largest_logit:.3g})",
+            "same top-1 token": f"{c.agree:,} of {counted(n, 'position')}",
+            "KL divergence, mean per position": f"{mean_kl:.4f} bits",
+            "KL divergence, largest": f"{float(c.kl.max()):.4f} bits"}
+    if c.perplexity:
+        rows["perplexity of your text"] = (f"{c.perplexity[0]:,.2f} original, "
+                                           f"{c.perplexity[1]:,.2f} quantized")
+    st.dataframe(pd.DataFrame({"": list(rows), part.scheme: list(rows.values())}),
+                 hide_index=True)
+    st.caption(f"Both models read your {counted(n, 'token')} in one forward each "
+               f"({duration(c.seconds)}); the quantized one multiplies by the dequantized "
+               "matrices, rebuilt by the lessons above at every product.")
+    st.subheader("Memory and speed")
+    table = part.sizes.copy()
+    table["size"] = [size(b) for b in table["bytes"]]
+    table["a step at section 1's bandwidth, ms"] = table["bytes"] / part.bandwidth * 1000
+    st.dataframe(table, hide_index=True)
+    original, small = table["bytes"].iloc[0], table["bytes"].iloc[1 + SCHEMES.index(part.scheme)]
+    st.markdown(
+        f"In {part.scheme} the weights a step reads shrink from {size(original)} to "
+        f"**{size(small)}** (the integers packed, the scales in 2 bytes each): at "
+        f"section 1's bandwidth, a step could take {small / original:.0%} of the time. That is "
+        "computed from the roofline, not measured."
+    )
+    k = part.kernels.value
+    if "error" in k:
+        st.markdown(f"PyTorch's integer kernel for this scheme did not run here ({k['error']}), "
+                    "so no quantized step was measured.")
+    else:
+        ratio = k["original"] / k["quantized"]
+        st.markdown(
+            f"Measured with PyTorch's own CPU kernels, which multiply by the integers "
+            f"directly (they agree with the lesson's dequantized matrix to {k['check']:.2g}): "
+            f"a decode step took **{duration(k['quantized'])} quantized against "
+            f"{duration(k['original'])}** in {dtype}: "
+            + (f"{ratio:,.2f}× faster" if ratio >= 1 else f"{1 / ratio:,.2f}× slower")
+            + f", where the roofline promised {original / small:,.2f}×. A kernel must also "
+            "turn the integers back into numbers as it goes, and a small model's step is "
+            "not all reading (section 1)."
+        )
+    st.caption(f"Kernel timings {part.kernels.stamp()}, after 16 tokens of your text; "
+               f"{view.base.machine.describe()}.")
+    st.button("Measure again", key="quantize_again", on_click=again,
+              args=(view.base.model_id,), help="Time the quantized decode step again.")
+    return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "
+            f"text the top-1 token stays the same at {c.agree:,} of {n:,} positions, with a mean "
+            f"KL divergence of {mean_kl:.4f} bits.")

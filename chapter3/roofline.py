@@ -1,0 +1,351 @@
+"""Section 1 — Prefill and decode: the roofline of this CPU.
+
+What a forward must do (multiply-adds) and must read (bytes) is computed from the model; how
+fast this machine reads memory and multiplies matrices is measured; the learner's own prefill
+and decode step are timed and placed between the two limits.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from chapter2.kvcache import last_step_cached
+from chapter3.measure import BUDGET, Measured, fastest, forget, measured
+from chapter3.view import View, duration, size
+from token_by_token import charts
+from token_by_token.sections import lesson
+from token_by_token.tokens import counted
+from token_by_token.trace import traced
+
+TITLE = "Prefill and decode — the roofline of your CPU"
+READS = frozenset()  # the ids only (its button forgets measurements; it keeps no state)
+
+
+def bytes_per_token(model):
+    """Bytes one decode step reads at the start of a generation.
+
+    Every weight once, in its dtype: each matrix multiplies the new
+    token's vector, so all of it comes from memory. A weight used twice
+    (a tied output matrix is the embedding table) has one address:
+    counted once.
+    """
+    unique = {p.data_ptr(): p for p in model.parameters()}  # by address
+    return sum(w.numel() * w.element_size() for w in unique.values())
+
+
+def kv_bytes_per_position(model):
+    """Bytes the KV cache keeps per position: the key and the value
+    (k_proj's and v_proj's outputs) of every layer, in their dtype."""
+    layers = model.model.layers
+    k_proj = layers[0].self_attn.k_proj  # key/value heads × head_dim outputs
+    return len(layers) * 2 * k_proj.out_features * k_proj.weight.element_size()
+
+
+def decode_bytes(model, context):
+    """What one decode step reads: every weight once, plus the keys and
+    values of the `context` positions its token attends to."""
+    return bytes_per_token(model) + context * kv_bytes_per_position(model)
+
+
+def matrix_multiply_adds(model):
+    """Multiply-adds of the matrices for one token: one per weight of
+    every nn.Linear (the projections, the MLP, the output layer)."""
+    return sum(m.weight.numel() for m in model.modules()
+               if isinstance(m, torch.nn.Linear))
+
+
+def attention_multiply_adds(model, context):
+    """Multiply-adds of attention for one token reading `context`
+    positions: per layer and query head, head_dim for each score q·k
+    and head_dim for each value mixed in."""
+    q_proj = model.model.layers[0].self_attn.q_proj  # heads × head_dim
+    return len(model.model.layers) * 2 * q_proj.out_features * context
+
+
+def prefill_multiply_adds(model, n):
+    """Multiply-adds to read n tokens in one forward (a prefill).
+
+    Position i pays one token's matrices and attends to i + 1
+    positions; the output layer runs for the last position only: its
+    scores are all generate() needs to pick the next token.
+    """
+    output = model.lm_head.weight.numel()
+    matrices = n * (matrix_multiply_adds(model) - output) + output
+    attention = sum(attention_multiply_adds(model, i + 1) for i in range(n))
+    return matrices + attention
+
+
+def read_bandwidth(nbytes=256 * 2**20):
+    """Bytes per second this machine reads from memory.
+
+    Sum a float32 tensor far larger than the CPU's caches: adding is
+    trivial work, so the time is the time to read it.
+    """
+    x = torch.ones(nbytes // 4)
+    return nbytes / fastest(x.sum)
+
+
+def matmul_throughput(dtype, n=1024):
+    """FLOP/s of a matrix product in `dtype`, the model's own.
+
+    n × n times n × n is n³ multiply-adds, 2n³ FLOPs (a multiply and an
+    add each), for 3n² numbers read: the work dwarfs the reading.
+    """
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / fastest(lambda: a @ b)
+
+
+def prefill(model, ids):
+    """Read a whole text in one forward: every position at once, the
+    scores of the last one only (what generate() asks for)."""
+    with torch.inference_mode():
+        return model(torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
+
+
+def roof(intensity, bandwidth, peak):
+    """The most FLOP/s a computation can reach: the roofline model.
+
+    intensity: the FLOPs it does per byte it reads. Memory caps it at
+    bandwidth × intensity, the arithmetic units at peak: whichever is
+    lower. Below the ridge (peak / bandwidth) it waits on memory.
+    """
+    return min(bandwidth * intensity, peak)
+
+
+# --- what the page measures and computes (not lessons) -----------------------------------
+
+PREFILL_LENGTHS = (1, 4, 16, 64, 256)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One timed forward, placed on the roofline."""
+    what: str
+    kind: str          # "decode", "prefill" or "batch"
+    tokens: int        # tokens the forward computed
+    flops: float
+    nbytes: float
+    seconds: float
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.nbytes
+
+    @property
+    def flops_per_second(self) -> float:
+        return self.flops / self.seconds
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.nbytes / self.seconds
+
+
+def decode_point(model, context: int, seconds: float, batch: int = 1) -> Point:
+    """A decode step of `batch` sequences attending to `context` positions each."""
+    flops = 2 * batch * (matrix_multiply_adds(model) + attention_multiply_adds(model, context))
+    nbytes = bytes_per_token(model) + batch * context * kv_bytes_per_position(model)
+    what = f"decode step at {context:,} tokens" if batch == 1 else f"decode, batch of {batch}"
+    return Point(what, "decode" if batch == 1 else "batch", batch, flops, nbytes, seconds)
+
+
+def prefill_point(model, n: int, seconds: float) -> Point:
+    return Point(f"prefill of {counted(n, 'token')}", "prefill", n,
+                 2 * prefill_multiply_adds(model, n),
+                 bytes_per_token(model) + n * kv_bytes_per_position(model), seconds)
+
+
+def machine_speeds(dtype) -> tuple[Measured, Measured]:
+    """This machine's read bandwidth and matmul throughput in `dtype` (each measured once
+    per process; the value is (number, trace))."""
+    bandwidth = measured(("bandwidth",), lambda: traced(read_bandwidth))
+    throughput = measured(("matmul", str(dtype)), lambda: traced(matmul_throughput, dtype))
+    return bandwidth, throughput
+
+
+def time_prefills(model, ids, lengths) -> tuple[tuple[int, float], ...]:
+    """Prefill times for growing lengths of `ids` (repeated to reach a length), stopping
+    before a length whose predicted time would pass the measurement's budget."""
+    times, spent = [], 0.0
+    for n in lengths:
+        if times and spent + times[-1][1] * n / times[-1][0] > BUDGET / 2:
+            break
+        text = (list(ids) * math.ceil(n / len(ids)))[:n]
+        start = time.perf_counter()
+        times.append((n, fastest(lambda text=text: prefill(model, text), tries=3, budget=0.3)))
+        spent += time.perf_counter() - start
+    return tuple(times)
+
+
+@dataclass(frozen=True)
+class Roofline:
+    bandwidth: Measured   # (bytes/s, trace of read_bandwidth)
+    throughput: Measured  # (FLOP/s, trace of matmul_throughput)
+    prefills: Measured    # ((n, seconds), ...)
+    decode: Measured      # seconds of one cached step at the learner's length
+    lengths: tuple[int, ...]  # the prefill lengths asked for
+    points: list[Point]
+
+    @property
+    def step(self) -> Point:
+        return self.points[0]
+
+    @property
+    def ridge(self) -> float:
+        return self.throughput.value[0] / self.bandwidth.value[0]
+
+
+def prepare(loaded, base, state, memo) -> View:
+    model, ids, n = loaded.model, list(base.ids), len(base.ids)
+    bandwidth, throughput = machine_speeds(model.dtype)
+    lengths = tuple(length for length in PREFILL_LENGTHS if length <= loaded.max_tokens)
+    prefills = measured(("prefill", base.model_id, lengths),
+                        lambda: time_prefills(model, ids, lengths))
+    cache = base.forward.cache
+    decode = measured(("decode", base.model_id, n),
+                      lambda: fastest(lambda: last_step_cached(model, cache, ids)))
+    points = [decode_point(model, n, decode.value),
+              *(prefill_point(model, length, seconds) for length, seconds in prefills.value)]
+    traces = {f.__name__: traced(f, model, *args)[1] for f, *args in [
+        (bytes_per_token,), (kv_bytes_per_position,), (decode_bytes, n),
+        (matrix_multiply_adds,), (attention_multiply_adds, n), (prefill_multiply_adds, n)]}
+    bw, top = bandwidth.value[0], throughput.value[0]
+    traces["roof"] = traced(roof, points[0].intensity, bw, top)[1]
+    traces["read_bandwidth"], traces["matmul_throughput"] = (bandwidth.value[1],
+                                                             throughput.value[1])
+    return View(base, Roofline(bandwidth, throughput, prefills, decode, lengths, points), traces)
+
+
+def again(model_id: str) -> None:
+    """on_click of "Measure again": this section's measurements are forgotten and taken anew."""
+    for what in ("bandwidth", "matmul"):
+        forget(what)
+    forget("prefill", model_id)
+    forget("decode", model_id)
+
+
+def table(points: list[Point], bandwidth: float, peak: float) -> pd.DataFrame:
+    """The chart's data: the two roofs and the measured points."""
+    low = min([0.1, *(p.intensity / 3 for p in points)])
+    high = max([peak / bandwidth * 10, *(p.intensity * 3 for p in points)])
+    ridge = peak / bandwidth
+    rows = [{"mark": "roof", "what": "memory roof: bandwidth × intensity", "kind": "roof",
+             "FLOPs per byte": x, "GFLOP/s": bandwidth * x / 1e9} for x in (low, ridge)]
+    rows += [{"mark": "roof", "what": "compute roof: matmul throughput", "kind": "roof",
+              "FLOPs per byte": x, "GFLOP/s": peak / 1e9} for x in (ridge, high)]
+    rows += [{"mark": "measured", "what": p.what, "kind": p.kind, "FLOPs per byte": p.intensity,
+              "GFLOP/s": p.flops_per_second / 1e9} for p in points]
+    return pd.DataFrame(rows)
+
+
+def points_table(points: list[Point], bandwidth: float, peak: float) -> pd.DataFrame:
+    """The chart's alternative: every point's numbers."""
+    return pd.DataFrame({
+        "forward": [p.what for p in points],
+        "GFLOPs": [p.flops / 1e9 for p in points],
+        "MB read": [p.nbytes / 1e6 for p in points],
+        "FLOPs per byte": [p.intensity for p in points],
+        "ms": [p.seconds * 1000 for p in points],
+        "ms per token": [p.seconds * 1000 / p.tokens for p in points],
+        "GB/s read": [p.bytes_per_second / 1e9 for p in points],
+        "GFLOP/s": [p.flops_per_second / 1e9 for p in points],
+        "% of the roof": [p.flops_per_second / roof(p.intensity, bandwidth, peak) * 100
+                          for p in points],
+    })
+
+
+def render(loaded, view) -> str:
+    part: Roofline = view.part
+    model, n, f = loaded.model, len(view.ids), view.base.facts
+    dtype = str(model.dtype).removeprefix("torch.")
+    step = part.step
+    weights = bytes_per_token(model)
+    kv = kv_bytes_per_position(model)
+    bw, peak = part.bandwidth.value[0], part.throughput.value[0]
+    st.markdown(
+        "Chapter 1 ran the model in two different ways. Your text went in all at once, "
+        f"{counted(n, 'token')} in one forward: the **prefill**. Then each Generate click ran "
+        "one token through the KV cache: a **decode** step. Both must bring every matrix of the "
+        "model from memory to the processor, whether it then multiplies one token's vector or a "
+        "thousand. How long that takes, against how long the arithmetic takes, decides the speed."
+    )
+    st.subheader("What one token costs, from the model's weights")
+    lesson(view.trace(bytes_per_token), view.trace(kv_bytes_per_position),
+           view.trace(decode_bytes))
+    st.markdown(
+        f"This model's weights are **{size(weights)}** in {dtype}; the KV cache adds "
+        f"{kv:,} bytes per position ({f.layers} layers × key and value × {f.kv_heads} "
+        f"key/value heads × {f.head_dim} numbers × {f.bytes_per_number} bytes). A decode step "
+        f"at your {counted(n, 'token')} reads **{size(step.nbytes)}**."
+    )
+    lesson(view.trace(matrix_multiply_adds), view.trace(attention_multiply_adds),
+           view.trace(prefill_multiply_adds))
+    mac = matrix_multiply_adds(model) + attention_multiply_adds(model, n)
+    st.markdown(
+        f"One token at your length: **{mac:,} multiply-adds**, {2 * mac:,} floating-point "
+        "operations (**FLOPs**: a multiply-add is two). Divided by the bytes read: "
+        f"**{step.intensity:.2f} FLOPs per byte**, the step's **arithmetic intensity**. A "
+        "prefill of n tokens reads the weights once for all n: its intensity grows with n."
+    )
+    st.subheader("What this machine can do, measured")
+    lesson(fastest, view.trace(read_bandwidth), view.trace(matmul_throughput))
+    st.markdown(
+        f"This machine reads **{bw / 1e9:.1f} GB/s** from memory "
+        f"({part.bandwidth.stamp()}) and multiplies {dtype} matrices at "
+        f"**{peak / 1e9:,.0f} GFLOP/s** ({part.throughput.stamp()}). A computation that does "
+        f"fewer than {part.ridge:,.1f} FLOPs per byte it reads (the **ridge**: "
+        f"{peak / 1e9:,.0f} / {bw / 1e9:.1f}) waits for memory: it is **memory-bound**; "
+        "above the ridge it is **compute-bound**. That is the **roofline model**:"
+    )
+    lesson(view.trace(roof))
+    reading, computing = step.nbytes / bw, step.flops / peak
+    share = step.bytes_per_second / bw
+    st.subheader("Your text on the roofline")
+    st.markdown(
+        f"Your last decode step read **{size(step.nbytes)} in {duration(step.seconds)}: "
+        f"{step.bytes_per_second / 1e9:.1f} GB/s, {share:.0%} of this machine's "
+        f"{bw / 1e9:.1f} GB/s**. At the measured speeds, reading alone takes "
+        f"{duration(reading)} and the arithmetic alone {duration(computing)}. "
+        + ("The step waits on memory: that is its speed limit." if reading > computing
+           and share >= 0.4 else
+           "Most of the step is neither reading nor arithmetic: for a model this small, the "
+           "fixed cost of starting each of a forward's many operations dominates."
+           if max(reading, computing) < step.seconds / 2 else "")
+    )
+    data = table(part.points, bw, peak)
+    st.vega_lite_chart(data, charts.fast_spec(charts.roofline, data), width="stretch")
+    prefills = [p for p in part.points if p.kind == "prefill"]
+    if prefills:
+        longest = prefills[-1]
+        per = longest.seconds / longest.tokens
+        ratio = step.seconds / per
+        st.markdown(
+            f"The prefills read your text's ids (repeated to reach each length) in one "
+            f"forward each. The longest, {counted(longest.tokens, 'token')}, took "
+            f"{duration(longest.seconds)}: **{duration(per)} per token**, at "
+            f"{longest.intensity:,.1f} FLOPs per byte, "
+            + (f"**{ratio:,.1f}× less than a decode step**." if ratio >= 1.2 else
+               "no cheaper per token than a decode step here.")
+            + " Each point is one forward; the nearer its roof, the better it used the machine."
+        )
+    st.dataframe(points_table(part.points, bw, peak), hide_index=True)
+    left = [n for n in part.lengths if n not in {p.tokens for p in prefills}]
+    st.caption(
+        f"Decode step: the last of your {counted(n, 'token')} once more through the KV "
+        f"cache, {part.decode.stamp()}; prefills: {part.prefills.stamp()}"
+        + (f" (not {', '.join(map(str, left))} tokens: over the {BUDGET:g} s a measurement "
+           "may take)" if left else "")
+        + f". {view.base.machine.describe()}; the model in {dtype}. Each time is the fastest "
+        "of a few tries: other programs on a shared machine make the others slower."
+    )
+    st.button("Measure again", key="roofline_again", on_click=again,
+              args=(view.base.model_id,),
+              help="Forget this section's measurements and take them again (a few seconds).")
+    bound = "memory-bound" if step.intensity < part.ridge else "compute-bound"
+    return (f"A decode step reads every weight ({size(weights)}) to make one token: at "
+            f"{step.intensity:.2f} FLOPs per byte it is {bound} on this machine (ridge "
+            f"{part.ridge:,.1f}). A prefill reads them once for many tokens: its intensity "
+            "grows with its length, towards the compute roof.")
