@@ -19,7 +19,7 @@ from chapter3.roofline import bytes_per_token, decode_point, kv_bytes_per_positi
 from chapter3.view import View, duration, size
 from token_by_token import charts
 from token_by_token.sections import lesson
-from token_by_token.tokens import counted, markdown_literal, show
+from token_by_token.tokens import counted
 from token_by_token.trace import traced
 
 TITLE = "Batching — many sequences for the price of one"
@@ -58,11 +58,13 @@ def sequences_that_fit(memory, model, length):
 
 # --- what the page measures and computes (not lessons) -----------------------------------
 
-def time_batches(model, ids, next_ids) -> tuple[tuple[tuple[int, float], ...], object]:
+def time_batches(model, ids) -> tuple[tuple[int, float], ...]:
     """Seconds of one decode step for each batch size: `ids` read once (prefill), the KV
-    cache copied for B sequences, then one step of B tokens (the cache cropped back after
-    each try). Stops before a size whose predicted time would pass the budget. Also the
-    trace of one more step of the largest batch, for the page."""
+    cache copied for B sequences, then one step in which sequence i appends token id i (the
+    cache cropped back after each try). Stops before a size whose predicted time would pass
+    the budget. (The time depends on B and the length, not on which tokens: the page says it
+    was measured once per length in this process.)"""
+    next_ids = list(range(max(BATCHES)))
     cache = DynamicCache(config=model.config)
     model(torch.tensor([ids]), cache=cache)
     times, spent = [], 0.0
@@ -78,15 +80,13 @@ def time_batches(model, ids, next_ids) -> tuple[tuple[tuple[int, float], ...], o
             batch.crop(-1)
         times.append((b, fastest(step, tries=3, budget=0.25)))
         spent += time.perf_counter() - start
-    _, trace = traced(decode_batch, model, batch, next_ids[:b])
-    return tuple(times), trace
+    return tuple(times)
 
 
 @dataclass(frozen=True)
 class Batching:
-    steps: Measured           # (((B, seconds), ...), trace of decode_batch)
+    steps: Measured           # ((B, seconds), ...)
     context: int              # positions each sequence had read
-    next_ids: list[int]       # the continuations: the learner's likeliest next tokens
     length: int               # the learner's length for the memory question
     fits: int                 # sequences of that length that fit in this machine's memory
 
@@ -94,15 +94,14 @@ class Batching:
 def prepare(loaded, base, state, memo) -> View:
     model, ids = loaded.model, list(base.ids)
     context = ids[-CONTEXT:]
-    top = base.forward.last.topk(min(max(BATCHES), base.forward.vocab)).indices.tolist()
     steps = measured(("batch", base.model_id, len(context)),
-                     lambda: time_batches(model, context, top))
+                     lambda: time_batches(model, context))
     length = min(max(int(state["batch_length"]), 1), loaded.max_tokens)
     fits, trace = traced(sequences_that_fit, base.machine.memory, model, length)
-    b, seconds = steps.value[0][-1]
-    traces = {"sequences_that_fit": trace, "decode_batch": steps.value[1],
+    b, seconds = steps.value[-1]
+    traces = {"sequences_that_fit": trace,
               "tokens_per_second": traced(tokens_per_second, b, seconds)[1]}
-    return View(base, Batching(steps, len(context), top, length, fits), traces)
+    return View(base, Batching(steps, len(context), length, fits), traces)
 
 
 def again(model_id: str) -> None:
@@ -112,8 +111,8 @@ def again(model_id: str) -> None:
 
 def render(loaded, view) -> str:
     part: Batching = view.part
-    model, tokenizer = loaded.model, loaded.tokenizer
-    steps = part.steps.value[0]
+    model = loaded.model
+    steps = part.steps.value
     one = steps[0][1]
     st.markdown(
         "A server rarely serves one person. If B people are each waiting for their next "
@@ -123,13 +122,13 @@ def render(loaded, view) -> str:
         "waits for the weights to arrive, so B vectors cost little more than one, until the "
         "arithmetic, which grows with B, catches up with the reading."
     )
-    lesson(view.trace(decode_batch), view.trace(tokens_per_second))
-    words = ", ".join(f"“{markdown_literal(show(tokenizer, i))}”" for i in part.next_ids[:4])
+    lesson(decode_batch, view.trace(tokens_per_second))
     st.markdown(
-        f"Measured here: your text's last {counted(part.context, 'token')} read once, its KV "
-        f"cache copied for B sequences, then one step in which sequence i appends your text's "
-        f"i-th likeliest next token ({words}, …). Each sequence attends to "
-        f"{part.context + 1:,} positions."
+        f"Measured on this machine for sequences as long as yours (up to {CONTEXT}): a text of "
+        f"{counted(part.context, 'token')} read once, its KV cache copied for B sequences, "
+        f"then one step in which each sequence appends a token and attends to "
+        f"{part.context + 1:,} positions. The time depends on B and the length, not on which "
+        "tokens: it is measured once per length in this server process."
     )
     rows = []
     for b, seconds in steps:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
 
 from chapter2.attention import angles, causal_mask, qkv, scores, softmax
 from chapter2.embeddings import embed
@@ -85,14 +86,15 @@ def first_layer_qkv(model, ids):
 
 
 @cache
-def library_kernel() -> str:
-    """The aten operator PyTorch's scaled_dot_product_attention (the model's attention)
-    runs on this CPU for a causal float32 call, seen with torch.profiler."""
-    q = torch.randn(1, 2, 8, 16)
-    with torch.profiler.profile() as profile:
-        F.scaled_dot_product_attention(q, q, q, is_causal=True)
-    names = [e.name for e in profile.events() if e.name.startswith("aten::_scaled_dot")]
-    return names[0] if names else "aten::scaled_dot_product_attention"
+def library_algorithm() -> str | None:
+    """Which of PyTorch's attention algorithms its scaled_dot_product_attention (the model's
+    attention) picks on this machine for a causal bfloat16 call, as torch itself says
+    (`torch._fused_sdp_choice`): e.g. FLASH_ATTENTION. None if torch can't say."""
+    try:
+        q = torch.randn(1, 2, 8, 16, dtype=torch.bfloat16)
+        return SDPBackend(torch._fused_sdp_choice(q, q, q, is_causal=True)).name
+    except (AttributeError, RuntimeError, ValueError):
+        return None
 
 
 def effective_block(block: int, n: int) -> int:
@@ -215,9 +217,10 @@ def render(loaded, view) -> str:
         "paper). FlashAttention keeps each block there and never writes the table to HBM. A "
         "CPU has megabytes of cache ("
         + (", ".join(machine.caches) if machine.caches else "none listed here")
-        + " on this machine) and far less arithmetic to feed, so the plain table hurts less. "
-        f"PyTorch blocks it anyway: on this CPU its attention, which the model calls, runs "
-        f"`{library_kernel()}` (seen with torch.profiler)."
+        + " on this machine) and far less arithmetic to feed, so the plain table hurts less."
+        + (f" PyTorch blocks it anyway: on this machine its `scaled_dot_product_attention`, "
+           f"which the model calls, picks its `{algorithm}` algorithm (asked with "
+           "`torch._fused_sdp_choice`)." if (algorithm := library_algorithm()) else "")
     )
     return (f"Attention by blocks of {t.block}, with a running max and sum per query, equals "
             f"softmax attention (largest difference {t.gap_plain:.2g}) without the "

@@ -305,7 +305,7 @@ def render(loaded, view) -> str:
     share = step.bytes_per_second / bw
     st.subheader("Your text on the roofline")
     st.markdown(
-        f"Your last decode step read **{size(step.nbytes)} in {duration(step.seconds)}: "
+        f"A decode step at your length read **{size(step.nbytes)} in {duration(step.seconds)}: "
         f"{step.bytes_per_second / 1e9:.1f} GB/s, {share:.0%} of this machine's "
         f"{bw / 1e9:.1f} GB/s**. At the measured speeds, reading alone takes "
         f"{duration(reading)} and the arithmetic alone {duration(computing)}. "
@@ -323,8 +323,9 @@ def render(loaded, view) -> str:
         per = longest.seconds / longest.tokens
         ratio = step.seconds / per
         st.markdown(
-            f"The prefills read your text's ids (repeated to reach each length) in one "
-            f"forward each. The longest, {counted(longest.tokens, 'token')}, took "
+            "The prefills read a text's ids, repeated to reach each length, in one forward "
+            "each (the time depends on the length, not on which ids: each length is measured "
+            f"once in this server process). The longest, {counted(longest.tokens, 'token')}, took "
             f"{duration(longest.seconds)}: **{duration(per)} per token**, at "
             f"{longest.intensity:,.1f} FLOPs per byte, "
             + (f"**{ratio:,.1f}× less than a decode step**." if ratio >= 1.2 else
@@ -334,8 +335,8 @@ def render(loaded, view) -> str:
     st.dataframe(points_table(part.points, bw, peak), hide_index=True)
     left = [n for n in part.lengths if n not in {p.tokens for p in prefills}]
     st.caption(
-        f"Decode step: the last of your {counted(n, 'token')} once more through the KV "
-        f"cache, {part.decode.stamp()}; prefills: {part.prefills.stamp()}"
+        f"Decode step: the last token of a text of your length ({counted(n, 'token')}) once "
+        f"more through its KV cache, {part.decode.stamp()}; prefills: {part.prefills.stamp()}"
         + (f" (not {', '.join(map(str, left))} tokens: over the {BUDGET:g} s a measurement "
            "may take)" if left else "")
         + f". {view.base.machine.describe()}; the model in {dtype}. Each time is the fastest "

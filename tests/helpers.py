@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(ROOT / "main.py")
 CHAPTER1 = str(ROOT / "chapter1" / "page.py")
 CHAPTER2 = str(ROOT / "chapter2" / "page.py")
+CHAPTER3 = str(ROOT / "chapter3" / "page.py")
 README = str(ROOT / "readme.py")
 
 

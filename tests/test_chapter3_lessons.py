@@ -1,0 +1,380 @@
+"""Chapter 3's lesson functions against references: softmax attention, the library's own
+attention and generate(), the model's parameters, counted FLOPs, and properties of the
+accept/reject rule of speculative decoding."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM, DynamicCache, Qwen3Config, Qwen3ForCausalLM
+
+import chapter3
+from chapter1.tokenizer import tokenize
+from chapter2.attention import angles, qkv
+from chapter2.rmsnorm import norm
+from chapter3 import flash, paged, quantize, roofline, speculative
+
+TEXT = "The quick brown fox jumps over the lazy dog, and the quick brown fox jumps again"
+
+
+def test_the_package_exposes_its_sections_without_running_a_page():
+    assert [m.__name__.rsplit(".", 1)[-1] for m in chapter3.SECTIONS] == [
+        "roofline", "batching", "flash", "quantize", "speculative", "paged"]
+    for module in chapter3.SECTIONS:
+        assert module.TITLE and isinstance(module.READS, frozenset)
+        assert callable(module.render) and callable(module.prepare)
+
+
+# --- 1. the roofline --------------------------------------------------------------------
+
+def test_bytes_per_token_is_every_weight_once_a_tied_table_once(loaded):
+    model = loaded.model
+    storages = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        storages[p.untyped_storage().data_ptr()] = p.untyped_storage().nbytes()
+    assert roofline.bytes_per_token(model) == sum(storages.values())
+    every_name = sum(p.nbytes for _, p in model.named_parameters(remove_duplicate=False))
+    table = model.model.embed_tokens.weight
+    assert model.lm_head.weight is table  # tied: the table would count twice by name
+    assert every_name - roofline.bytes_per_token(model) == table.nbytes
+
+
+def test_bytes_per_token_counts_an_untied_output_layer_and_the_dtype():
+    config = Qwen3Config(vocab_size=128, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=16, tie_word_embeddings=False)
+    model = Qwen3ForCausalLM(config)
+    numbers = sum(p.numel() for p in model.parameters())
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    assert roofline.bytes_per_token(model) == 4 * numbers
+    assert roofline.bytes_per_token(model.to(torch.bfloat16)) == 2 * numbers
+
+
+def test_the_multiply_adds_are_what_torch_counts_for_a_decode_step(loaded):
+    """torch's FLOP counter, run on one cached step: 2 FLOPs per multiply-add."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(torch.tensor([ids[:-1]]), cache=cache)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.tensor([ids[-1:]]), cache=cache)
+    context = len(ids)
+    expected = roofline.matrix_multiply_adds(model) + roofline.attention_multiply_adds(
+        model, context)
+    assert counter.get_total_flops() == 2 * expected
+
+
+def test_prefill_multiply_adds_add_up_the_positions(loaded):
+    model, n = loaded.model, 7
+    output = model.lm_head.weight.numel()
+    by_position = sum(roofline.matrix_multiply_adds(model) - output
+                      + roofline.attention_multiply_adds(model, i + 1) for i in range(n))
+    assert roofline.prefill_multiply_adds(model, n) == by_position + output
+    assert roofline.decode_bytes(model, 10) == (roofline.bytes_per_token(model)
+                                                + 10 * roofline.kv_bytes_per_position(model))
+
+
+def test_kv_bytes_per_position_is_what_the_cache_holds(loaded):
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(torch.tensor([ids]), cache=cache)
+    held = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+    assert held == len(ids) * roofline.kv_bytes_per_position(model)
+
+
+def test_the_roof_is_the_lower_of_the_two_limits():
+    assert roofline.roof(1.0, 25e9, 300e9) == 25e9
+    assert roofline.roof(100.0, 25e9, 300e9) == 300e9
+    assert roofline.roof(12.0, 25e9, 300e9) == 300e9  # the ridge: 12
+
+
+# --- 3. attention by blocks ---------------------------------------------------------------
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 8, 13, 16, 64])
+def test_attention_tiled_equals_softmax_attention(block):
+    g = torch.Generator().manual_seed(block)
+    q, k, v = (torch.randn(3, 13, 8, generator=g) * 3 for _ in range(3))
+    tiled = flash.attention_tiled(q, k, v, block)
+    assert tiled.dtype == torch.float32 and tiled.shape == (3, 13, 8)
+    torch.testing.assert_close(tiled, flash.attention_plain(q, k, v), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tiled, F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_attention_tiled_on_a_real_layer_equals_the_librarys_attention(loaded):
+    """q, k, v of the last layer of the tiny model (what it reads in the library's forward),
+    normed, turned and shared out by Chapter 2's lessons."""
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    with torch.inference_mode():
+        x = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-2][0]
+        layer = model.model.layers[-1]
+        q, k, v = qkv(layer, norm(layer.input_layernorm, x), *angles(model, len(ids)))
+        reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                   is_causal=True)
+        for block in (1, 4, 7, len(ids), 64):
+            tiled = flash.attention_tiled(q, k, v, block)
+            assert float((tiled - reference).abs().max()) < 1e-5
+
+
+def test_the_block_used_keeps_the_blocks_few():
+    assert flash.effective_block(4, 17) == 4
+    assert flash.effective_block(1, 1024) == 8  # 128 blocks at most
+    assert math.ceil(1000 / flash.effective_block(1, 1000)) <= flash.MOST_BLOCKS
+
+
+# --- 4. quantization ----------------------------------------------------------------------
+
+def weights_to_quantize():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(24, 256, generator=g) * 0.05
+    w[3] = 0.0  # a row of zeros
+    w[5, 7] = -2.0  # an outlier
+    return w
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantize_int8_is_within_half_a_step(dtype):
+    w = weights_to_quantize().to(dtype)
+    q, scale = quantize.quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == w.shape
+    assert scale.shape == (w.shape[0],) and scale.is_floating_point()
+    back = q * scale[:, None]
+    assert torch.all((back - w.float()).abs() <= scale[:, None] / 2 + 1e-7)
+    assert int(q.abs().max()) == 127
+    assert torch.equal(q[3], torch.zeros_like(q[3]))
+    torch.testing.assert_close(quantize.dequantize(q, scale), back)
+
+
+def test_quantize_int8_on_every_matrix_of_the_tiny_model(loaded):
+    for _, _, linear in quantize.matrices(loaded.model):
+        q, scale = quantize.quantize_int8(linear.weight)
+        error = (q * scale[:, None] - linear.weight.float()).abs()
+        assert torch.all(error <= scale[:, None] / 2 * (1 + 1e-5))  # float32 rounding
+
+
+def test_four_bit_groups_are_within_half_a_step_of_their_group():
+    w = weights_to_quantize()
+    q, scale = quantize.quantize_groups(w, group=128)
+    assert q.dtype == torch.int8 and q.shape == w.shape and scale.shape == (24, 2)
+    assert int(q.min()) >= -7 and int(q.max()) <= 7
+    back = quantize.dequantize_groups(q, scale)
+    steps = scale.repeat_interleave(128, dim=1)
+    assert torch.all((back - w).abs() <= steps / 2 + 1e-7)
+    # the outlier coarsens its own group only: the row's other group keeps fine steps
+    assert scale[5, 1] < scale[5, 0] / 10
+
+
+def test_the_group_divides_every_row():
+    assert [quantize.group_for(n) for n in (64, 128, 192, 576, 1024, 3072)] == [
+        64, 128, 64, 64, 128, 128]
+
+
+def test_the_quantized_twin_shares_what_it_does_not_quantize(loaded):
+    model = loaded.model
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    twin = quantize.quantized_twin(model, "test-twin", "4-bit")
+    assert twin.model.embed_tokens.weight is model.model.embed_tokens.weight
+    assert twin.model.norm.weight is model.model.norm.weight
+    quantized = quantize.modules_of(twin)
+    assert len(quantized) == len(quantize.matrices(model)) == 7 * len(model.model.layers)
+    assert all(module.q.dtype == torch.int8 for _, _, module in quantized)
+    ids = tokenize(loaded.tokenizer, TEXT)
+    with torch.inference_mode():
+        ours, theirs = model(torch.tensor([ids])).logits, twin(torch.tensor([ids])).logits
+    assert not torch.equal(ours, theirs)  # quantized: close, not equal
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    assert all(isinstance(module, torch.nn.Linear) for _, _, module in
+               quantize.matrices(model))  # the loaded model is untouched
+
+
+def test_kl_divergence_and_perplexity():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(quantize.kl_divergence(logits, logits), torch.zeros(2), atol=1e-6)
+    assert float(quantize.kl_divergence(logits, logits.flip(-1))[0]) > 0.5
+    bits = quantize.surprisals(logits[1:], torch.tensor([2]))
+    assert torch.allclose(bits, torch.tensor([math.log2(3)]))
+    assert float(quantize.perplexity(bits)) == pytest.approx(3.0)
+
+
+# --- 5. speculative decoding --------------------------------------------------------------
+
+def distributions(k, vocab, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.softmax(torch.randn(k + 1, vocab, generator=g) * 1.5, -1),
+            torch.softmax(torch.randn(k, vocab, generator=g) * 1.5, -1))
+
+
+def test_verify_keeps_the_models_distribution_of_the_first_token():
+    """Over many seeded rounds, each with a draft drawn from q, the first id verify() returns
+    follows p[0] (chi-square test, 5 degrees of freedom: 20.5 is the 0.999 quantile), while
+    the draft's own first tokens follow q[0] and fail the same test."""
+    p, q = distributions(3, 6, seed=1)
+    rounds = 20_000
+    first, drafted = torch.zeros(6), torch.zeros(6)
+    for r in range(rounds):
+        g = torch.Generator().manual_seed(r)
+        draft = [speculative.draw(q[i], g) for i in range(3)]
+        kept = speculative.verify(p, q, draft, g)
+        assert 1 <= len(kept) <= 4 and kept[:-1] == draft[: len(kept) - 1]
+        first[kept[0]] += 1
+        drafted[draft[0]] += 1
+
+    def chi_square(counts, probs):
+        expected = probs * rounds
+        return float(((counts - expected) ** 2 / expected).sum())
+
+    assert chi_square(first, p[0]) < 20.5
+    assert chi_square(drafted, p[0]) > 100  # the test can tell q from p
+    assert 0.5 * float((first / rounds - p[0]).abs().sum()) < 0.02
+
+
+def test_verify_returns_one_to_k_plus_one_ids_and_all_when_the_draft_is_the_model():
+    p, _ = distributions(4, 10, seed=2)
+    draft = [int(p[i].argmax()) for i in range(4)]
+    kept = speculative.verify(p, p[:4], draft, torch.Generator().manual_seed(0))
+    assert kept[:4] == draft and len(kept) == 5  # q = p: every guess is kept
+    sure = torch.zeros(1, 10)
+    sure[0, 3] = 1.0
+    only = speculative.verify(sure, torch.zeros(0, 10), [], torch.Generator().manual_seed(0))
+    assert only == [3]  # no guesses: one token from p[0]
+    greedy = torch.nn.functional.one_hot(torch.tensor([1, 2, 3]), 10).float()
+    assert speculative.verify(greedy, greedy[:2], [1, 5], torch.Generator()) == [1, 2]
+
+
+def test_verify_uses_only_its_generator():
+    p, q = distributions(4, 50, seed=3)
+    draft = [int(q[i].argmax()) for i in range(4)]
+    outs = []
+    for global_seed in (0, 1, 2):
+        torch.manual_seed(global_seed)
+        outs.append(speculative.verify(p, q, draft, torch.Generator().manual_seed(7)))
+    assert outs[0] == outs[1] == outs[2]
+    g = torch.Generator().manual_seed(7)
+    state = g.get_state().clone()
+    speculative.verify(p, q, draft, g)
+    assert not torch.equal(state, g.get_state())  # it drew from the generator it was given
+    seen = {tuple(speculative.verify(p, q, draft, torch.Generator().manual_seed(s)))
+            for s in range(40)}
+    assert len(seen) > 1
+
+
+def test_a_rule_that_always_accepts_is_caught():
+    """Break the rule (keep every guess) and the first token follows q, not p."""
+    p, q = distributions(1, 4, seed=5)
+    counts = torch.zeros(4)
+    for r in range(4000):
+        g = torch.Generator().manual_seed(r)
+        x = speculative.draw(q[0], g)
+        counts[[x, speculative.draw(p[1], g)][0]] += 1  # "verify" that keeps everything
+    assert 0.5 * float((counts / 4000 - p[0]).abs().sum()) > 0.05
+
+
+@pytest.fixture(scope="module")
+def float32_model(tiny_dir):
+    """The tiny model in float32: reading several tokens in one forward and one at a time
+    then give the same argmax (in bfloat16 the two orders of summing can swap near-ties)."""
+    return AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("draft", ["layers", "lookup"])
+def test_greedy_speculative_decoding_is_the_models_greedy_continuation(loaded, float32_model,
+                                                                       draft):
+    model = float32_model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    tokens = 20
+    with torch.inference_mode():
+        expected = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=tokens,
+                                  min_new_tokens=tokens)[0].tolist()
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(torch.tensor([ids]), cache=cache)
+    small = speculative.first_layers(model, 1) if draft == "layers" else None
+    out, rounds, _, _ = speculative.speculate(model, small, cache, ids, tokens, 4, 0.0,
+                                              torch.Generator().manual_seed(0))
+    assert out == expected
+    assert all(1 <= len(r.kept) <= len(r.guesses) + 1 for r in rounds)
+    assert sum(len(r.kept) for r in rounds) >= tokens
+    assert cache.get_seq_length() == len(ids)  # the learner's cache was copied, not used
+
+
+def test_the_first_layers_draft_is_the_logit_lens(loaded):
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    draft = speculative.first_layers(model, 1)
+    assert len(model.model.layers) == model.config.num_hidden_layers == 2  # untouched
+    assert draft.model.layers[0] is not model.model.layers[0]
+    assert draft.model.layers[0].self_attn.q_proj.weight is \
+        model.model.layers[0].self_attn.q_proj.weight
+    with torch.inference_mode():
+        hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[1]
+        lens = model.lm_head(model.model.norm(hidden))
+        assert torch.equal(draft(torch.tensor([ids])).logits, lens)
+
+
+def test_prompt_lookup_copies_what_followed_the_last_tokens():
+    ids = [5, 6, 7, 8, 9, 1, 5, 6, 7]
+    guesses, q = speculative.prompt_lookup(ids, 3, vocab=10)
+    assert guesses == [8, 9, 1] and torch.equal(q.argmax(-1), torch.tensor([8, 9, 1]))
+    assert speculative.prompt_lookup([1, 2, 3], 3, vocab=10)[0] == []
+    assert speculative.prompt_lookup([4, 2, 4], 2, vocab=10)[0] == [2, 4]
+
+
+# --- 6. the paged KV cache ----------------------------------------------------------------
+
+@pytest.mark.parametrize("length, size", [(13, 4), (16, 4), (1, 16), (40, 16), (7, 1)])
+def test_paged_attention_equals_the_contiguous_cache(length, size):
+    g = torch.Generator().manual_seed(length)
+    keys, values = torch.randn(2, length, 8, generator=g), torch.randn(2, length, 8, generator=g)
+    q = torch.randn(4, 1, 8, generator=g)
+    needed = paged.blocks_needed(length, size)
+    pool_blocks = 2 * needed + 3
+    table = torch.randperm(pool_blocks, generator=g)[:needed].tolist()
+    k_pool = torch.full((pool_blocks, 2, size, 8), float("nan"))  # unused slots poison
+    v_pool = torch.full_like(k_pool, float("nan"))
+    paged.write_paged(k_pool, table, keys)
+    paged.write_paged(v_pool, table, values)
+    assert torch.equal(paged.read_paged(k_pool, table, length), keys)
+    out = paged.paged_attention(q, k_pool, v_pool, table, length)
+    from chapter2.attention import share_kv
+    reference = F.scaled_dot_product_attention(q, share_kv(keys, 4), share_kv(values, 4))
+    torch.testing.assert_close(out, reference, atol=1e-6, rtol=1e-5)
+
+
+def test_paged_memory_sums():
+    assert paged.blocks_needed(17, 16) == 2 and paged.blocks_needed(16, 16) == 1
+    assert paged.contiguous_bytes(3, 1024, 10) == 30_720
+    assert paged.paged_bytes([17, 16, 1], 16, 10) == 4 * 16 * 10
+    # a 32-position prefix shared by three sequences of 40: 2 blocks once, 1 block each
+    assert paged.paged_bytes([40] * 3, 16, 10, shared=32) == (2 + 3) * 16 * 10
+    assert paged.paged_bytes([40] * 3, 16, 10, shared=20) == (1 + 3 * 2) * 16 * 10
+
+
+def test_lesson_functions_are_short_and_narrow():
+    import inspect
+    lessons = [roofline.bytes_per_token, roofline.kv_bytes_per_position, roofline.decode_bytes,
+               roofline.matrix_multiply_adds, roofline.attention_multiply_adds,
+               roofline.prefill_multiply_adds, roofline.read_bandwidth,
+               roofline.matmul_throughput, roofline.prefill, roofline.roof,
+               chapter3.batching.decode_batch, chapter3.batching.tokens_per_second,
+               chapter3.batching.sequences_that_fit, flash.block_scores,
+               flash.attention_tiled, flash.attention_plain, quantize.quantize_int8,
+               quantize.dequantize, quantize.quantize_groups, quantize.dequantize_groups,
+               quantize.kl_divergence, quantize.surprisals, quantize.perplexity,
+               speculative.distribution, speculative.draw, speculative.verify,
+               speculative.first_layers, speculative.propose, speculative.prompt_lookup,
+               speculative.check, speculative.speculative_step, paged.blocks_needed,
+               paged.write_paged, paged.read_paged, paged.paged_attention,
+               paged.contiguous_bytes, paged.paged_bytes, chapter3.measure.fastest]
+    for function in lessons:
+        source = inspect.getsource(function)
+        body = source.split('"""')[2] if '"""' in source else source
+        code = [line for line in body.splitlines()[1:] if line.strip()]
+        assert len(code) <= 15, (function.__name__, len(code))
+        assert max(map(len, source.splitlines())) <= 80, function.__name__
+        assert function.__doc__, function.__name__
