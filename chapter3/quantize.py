@@ -104,124 +104,124 @@ def group_for(columns: int) -> int:
 
 
 class Quantized(torch.nn.Module):
-    """A linear layer kept quantized: the lesson's integers and scales (buffers: a twin of
-    this model shares them), dequantized by the lesson's functions at every product."""
+    """A linear layer kept as the lessons' integers and scales (buffers), multiplied by
+    PyTorch's own CPU kernel for them where one runs (`_weight_int8pack_mm`, or
+    `_weight_int4pack_mm_for_cpu` on the integers packed two to a byte), else dequantized by
+    the lessons' functions at every product."""
 
-    def __init__(self, linear: torch.nn.Linear, scheme: str):
+    def __init__(self, linear: torch.nn.Linear, scheme: str, kernel: bool):
         super().__init__()
-        self.scheme, self.bias = scheme, linear.bias
+        self.scheme, self.bias, self.kernel = scheme, linear.bias, kernel
         if scheme == "int8":
             q, scale = quantize_int8(linear.weight)
         else:
             q, scale = quantize_groups(linear.weight, group_for(linear.in_features))
+            self.group = group_for(linear.in_features)
+        if kernel and scheme == "4-bit":  # the kernel's layout; the integers are not kept
+            q = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q + 8).to(torch.int32), 1)
+            scale = torch.stack([scale.T, torch.zeros_like(scale.T)], dim=-1)
         self.register_buffer("q", q, persistent=False)
         self.register_buffer("scale", scale, persistent=False)
 
     def weight_back(self) -> torch.Tensor:
+        """The dequantized weight, by the lessons (the module without a kernel)."""
         if self.scheme == "int8":
             return dequantize(self.q, self.scale)
         return dequantize_groups(self.q, self.scale)
 
     def forward(self, x):
-        return F.linear(x, self.weight_back().to(x.dtype), self.bias)
+        flat = x.reshape(-1, x.shape[-1])
+        if not self.kernel:
+            out = F.linear(flat, self.weight_back().to(x.dtype))
+        elif self.scheme == "int8":
+            out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
+        else:
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.q, self.group,
+                                                              self.scale.to(x.dtype))
+        out = out.view(*x.shape[:-1], -1)
+        return out if self.bias is None else out + self.bias
 
 
 def matrices(model) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
     """Every nn.Linear inside the decoder layers, with its parent and name (the output
     layer, the embedding table, stays as it is)."""
-    found = []
-    for layer in model.model.layers:
-        for parent in layer.modules():
-            for name, child in parent.named_children():
-                if isinstance(child, torch.nn.Linear):
-                    found.append((parent, name, child))
-    return found
+    return [found for layer in model.model.layers for found in matrices_in(layer)]
 
 
-_TWINS: dict[tuple, torch.nn.Module] = {}  # the last quantized twin built in this process
-_BUILDING = threading.Lock()
-
-
-def quantized_twin(model, model_id: str, scheme: str) -> torch.nn.Module:
-    """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
-    is shared and never changed), built once and kept for the process. Only the last scheme
-    asked for is kept (the integers of the Qwen3-0.6B shape take 0.44 GB)."""
-    key = (model_id, scheme)
-    with _BUILDING:
-        if (found := _TWINS.get(key)) is not None:
-            return found
-        _TWINS.clear()
-        with FORWARD_LOCK, torch.inference_mode():
-            double = twin(model)
-            for parent, name, linear in matrices(double):
-                setattr(parent, name, Quantized(linear, scheme))
-        _TWINS[key] = double
-        return double
-
-
-def kernel_linear(module: Quantized):
-    """PyTorch's own CPU kernels that multiply by the integers directly (private aten
-    operators: `_weight_int8pack_mm`, `_weight_int4pack_mm_for_cpu`), as a function of x."""
-    q, scale = module.q, module.scale
-    if module.scheme == "int8":
-        def run(x):
-            flat = x.reshape(-1, x.shape[-1])
-            out = torch.ops.aten._weight_int8pack_mm(flat, q, scale.to(x.dtype))
-            return out.view(*x.shape[:-1], -1)
-        return run
-    group = q.shape[1] // scale.shape[1]
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q + 8).to(torch.int32), 1)
-    zeros = torch.zeros_like(scale)
-    scales_and_zeros = torch.stack([scale.T, zeros.T], dim=-1).to(torch.bfloat16)
-
-    def run(x):
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, packed, group,
-                                                          scales_and_zeros.to(x.dtype))
-        return out.view(*x.shape[:-1], -1)
-    return run
-
-
-class Kernel(torch.nn.Module):
-    def __init__(self, module: Quantized):
-        super().__init__()
-        self.run, self.bias = kernel_linear(module), module.bias
-
-    def forward(self, x):
-        out = self.run(x)
-        return out if self.bias is None else out + self.bias
-
-
-def time_kernels(model, quantized, ids) -> dict:
-    """One decode step of the loaded model and of a twin whose matrices multiply with
-    PyTorch's integer kernels, alternately (the fastest of a few tries each), after reading
-    `ids`; and the kernel's product checked against the lesson's dequantized matrix. Or why
-    no kernel ran."""
-    try:
-        fast = twin(quantized)
-        for parent, name, module in [(p, n, c) for p, n, c in modules_of(fast)]:
-            setattr(parent, name, Kernel(module))
-        first = next(c for _, _, c in modules_of(quantized))
-        x = torch.randn(3, first.q.shape[1], dtype=model.dtype)
-        check = float((Kernel(first)(x).float() - x.float() @ first.weight_back().T).abs().max())
-        times = {}
-        for name, m in (("original", model), ("quantized", fast)) * 2:
-            cache = DynamicCache(config=m.config)
-            m(torch.tensor([ids]), cache=cache)
-
-            def step(m=m, cache=cache):
-                m(torch.tensor([ids[-1:]]), cache=cache)
-                cache.crop(-1)
-            times[name] = min(times.get(name, math.inf), fastest(step, tries=4, budget=0.3))
-        return {**times, "check": check}
-    except (RuntimeError, AttributeError, NotImplementedError) as error:
-        return {"error": str(error).strip().splitlines()[0] if str(error).strip()
-                else type(error).__name__}
+def matrices_in(layer) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
+    return [(parent, name, child) for parent in layer.modules()
+            for name, child in parent.named_children() if isinstance(child, torch.nn.Linear)]
 
 
 def modules_of(model) -> list[tuple[torch.nn.Module, str, Quantized]]:
     return [(parent, name, child) for layer in model.model.layers for parent in layer.modules()
             for name, child in parent.named_children() if isinstance(child, Quantized)]
+
+
+@dataclass(frozen=True)
+class Twin:
+    """The model with every layer's matrices quantized, and how they multiply."""
+    model: torch.nn.Module
+    kernel: bool            # PyTorch's integer kernels run here
+    check: float | None     # kernel against the lessons' dequantized matrix: max difference
+    why_not: str | None     # why no kernel ran
+    seconds: float          # building it took
+
+
+def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
+    """The kernel's product against x times the lessons' dequantized matrix, on one matrix
+    (raises where the kernel does not run)."""
+    x = torch.randn(3, linear.in_features, dtype=linear.weight.dtype,
+                    generator=torch.Generator().manual_seed(0))
+    fast, slow = Quantized(linear, scheme, kernel=True), Quantized(linear, scheme, kernel=False)
+    return float((fast(x).float() - x.float() @ slow.weight_back().T).abs().max())
+
+
+_TWINS: dict[tuple, Twin] = {}  # (model id, scheme) -> the quantized twin, for the process
+_BUILDING = threading.Lock()
+
+
+def quantized_twin(model, model_id: str, scheme: str) -> Twin:
+    """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
+    is shared and never changed), built once per scheme and kept for the process (on the
+    Qwen3-0.6B shape, 0.44 GB of int8 integers, 0.22 GB of packed 4-bit ones). It holds
+    FORWARD_LOCK one layer at a time: learners' forwards pass in between."""
+    key = (model_id, scheme)
+    with _BUILDING:
+        if (found := _TWINS.get(key)) is not None:
+            return found
+        for old in [k for k in _TWINS if k[0] != model_id]:  # another model's twins
+            del _TWINS[old]
+        start = time.perf_counter()
+        with FORWARD_LOCK, torch.inference_mode():
+            try:
+                check, why_not = kernel_check(matrices(model)[0][2], scheme), None
+            except (RuntimeError, AttributeError, NotImplementedError) as error:
+                lines = str(error).strip().splitlines() or [type(error).__name__]
+                check, why_not = None, lines[0]
+            double = twin(model)
+        for layer in double.model.layers:
+            with FORWARD_LOCK, torch.inference_mode():
+                for parent, name, linear in matrices_in(layer):
+                    setattr(parent, name, Quantized(linear, scheme, kernel=why_not is None))
+        found = _TWINS[key] = Twin(double, why_not is None, check, why_not,
+                                   time.perf_counter() - start)
+        return found
+
+
+def time_steps(model, quantized, ids) -> dict:
+    """One decode step of the loaded model and of its quantized twin (PyTorch's integer
+    kernels), alternately, the fastest of a few tries each, after reading `ids`."""
+    times = {}
+    for name, m in (("original", model), ("quantized", quantized)) * 2:
+        cache = DynamicCache(config=m.config)
+        m(torch.tensor([ids]), cache=cache)
+
+        def step(m=m, cache=cache):
+            m(torch.tensor([ids[-1:]]), cache=cache)
+            cache.crop(-1)
+        times[name] = min(times.get(name, math.inf), fastest(step, tries=4, budget=0.3))
+    return times
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,8 @@ def once(traces: dict, function, *args):
 class Quantization:
     scheme: str
     compared: Compared
-    kernels: Measured          # decode steps with PyTorch's integer kernels, or an error
+    twin: Twin
+    steps: Measured | None     # decode steps, original and quantized (None: no kernel)
     bandwidth: float           # bytes/s, measured in section 1
     sizes: pd.DataFrame        # bytes per scheme
     matrix: str                # the matrix the traced lessons quantized
@@ -310,15 +311,17 @@ def prepare(loaded, base, state, memo) -> View:
     if kept is None:
         kept = memo.put(COMPARED, base.ids, {})
     if scheme not in kept:
-        kept[scheme] = compare(model, quantized, ids, scheme, memo)
+        kept[scheme] = compare(model, quantized.model, ids, scheme, memo)
     context = ids[-16:]
-    kernels = measured(("kernel", base.model_id, scheme, len(context)),
-                       lambda: time_kernels(model, quantized, context))
+    steps = None
+    if quantized.kernel:
+        steps = measured(("kernel", base.model_id, scheme, len(context)),
+                         lambda: time_steps(model, quantized.model, context))
     bandwidth = machine_speeds(model.dtype)[0].value[0]
     where, errors, traces = one_matrix(model)
     traces = {**traces, **kept[scheme].traces}
-    return View(base, Quantization(scheme, kept[scheme], kernels, bandwidth, sizes(model),
-                                   where, errors[scheme]), traces)
+    return View(base, Quantization(scheme, kept[scheme], quantized, steps, bandwidth,
+                                   sizes(model), where, errors[scheme]), traces)
 
 
 @cache
@@ -389,8 +392,10 @@ def render(loaded, view) -> str:
     st.dataframe(pd.DataFrame({"": list(rows), part.scheme: list(rows.values())}),
                  hide_index=True)
     st.caption(f"Both models read your {counted(n, 'token')} in one forward each "
-               f"({duration(c.seconds)}); the quantized one multiplies by the dequantized "
-               "matrices, rebuilt by the lessons above at every product.")
+               f"({duration(c.seconds)}); the quantized one "
+               + ("multiplies with PyTorch's integer kernels (below)." if part.twin.kernel else
+                  "multiplies by the dequantized matrices, rebuilt by the lessons above at "
+                  "every product."))
     st.subheader("Memory and speed")
     table = part.sizes.copy()
     table["size"] = [size(b) for b in table["bytes"]]
@@ -403,15 +408,17 @@ def render(loaded, view) -> str:
         f"section 1's bandwidth, a step could take {small / original:.0%} of the time. That is "
         "computed from the roofline, not measured."
     )
-    k = part.kernels.value
-    if "error" in k:
-        st.markdown(f"PyTorch's integer kernel for this scheme did not run here ({k['error']}), "
-                    "so no quantized step was measured.")
+    twin = part.twin
+    if part.steps is None:
+        st.markdown(f"PyTorch's integer kernel for this scheme did not run here "
+                    f"({twin.why_not}): the quantized model multiplies by the dequantized "
+                    "matrices instead, and no quantized step was measured.")
     else:
+        k = part.steps.value
         ratio = k["original"] / k["quantized"]
         st.markdown(
             f"Measured with PyTorch's own CPU kernels, which multiply by the integers "
-            f"directly (they agree with the lesson's dequantized matrix to {k['check']:.2g}): "
+            f"directly (they agree with the lessons' dequantized matrix to {twin.check:.2g}): "
             f"a decode step took **{duration(k['quantized'])} quantized against "
             f"{duration(k['original'])}** in {dtype}: "
             + (f"{ratio:,.2f}× faster" if ratio >= 1 else f"{1 / ratio:,.2f}× slower")
@@ -419,8 +426,9 @@ def render(loaded, view) -> str:
             "turn the integers back into numbers as it goes, and a small model's step is "
             "not all reading (section 1)."
         )
-    st.caption(f"Kernel timings {part.kernels.stamp()}, after 16 tokens of your text; "
-               f"{view.base.machine.describe()}.")
+        st.caption(f"Steps {part.steps.stamp()}, after 16 tokens of a text; quantizing the "
+                   f"model took {duration(twin.seconds)} (once per process). "
+                   f"{view.base.machine.describe()}.")
     st.button("Measure again", key="quantize_again", on_click=again,
               args=(view.base.model_id,), help="Time the quantized decode step again.")
     return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "

@@ -178,12 +178,14 @@ def test_the_group_divides_every_row():
 def test_the_quantized_twin_shares_what_it_does_not_quantize(loaded):
     model = loaded.model
     before = {name: p.clone() for name, p in model.named_parameters()}
-    twin = quantize.quantized_twin(model, "test-twin", "4-bit")
+    built = quantize.quantized_twin(model, "test-twin", "4-bit")
+    assert built.kernel and built.check < 0.05  # PyTorch's kernel = the lessons' product
+    twin = built.model
     assert twin.model.embed_tokens.weight is model.model.embed_tokens.weight
     assert twin.model.norm.weight is model.model.norm.weight
     quantized = quantize.modules_of(twin)
     assert len(quantized) == len(quantize.matrices(model)) == 7 * len(model.model.layers)
-    assert all(module.q.dtype == torch.int8 for _, _, module in quantized)
+    assert all(module.q.dtype == torch.uint8 for _, _, module in quantized)  # 2 per byte
     ids = tokenize(loaded.tokenizer, TEXT)
     with torch.inference_mode():
         ours, theirs = model(torch.tensor([ids])).logits, twin(torch.tensor([ids])).logits
@@ -378,3 +380,21 @@ def test_lesson_functions_are_short_and_narrow():
         assert len(code) <= 15, (function.__name__, len(code))
         assert max(map(len, source.splitlines())) <= 80, function.__name__
         assert function.__doc__, function.__name__
+
+
+@pytest.mark.parametrize("scheme", quantize.SCHEMES)
+def test_a_quantized_matrix_multiplies_as_the_lessons_dequantize(loaded, scheme):
+    """Without a kernel, the module multiplies by the lessons' dequantized matrix; PyTorch's
+    integer kernel gives the same product, up to bfloat16 rounding."""
+    for _, _, linear in quantize.matrices(loaded.model)[:3]:
+        x = torch.randn(5, linear.in_features, dtype=torch.bfloat16)
+        slow = quantize.Quantized(linear, scheme, kernel=False)
+        if scheme == "int8":
+            weight = quantize.dequantize(*quantize.quantize_int8(linear.weight))
+        else:
+            weight = quantize.dequantize_groups(*quantize.quantize_groups(
+                linear.weight, quantize.group_for(linear.in_features)))
+        exact = x.float() @ weight.T
+        assert torch.equal(slow(x), (x @ weight.to(torch.bfloat16).T))
+        fast = quantize.Quantized(linear, scheme, kernel=True)(x).float()
+        assert float((fast - exact).abs().max()) <= 0.01 * float(exact.abs().max())
