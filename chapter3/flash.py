@@ -6,7 +6,7 @@ running sum and an output mixed so far, rescaled whenever a block raises the max
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import pandas as pd
@@ -159,7 +159,8 @@ def prepare(loaded, base, state, memo) -> View:
             block, int(state["flash_block"]), n, q.shape[0], q.shape[-1],
             float((out - plain).abs().max()), float((out - library).abs().max()),
             float(plain.abs().max()), running(q, k, block), trace, shown))
-    return View(base, tiled, {"attention_tiled": tiled.shown})
+    asked = replace(tiled, asked=int(state["flash_block"]))  # blocks of 1 and 4 may use 8
+    return View(base, asked, {"attention_tiled": tiled.shown})
 
 
 def render(loaded, view) -> str:

@@ -1,0 +1,193 @@
+"""Chapter 3's page: every section renders on the learner's text with numbers read from the
+loaded model, its controls change what is shown (and run no forward where none is needed),
+measurements are kept per process and taken again on request, learners never share runs."""
+
+import pytest
+import torch
+from helpers import CHAPTER3, counting_forwards, held_tensors, page_text, run_app
+
+from chapter1.tokenizer import tokenize
+from chapter3 import batching, flash, measure, paged, quantize, roofline, speculative
+from chapter3.view import size
+
+
+def part(at, slot):
+    return at.session_state["_memo"].latest(slot)
+
+
+def test_chapter_3_renders_every_section_in_order():
+    at = run_app(CHAPTER3)
+    assert [t.value for t in at.title] == ["Chapter 3: The Speed of Inference"]
+    headers = [h.value for h in at.header]
+    assert [h.split(".")[0] for h in headers[:-1]] == [str(n) for n in range(1, 7)]
+    assert headers[-1] == "Conclusion"
+    assert len(at.success) == 6  # one summary per section
+    assert not at.error
+
+
+def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
+    at = run_app(CHAPTER3)
+    model, text = loaded.model, page_text(at)
+    ids = tokenize(loaded.tokenizer, at.session_state["text"])
+    kv = roofline.kv_bytes_per_position(model)
+    config = model.config
+    assert kv == config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * 2
+    assert f"adds {kv:,} bytes per position" in text
+    assert f"weights are **{size(roofline.bytes_per_token(model))}** in bfloat16" in text
+    mac = roofline.matrix_multiply_adds(model) + roofline.attention_multiply_adds(
+        model, len(ids))
+    assert f"**{mac:,} multiply-adds**" in text
+    assert f"{config.num_attention_heads} query heads × {len(ids):,} positions × " \
+           f"{config.head_dim}" in text
+    measured = measure.MEASURED
+    bandwidth = measured[("bandwidth",)].value[0]
+    assert f"reads **{bandwidth / 1e9:.1f} GB/s**" in text
+    assert any(key[:2] == ("decode", loaded.model_id) for key in measured)
+
+
+def test_controls_that_need_no_model_run_none(loaded):
+    at = run_app(CHAPTER3)
+    with counting_forwards(loaded.model) as calls:
+        at.select_slider(key="flash_block").set_value(8).run()
+        at.select_slider(key="paged_block").set_value(4).run()
+        at.slider(key="paged_learners").set_value(100).run()
+        at.slider(key="paged_length").set_value(1000).run()
+        at.slider(key="paged_prefix").set_value(64).run()
+        at.slider(key="batch_length").set_value(16).run()
+        assert calls == []
+    assert not at.exception
+    text = page_text(at)
+    tiled = part(at, flash.TILED)
+    assert tiled.block == 8 and "in blocks of **8**" in text
+    per = roofline.kv_bytes_per_position(loaded.model)
+    assert f"reserving the cap takes **{size(paged.contiguous_bytes(100, 1024, per))}**" in text
+    assert f"blocks of 4 take **{size(paged.paged_bytes([1000] * 100, 4, per))}**" in text
+    shared = paged.paged_bytes([1000] * 100, 4, per, 64)
+    assert f"first 64 positions, **{size(shared)}**" in text
+    fits = batching.sequences_that_fit(measure.machine().memory, loaded.model, 16)
+    assert f"at most **{fits:,} such sequences**" in text
+
+
+def test_a_tiny_block_is_raised_on_a_long_text(loaded):
+    text = " ".join(["word"] * 600)
+    at = run_app(CHAPTER3, text=text)
+    at.select_slider(key="flash_block").set_value(1).run()
+    n = len(tokenize(loaded.tokenizer, text)[: loaded.max_tokens])
+    tiled = part(at, flash.TILED)
+    assert tiled.block == flash.effective_block(1, n) > 1
+    assert any(f"Blocks of 1 would make {n:,} blocks" in c.value for c in at.caption)
+    assert tiled.gap_plain < 1e-4
+
+
+def test_the_quantization_scheme_control(loaded):
+    at = run_app(CHAPTER3)
+    at.radio(key="quant_scheme").set_value("4-bit").run()
+    assert not at.exception
+    compared = part(at, quantize.COMPARED)
+    assert set(compared) == {"int8", "4-bit"}
+    n = len(part(at, quantize.HIDDEN))
+    for scheme in compared.values():
+        assert 0 <= scheme.agree <= n and float(scheme.kl.min()) >= -1e-4
+    assert any(s.value.startswith("**Summary.** 4-bit:") for s in at.success)
+    with counting_forwards(loaded.model) as calls:  # both kept for these ids: no forward
+        at.radio(key="quant_scheme").set_value("int8").run()
+        assert calls == []
+    assert any(s.value.startswith("**Summary.** int8:") for s in at.success)
+
+
+def test_the_speculative_controls(loaded):
+    at = run_app(CHAPTER3)
+    run = part(at, speculative.RUN)
+    assert run.draft == "layers" and run.layers == 1 and run.k == 4  # the tiny model: 2 layers
+    assert run.ids[: len(run.plain)] == run.plain[: len(run.ids)]  # greedy: the same tokens
+    at.slider(key="spec_k").set_value(2).run()
+    at.radio(key="spec_draft").set_value("lookup").run()
+    at.slider(key="spec_temperature").set_value(0.8).run()
+    assert not at.exception
+    run = part(at, speculative.RUN)
+    assert (run.draft, run.k, run.temperature) == ("lookup", 2, 0.8)
+    assert all(len(r.guesses) <= 2 and 1 <= len(r.kept) <= len(r.guesses) + 1
+               for r in run.rounds)
+    assert any(c.value.startswith("speculative = [") for c in at.code)
+
+
+def test_the_distribution_check_above_temperature_zero(loaded):
+    at = run_app(CHAPTER3, text="one two three one two three one two three one two")
+    at.slider(key="spec_temperature").set_value(1.0).run()
+    run = part(at, speculative.RUN)
+    if run.check is None:  # no guesses in the first round
+        pytest.skip("the first round had no guesses")
+    seen, direct = run.check
+    assert abs(seen - direct) < 0.1  # verify()'s first ids as far from p as direct draws
+    assert "draws straight from p are" in page_text(at)
+
+
+def test_measure_again_takes_a_new_measurement(loaded):
+    at = run_app(CHAPTER3)
+    before = measure.MEASURED[("bandwidth",)]
+    n = len(tokenize(loaded.tokenizer, at.session_state["text"]))
+    decode = measure.MEASURED[("decode", loaded.model_id, n)]
+    at.button(key="roofline_again").click().run()
+    assert not at.exception
+    assert measure.MEASURED[("bandwidth",)] is not before
+    assert measure.MEASURED[("decode", loaded.model_id, n)] is not decode
+    batch = [k for k in measure.MEASURED if k[0] == "batch"]
+    old = {k: measure.MEASURED[k] for k in batch}
+    at.button(key="batching_again").click().run()
+    assert all(measure.MEASURED[k] is not old[k] for k in batch if k in measure.MEASURED)
+    with counting_forwards(loaded.model) as calls:
+        at.button(key="speculative_again").click().run()
+        assert calls  # the run is made again
+
+
+def test_a_second_learner_reuses_the_measurements_and_shares_no_run(loaded):
+    first = run_app(CHAPTER3, text="The first learner writes about cats and cats")
+    kept = dict(measure.MEASURED)
+    second = run_app(CHAPTER3, text="The first learner writes about dogs and dogs")  # same n
+    assert all(measure.MEASURED[k] is v for k, v in kept.items())  # nothing measured twice
+    assert part(first, speculative.RUN) is not part(second, speculative.RUN)
+    assert part(first, speculative.RUN).ids != part(second, speculative.RUN).ids or \
+        part(first, flash.TILED) is not part(second, flash.TILED)
+    assert held_tensors(measure.MEASURED) == []  # times and notes, no learner's tensors
+    for text in ("cats", "dogs"):
+        assert text not in repr(measure.MEASURED)
+
+
+@pytest.mark.parametrize("text", [
+    "a",
+    "**bold** $x^2$ :red[alarm] <script>alert(1)</script> [a](javascript:x)",
+    "👍🏽 family 👨‍👩‍👧 and 🦙 " * 3,
+])
+def test_hostile_texts_render_without_a_traceback(text):
+    at = run_app(CHAPTER3, text=text)
+    assert not at.exception and len(at.success) == 6
+    assert "<script>" not in page_text(at)
+
+
+def test_an_empty_text_asks_for_one():
+    at = run_app(CHAPTER3, text="")
+    assert not at.exception
+    assert any("Type some text" in i.value for i in at.info)
+
+
+def test_chapter_3_renders_on_the_pocket_model(monkeypatch):
+    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", "pocket")
+    at = run_app(CHAPTER3)
+    assert not at.exception and len(at.success) == 6
+    run = part(at, speculative.RUN)
+    from token_by_token.model import load
+    assert run.layers == load().model.config.num_hidden_layers // 2
+    assert at.slider(key="spec_layers").value == run.layers
+    at.slider(key="spec_layers").set_value(1).run()
+    assert part(at, speculative.RUN).layers == 1 and not at.exception
+
+
+def test_the_shared_model_is_never_changed(loaded):
+    before = {name: p.clone() for name, p in loaded.model.named_parameters()}
+    modules = [type(m) for m in loaded.model.modules()]
+    at = run_app(CHAPTER3)
+    at.radio(key="quant_scheme").set_value("4-bit").run()
+    at.radio(key="spec_draft").set_value("lookup").run()
+    assert [type(m) for m in loaded.model.modules()] == modules
+    assert all(torch.equal(p, before[name]) for name, p in loaded.model.named_parameters())
+    assert loaded.model.config.num_hidden_layers == len(loaded.model.model.layers)
