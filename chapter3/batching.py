@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 from transformers import DynamicCache
 
-from chapter3.measure import BUDGET, Measured, fastest, forget, measured
+from chapter3.measure import BUDGET, Measured, fastest, forget, measured, next_time
 from chapter3.roofline import bytes_per_token, decode_point, kv_bytes_per_position
 from chapter3.view import View, duration, size
 from token_by_token import charts
@@ -69,8 +69,8 @@ def time_batches(model, ids) -> tuple[tuple[int, float], ...]:
     model(torch.tensor([ids]), cache=cache)
     times, spent = [], 0.0
     for b in BATCHES:
-        if times and spent + 4 * times[-1][1] * b / times[-1][0] > BUDGET:
-            break
+        if times and spent + 3 * next_time(times, b) > BUDGET:
+            break  # (a warm-up and a try or two)
         start = time.perf_counter()
         batch = copy.deepcopy(cache)
         batch.batch_repeat_interleave(b)
@@ -142,24 +142,31 @@ def render(loaded, view) -> str:
     st.vega_lite_chart(data, charts.fast_spec(charts.batching, data), width="stretch")
     st.dataframe(data, hide_index=True)
     b, last = steps[-1]
-    st.markdown(
-        f"One step for one sequence took **{duration(one)}**; for {b} sequences "
-        f"**{duration(last)}**: {b} tokens in {last / one:,.2f}× the time, "
-        f"**{one * b / last:,.1f}× the tokens per second**. The intensity grows with B "
-        "(FLOPs per byte in the table): batching walks a decode step along the roofline of "
-        "section 1, towards its compute roof."
-    )
-    if len(steps) < len(BATCHES):
-        st.caption(f"Batches over {b} were not measured: they would pass the "
-                   f"{BUDGET:g} s a measurement may take on this machine.")
-    st.markdown(
-        f"This app does not batch: its forwards run one at a time (one lock in the process). "
-        f"When {b} learners press Generate together, the last waits for {b} steps, about "
-        f"{duration(b * one)} here; a server that batched them would answer all {b} in "
-        f"about {duration(last)}. Serving systems such as vLLM go further: a sequence "
-        "joins the batch as soon as it arrives and leaves it when it ends (**continuous "
-        "batching**), so the batch stays full."
-    )
+    if b == 1:
+        st.markdown(
+            f"Only one sequence could be measured here ({duration(one)} a step): a batch of 2 "
+            f"would have passed the {BUDGET:g} s a measurement may take on this machine now. "
+            "Press Measure again when it is less busy."
+        )
+    else:
+        st.markdown(
+            f"One step for one sequence took **{duration(one)}**; for {b} sequences "
+            f"**{duration(last)}**: {b} tokens in {last / one:,.2f}× the time, "
+            f"**{one * b / last:,.1f}× the tokens per second**. The intensity grows with B "
+            "(FLOPs per byte in the table): batching walks a decode step along the roofline "
+            "of section 1, towards its compute roof."
+        )
+        if len(steps) < len(BATCHES):
+            st.caption(f"Batches over {b} were not measured: they would pass the "
+                       f"{BUDGET:g} s a measurement may take on this machine now.")
+        st.markdown(
+            "This app does not batch: its forwards run one at a time (one lock in the "
+            f"process). When {b} learners press Generate together, the last waits for {b} "
+            f"steps, about {duration(b * one)} here; a server that batched them would answer "
+            f"all {b} in about {duration(last)}. Serving systems such as vLLM go further: a "
+            "sequence joins the batch as soon as it arrives and leaves it when it ends "
+            "(**continuous batching**), so the batch stays full."
+        )
     st.subheader("What caps the batch: the KV cache")
     st.slider("Tokens per sequence", 1, loaded.max_tokens, key="batch_length",
               help="The length of every sequence, for the memory sum below.")
@@ -179,6 +186,9 @@ def render(loaded, view) -> str:
     st.button("Measure again", key="batching_again", on_click=again,
               args=(view.base.model_id,),
               help="Forget these step times and measure them again (a few seconds).")
+    if b == 1:
+        return ("A batch shares one reading of the weights among its sequences (not measured "
+                "here this time); the KV caches, one per sequence, cap the batch.")
     return (f"A batch of {b} took {last / one:,.2f}× the time of one sequence's step: "
             f"{one * b / last:,.1f}× the tokens per second, because the weights are read "
             "once per step. The KV caches, one per sequence, cap the batch.")

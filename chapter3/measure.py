@@ -28,10 +28,12 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions for bfloat16 arithm
 def fastest(run, tries=5, budget=0.5):
     """Seconds of run(), the fastest of a few timed tries.
 
+    A first, untimed run warms up (a new shape's kernels, the caches).
     Other programs on the machine can only slow a try down, so the
     fastest is nearest this machine's own speed. Stops early once the
     tries have taken `budget` seconds in all.
     """
+    run()  # warm-up, not timed
     best, spent = math.inf, 0.0
     for _ in range(tries):
         start = time.perf_counter()
@@ -41,6 +43,18 @@ def fastest(run, tries=5, budget=0.5):
         if spent > budget:
             break
     return best
+
+
+def next_time(times: list[tuple[int, float]], size: int) -> float:
+    """A guess at one run's time at `size`, from (size, seconds) measured so far: time grows
+    as size ** e, e read from the last two (between 0, memory-bound, and 1, compute-bound;
+    0.5 with one measurement). Measurements stop before one that would pass the budget."""
+    (s1, t1) = times[-1]
+    exponent = 0.5
+    if len(times) > 1:
+        (s0, t0) = times[-2]
+        exponent = min(max(math.log(t1 / t0) / math.log(s1 / s0), 0.0), 1.0)
+    return t1 * (size / s1) ** exponent
 
 
 @dataclass(frozen=True)
@@ -83,9 +97,10 @@ def caches() -> tuple[str, ...]:
     for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
         kind, level = _read(index / "type").strip(), _read(index / "level").strip()
         size, shared = _read(index / "size").strip(), _read(index / "shared_cpu_list").strip()
-        if kind in ("Data", "Unified") and size:
-            sharing = _cpus(shared)
-            found.append(f"L{level} {size.replace('K', ' KB')} "
+        if kind in ("Data", "Unified") and size.endswith("K") and size[:-1].isdigit():
+            kb, sharing = int(size[:-1]), _cpus(shared)
+            amount = f"{kb // 1024:,} MB" if kb >= 1024 and kb % 1024 == 0 else f"{kb:,} KB"
+            found.append(f"L{level} {amount} "
                          f"({'per core' if sharing == 1 else f'shared by {sharing} cores'})")
     return tuple(found)
 

@@ -191,8 +191,9 @@ def render(loaded, view) -> str:
                   help="Positions every sequence starts with: a system prompt, a chat "
                        "template. Stored once when blocks are shared.")
     lesson(view.trace(contiguous_bytes), view.trace(paged_bytes))
+    unit, scale = (("GB", 1e9) if max(part.memory.values()) >= 1e9 else ("MB", 1e6))
     memory = pd.DataFrame({"allocation": list(part.memory),
-                           "GB": [b / 1e9 for b in part.memory.values()],
+                           unit: [b / scale for b in part.memory.values()],
                            "size": [size(b) for b in part.memory.values()]})
     st.vega_lite_chart(memory, charts.fast_spec(charts.memory_bars, memory), width="stretch")
     st.dataframe(memory, hide_index=True)

@@ -384,8 +384,8 @@ def render(loaded, view) -> str:
     rows = {"largest logit difference": f"{c.largest_gap:.3g} (logits reach "
                                         f"{c.largest_logit:.3g})",
             "same top-1 token": f"{c.agree:,} of {counted(n, 'position')}",
-            "KL divergence, mean per position": f"{mean_kl:.4f} bits",
-            "KL divergence, largest": f"{float(c.kl.max()):.4f} bits"}
+            "KL divergence, mean per position": f"{mean_kl:.3g} bits",
+            "KL divergence, largest": f"{float(c.kl.max()):.3g} bits"}
     if c.perplexity:
         rows["perplexity of your text"] = (f"{c.perplexity[0]:,.2f} original, "
                                            f"{c.perplexity[1]:,.2f} quantized")
@@ -433,4 +433,4 @@ def render(loaded, view) -> str:
               args=(view.base.model_id,), help="Time the quantized decode step again.")
     return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "
             f"text the top-1 token stays the same at {c.agree:,} of {n:,} positions, with a mean "
-            f"KL divergence of {mean_kl:.4f} bits.")
+            f"KL divergence of {mean_kl:.3g} bits.")

@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 
 from chapter2.kvcache import last_step_cached
-from chapter3.measure import BUDGET, Measured, fastest, forget, measured
+from chapter3.measure import BUDGET, Measured, fastest, forget, measured, next_time
 from chapter3.view import View, duration, size
 from token_by_token import charts
 from token_by_token.sections import lesson
@@ -171,8 +171,8 @@ def time_prefills(model, ids, lengths) -> tuple[tuple[int, float], ...]:
     before a length whose predicted time would pass the measurement's budget."""
     times, spent = [], 0.0
     for n in lengths:
-        if times and spent + times[-1][1] * n / times[-1][0] > BUDGET / 2:
-            break
+        if times and spent + 3 * next_time(times, n) > BUDGET:
+            break  # (a warm-up and a try or two)
         text = (list(ids) * math.ceil(n / len(ids)))[:n]
         start = time.perf_counter()
         times.append((n, fastest(lambda text=text: prefill(model, text), tries=3, budget=0.3)))

@@ -332,3 +332,61 @@ def test_offline_with_an_empty_cache_walks_chapter_one_on_the_pocket_model(tmp_p
             expect(page.get_by_role("heading", name=section).first).to_be_visible()
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / "pocket-fallback.png"))
+
+
+def test_walk_chapter_three_every_control(server, loaded):
+    """Chapter 3 in Chromium: open it, use each control of each section; every section stays
+    once and in order, and no exception or traceback shows."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(server + "/chapter-3")
+        page.wait_for_selector("text=Chapter 3: The Speed of Inference", timeout=90_000)
+        expect(page.get_by_role("heading", name="Conclusion")).to_be_visible(timeout=120_000)
+        wait_idle(page)
+        no_errors(page)
+
+        def settle():
+            wait_idle(page)
+            page.wait_for_timeout(300)
+            wait_idle(page)
+            no_errors(page)
+            expect(page.get_by_text("Traceback")).to_have_count(0)
+
+        def slide(label, presses=1, key="ArrowRight"):
+            slider = page.locator('[data-testid="stSlider"]', has_text=label)
+            slider.get_by_role("slider").focus()
+            for _ in range(presses):
+                page.keyboard.press(key)
+            settle()
+
+        def click(key):
+            page.locator(f".st-key-{key} button:visible").first.click()
+            settle()
+
+        click("roofline_again")
+        expect(page.get_by_text("This machine reads")).to_be_visible()
+        slide("Tokens per sequence", key="Home")
+        expect(page.get_by_text("Each sequence of 1 token keeps a KV cache")).to_be_visible()
+        click("batching_again")
+        slide("Block size (keys per block)", 2)  # 4 -> 16
+        expect(page.get_by_text("in blocks of 16")).to_be_visible()
+        page.get_by_text("4 bits, a scale per 128 numbers").click()
+        settle()
+        expect(page.get_by_text("Summary. 4-bit:")).to_be_visible(timeout=60_000)
+        click("quantize_again")
+        slide("Tokens guessed per round (k)", 2, key="ArrowLeft")  # 4 -> 2
+        slide("Temperature (0 = greedy)", 7)  # 0.0 -> 0.7
+        page.get_by_text("prompt lookup").click()
+        settle()
+        expect(page.get_by_text("The draft: prompt lookup.")).to_be_visible(timeout=60_000)
+        click("speculative_again")
+        slide("Block size (positions per block)", 1, key="ArrowLeft")  # 16 -> 8
+        slide("Learners", 5)
+        slide("Tokens per learner", 3)
+        slide("Shared prefix (tokens)", 3)
+        expect(page.get_by_text("35 learners with 259 tokens each")).to_be_visible()
+        headers = [h.strip() for h in page.locator("h2").all_inner_texts()]
+        numbered = [h.split(".")[0] for h in headers if h[:1].isdigit()]
+        assert numbered == [str(n) for n in range(1, 7)], headers
+        assert headers[-1] == "Conclusion", headers
+        page.screenshot(path=str(ARTIFACTS / "chapter3.png"), full_page=True)

@@ -216,9 +216,11 @@ def batching(table: pd.DataFrame) -> alt.Chart:
 
 
 def memory_bars(table: pd.DataFrame) -> alt.Chart:
-    """One horizontal bar per way of allocating memory. `table`: allocation, GB."""
+    """One horizontal bar per way of allocating memory. `table`: allocation, then the amount
+    in a unit that names its column (GB, MB, …), then anything else."""
+    unit = table.columns[1]
     return alt.Chart(table).mark_bar(color="#4a63c8").encode(
         y=alt.Y("allocation:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
-        x=alt.X("GB:Q", title="GB"),
-        tooltip=[alt.Tooltip("allocation:N"), alt.Tooltip("GB:Q", format=",.3f")],
+        x=alt.X(f"{unit}:Q", title=unit),
+        tooltip=[alt.Tooltip("allocation:N"), alt.Tooltip(f"{unit}:Q", format=",.3f")],
     ).properties(height=alt.Step(28))
