@@ -345,6 +345,9 @@ def test_walk_chapter_three_every_control(server, loaded):
         wait_idle(page)
         no_errors(page)
 
+        def shown(text):
+            expect(page.locator("p", has_text=text).first).to_be_visible(timeout=60_000)
+
         def settle():
             wait_idle(page)
             page.wait_for_timeout(300)
@@ -364,27 +367,27 @@ def test_walk_chapter_three_every_control(server, loaded):
             settle()
 
         click("roofline_again")
-        expect(page.get_by_text("This machine reads")).to_be_visible()
+        shown("This machine reads")
         slide("Tokens per sequence", key="Home")
-        expect(page.get_by_text("Each sequence of 1 token keeps a KV cache")).to_be_visible()
+        shown("Each sequence of 1 token keeps a KV cache")
         click("batching_again")
         slide("Block size (keys per block)", 2)  # 4 -> 16
-        expect(page.get_by_text("in blocks of 16")).to_be_visible()
+        shown("in blocks of 16")
         page.get_by_text("4 bits, a scale per 128 numbers").click()
         settle()
-        expect(page.get_by_text("Summary. 4-bit:")).to_be_visible(timeout=60_000)
+        shown("Summary. 4-bit:")
         click("quantize_again")
         slide("Tokens guessed per round (k)", 2, key="ArrowLeft")  # 4 -> 2
         slide("Temperature (0 = greedy)", 7)  # 0.0 -> 0.7
         page.get_by_text("prompt lookup").click()
         settle()
-        expect(page.get_by_text("The draft: prompt lookup.")).to_be_visible(timeout=60_000)
+        shown("The draft: prompt lookup.")
         click("speculative_again")
         slide("Block size (positions per block)", 1, key="ArrowLeft")  # 16 -> 8
         slide("Learners", 5)
         slide("Tokens per learner", 3)
         slide("Shared prefix (tokens)", 3)
-        expect(page.get_by_text("35 learners with 259 tokens each")).to_be_visible()
+        shown("35 learners with 259 tokens each")
         headers = [h.strip() for h in page.locator("h2").all_inner_texts()]
         numbered = [h.split(".")[0] for h in headers if h[:1].isdigit()]
         assert numbered == [str(n) for n in range(1, 7)], headers
