@@ -117,8 +117,17 @@ class Tiled:
     shown_positions: int
 
 
-QKV: Slot[tuple] = Slot("chapter3.flash.qkv")
+QKV: Slot[tuple] = Slot("chapter3.flash.qkv")  # per ids: the first layer's q, k, v
+REFERENCE: Slot[tuple] = Slot("chapter3.flash.reference")  # per ids: plain, library
 TILED: Slot[Tiled] = Slot("chapter3.flash.tiled")
+
+
+def qkv_of(model, ids: tuple[int, ...], memo) -> tuple:
+    """first_layer_qkv(), kept per ids in the learner's memo (sections 3 and 6 read it)."""
+    if (found := memo.get(QKV, ids)) is None:
+        with FORWARD_LOCK, torch.inference_mode():
+            found = memo.put(QKV, ids, first_layer_qkv(model, list(ids)))
+    return found
 
 
 def running(q, k, block: int) -> pd.DataFrame:
@@ -143,14 +152,14 @@ def prepare(loaded, base, state, memo) -> View:
     block = effective_block(int(state["flash_block"]), n)
     key = (ids, block)
     if (tiled := memo.get(TILED, key)) is None:
-        if (found := memo.get(QKV, ids)) is None:
+        q, k, v = qkv_of(loaded.model, ids, memo)
+        if (found := memo.get(REFERENCE, ids)) is None:
             with FORWARD_LOCK, torch.inference_mode():
-                q, k, v = first_layer_qkv(loaded.model, list(ids))
-                plain = attention_plain(q, k, v)
-                library = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
-                                                         is_causal=True)
-            found = memo.put(QKV, ids, (q, k, v, plain, library))
-        q, k, v, plain, library = found
+                found = memo.put(REFERENCE, ids, (attention_plain(q, k, v),
+                                                  F.scaled_dot_product_attention(
+                                                      q.float(), k.float(), v.float(),
+                                                      is_causal=True)))
+        plain, library = found
         with FORWARD_LOCK, torch.inference_mode():
             out = attention_tiled(q, k, v, block)
             shown = min(n, SHOWN * block)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from chapter2.attention import attend, scores, share_kv, softmax
-from chapter3.flash import first_layer_qkv
+from chapter3.flash import qkv_of
 from chapter3.roofline import kv_bytes_per_position
 from chapter3.view import View, size
 from token_by_token import charts
@@ -80,20 +80,31 @@ def paged_bytes(lengths, block_size, per_position, shared=0):
 # --- what the page computes (not lessons) ------------------------------------------------
 
 @dataclass(frozen=True)
-class Paged:
+class Pages:
+    """The learner's cache (first layer) in blocks, and attention read through them."""
     block: int
     table: list[int]          # the learner's block table
     pool_blocks: int          # blocks in the pool
     gap: float                # max |paged − contiguous|
     gap_library: float        # max |paged − torch's scaled_dot_product_attention|
     largest: float
+    traces: dict
+
+
+@dataclass(frozen=True)
+class Paged:
+    pages: Pages
     learners: int
     length: int
     prefix: int
     memory: dict              # allocation -> bytes
 
+    @property
+    def block(self) -> int:
+        return self.pages.block
 
-PAGED: Slot[Paged] = Slot("chapter3.paged")
+
+PAGES: Slot[Pages] = Slot("chapter3.paged")
 
 
 def free_list(pool_blocks: int) -> list[int]:
@@ -102,48 +113,56 @@ def free_list(pool_blocks: int) -> list[int]:
     return torch.randperm(pool_blocks, generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model, ids, n = loaded.model, list(base.ids), len(base.ids)
-    block = int(state["paged_block"]) if state["paged_block"] in BLOCK_SIZES else 16
-    learners = max(int(state["paged_learners"]), 1)
-    length = min(max(int(state["paged_length"]), 1), loaded.max_tokens)
-    prefix = min(max(int(state["paged_prefix"]), 0), length)
-    per = kv_bytes_per_position(model)
-    traces = {}
+def pages_of(model, base, block: int, memo) -> Pages:
+    """The learner's first-layer keys and values (the library's KV cache) written into a pool
+    of blocks, and the last token's attention read through the table (kept per ids and
+    block size)."""
+    key = (base.ids, block)
+    if (found := memo.get(PAGES, key)) is not None:
+        return found
+    n, traces = len(base.ids), {}
     cache = base.forward.cache.layers[0]  # the library's cache, layer 0
     keys, values = cache.keys[0], cache.values[0]  # [kv_heads, positions, head_dim]
     needed = blocks_needed(n, block)
     pool_blocks = 2 * needed + 2
     table = free_list(pool_blocks)[:needed]
+    q = qkv_of(model, base.ids, memo)[0][:, -1:]  # the last token's query, layer 0
     k_pool = keys.new_zeros(pool_blocks, keys.shape[0], block, keys.shape[2])
     v_pool = torch.zeros_like(k_pool)
     with FORWARD_LOCK, torch.inference_mode():
         _, traces["write_paged"] = traced(write_paged, k_pool, table, keys)
         write_paged(v_pool, table, values)
-        q = first_layer_qkv(model, ids)[0][:, -1:]  # the last token's query, layer 0
         out, traces["paged_attention"] = traced(paged_attention, q, k_pool, v_pool, table, n)
         _, traces["read_paged"] = traced(read_paged, k_pool, table, n)
         whole_k, whole_v = share_kv(keys, len(q)), share_kv(values, len(q))
-        contiguous = attend(softmax(scores(q, whole_k)), whole_v)
+        contiguous = attend(softmax(scores(q, whole_k)), whole_v).float()
         library = F.scaled_dot_product_attention(q.float(), whole_k.float(), whole_v.float())
+    return memo.put(PAGES, key, Pages(
+        block, table, pool_blocks, float((out.float() - contiguous).abs().max()),
+        float((out.float() - library).abs().max()), float(contiguous.abs().max()), traces))
+
+
+def prepare(loaded, base, state, memo) -> View:
+    model = loaded.model
+    block = int(state["paged_block"]) if state["paged_block"] in BLOCK_SIZES else 16
+    learners = max(int(state["paged_learners"]), 1)
+    length = min(max(int(state["paged_length"]), 1), loaded.max_tokens)
+    prefix = min(max(int(state["paged_prefix"]), 0), length)
+    per = kv_bytes_per_position(model)
+    pages = pages_of(model, base, block, memo)
     lengths = [length] * learners
-    memory = {
-        f"contiguous, room for {loaded.max_tokens:,} each": traced(
-            contiguous_bytes, learners, loaded.max_tokens, per),
-        f"blocks of {block}": traced(paged_bytes, lengths, block, per),
-        f"blocks of {block}, the first {prefix:,} positions shared": traced(
-            paged_bytes, lengths, block, per, prefix),
-    }
-    traces["contiguous_bytes"] = next(iter(memory.values()))[1]
-    traces["paged_bytes"] = list(memory.values())[2][1]
-    part = Paged(block, table, pool_blocks, float((out.float() - contiguous.float()).abs().max()),
-                 float((out.float() - library).abs().max()), float(contiguous.float().abs().max()),
-                 learners, length, prefix, {k: v for k, (v, _) in memory.items()})
-    return View(base, part, traces)
+    contiguous, t_contiguous = traced(contiguous_bytes, learners, loaded.max_tokens, per)
+    shared, t_paged = traced(paged_bytes, lengths, block, per, prefix)
+    memory = {f"contiguous, room for {loaded.max_tokens:,} each": contiguous,
+              f"blocks of {block}": paged_bytes(lengths, block, per),
+              f"blocks of {block}, the first {prefix:,} positions shared": shared}
+    traces = {**pages.traces, "contiguous_bytes": t_contiguous, "paged_bytes": t_paged}
+    return View(base, Paged(pages, learners, length, prefix, memory), traces)
 
 
 def render(loaded, view) -> str:
     part: Paged = view.part
+    pages = part.pages
     tokenizer, ids, n, f = loaded.tokenizer, view.ids, len(view.ids), view.base.facts
     per = kv_bytes_per_position(loaded.model)
     cap = loaded.max_tokens
@@ -165,10 +184,10 @@ def render(loaded, view) -> str:
              "positions": f"{i * part.block}–{min((i + 1) * part.block, n) - 1}",
              "tokens": " ".join(show(tokenizer, t)
                                 for t in ids[i * part.block:(i + 1) * part.block])}
-            for i, b in enumerate(part.table)]
+            for i, b in enumerate(part.pages.table)]
     st.markdown(
         f"Your {counted(n, 'token')} in blocks of {part.block}: "
-        f"{counted(len(part.table), 'block')}, taken from a pool of {part.pool_blocks} "
+        f"{counted(len(part.pages.table), 'block')}, taken from a pool of {part.pages.pool_blocks} "
         "whose free blocks come in no particular order (other sequences took and returned "
         "blocks before yours). The keys and values are your KV cache's, the first layer's, as "
         "the library keeps them:"
@@ -177,11 +196,11 @@ def render(loaded, view) -> str:
     lesson(view.trace(paged_attention))
     st.markdown(
         f"Your last token's query (first layer, {f.heads} heads) against the keys and values "
-        f"read through the table: the largest difference from the same attention on the "
-        f"contiguous cache is **{part.gap:.2g}** (values up to {part.largest:.3g}): the same "
-        "numbers, from other addresses. From PyTorch's `scaled_dot_product_attention` on "
-        f"the contiguous cache: {part.gap_library:.2g}. This lesson gathers the blocks into "
-        "a copy first; vLLM's kernel reads each block where it lies, through the table."
+        "read through the table: the largest difference from the same attention on the "
+        f"contiguous cache is **{pages.gap:.2g}** (values up to {pages.largest:.3g}): the "
+        "same numbers, from other addresses. From PyTorch's `scaled_dot_product_attention` "
+        f"on the contiguous cache: {pages.gap_library:.2g}. This lesson gathers the blocks "
+        "into a copy first; vLLM's kernel reads each block where it lies, through the table."
     )
     st.subheader("A class of learners: memory")
     with st.container(horizontal=True):
@@ -211,6 +230,6 @@ def render(loaded, view) -> str:
         "reads; vLLM's default block size is 16 (its `CacheConfig.DEFAULT_BLOCK_SIZE`)."
     )
     return (f"A paged KV cache keeps positions in blocks of {part.block}, found through a "
-            f"block table: the same attention (difference {part.gap:.2g}), and for "
+            f"block table: the same attention (difference {part.pages.gap:.2g}), and for "
             f"{part.learners} learners {paged / contiguous:.0%} of the memory of reserving the "
             "cap.")

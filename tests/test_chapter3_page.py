@@ -2,6 +2,8 @@
 loaded model, its controls change what is shown (and run no forward where none is needed),
 measurements are kept per process and taken again on request, learners never share runs."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 from helpers import CHAPTER3, counting_forwards, held_tensors, page_text, run_app
@@ -13,6 +15,21 @@ from chapter3.view import size
 
 def part(at, slot):
     return at.session_state["_memo"].latest(slot)
+
+
+@contextmanager
+def running_modules(model):
+    """The names of the model's modules that run while inside (any part of a forward: a
+    layer, a projection, the output layer), in order."""
+    ran, hooks = [], []
+    for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(
+            lambda module, args, name=name: ran.append(name)))
+    try:
+        yield ran
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_chapter_3_renders_every_section_in_order():
@@ -47,7 +64,7 @@ def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
 
 def test_controls_that_need_no_model_run_none(loaded):
     at = run_app(CHAPTER3)
-    with counting_forwards(loaded.model) as calls:
+    with running_modules(loaded.model) as calls:
         at.select_slider(key="flash_block").set_value(8).run()
         at.select_slider(key="paged_block").set_value(4).run()
         at.slider(key="paged_learners").set_value(100).run()
@@ -89,9 +106,13 @@ def test_the_quantization_scheme_control(loaded):
     for scheme in compared.values():
         assert 0 <= scheme.agree <= n and float(scheme.kl.min()) >= -1e-4
     assert any(s.value.startswith("**Summary.** 4-bit:") for s in at.success)
-    with counting_forwards(loaded.model) as calls:  # both kept for these ids: no forward
+    kept = dict(compared)
+    with running_modules(loaded.model) as calls:  # both kept for these ids: no forward
+        at.radio(key="quant_scheme").set_value("int8").run()
+        at.radio(key="quant_scheme").set_value("4-bit").run()
         at.radio(key="quant_scheme").set_value("int8").run()
         assert calls == []
+    assert all(part(at, quantize.COMPARED)[k] is v for k, v in kept.items())
     assert any(s.value.startswith("**Summary.** int8:") for s in at.success)
 
 
