@@ -251,12 +251,16 @@ def test_verify_returns_one_to_k_plus_one_ids_and_all_when_the_draft_is_the_mode
 
 def test_verify_uses_only_its_generator():
     p, q = distributions(4, 50, seed=3)
+    q = (q + p[:4]) / 2  # a draft near the model: some guesses kept, some refused
     draft = [int(q[i].argmax()) for i in range(4)]
-    outs = []
-    for global_seed in (0, 1, 2):
-        torch.manual_seed(global_seed)
-        outs.append(speculative.verify(p, q, draft, torch.Generator().manual_seed(7)))
-    assert outs[0] == outs[1] == outs[2]
+    for seed in range(20):
+        outs = []
+        for global_seed in (0, 1, 2):
+            torch.manual_seed(global_seed)
+            before = torch.get_rng_state()
+            outs.append(speculative.verify(p, q, draft, torch.Generator().manual_seed(seed)))
+            assert torch.equal(before, torch.get_rng_state())  # torch's global stream unused
+        assert outs[0] == outs[1] == outs[2]
     g = torch.Generator().manual_seed(7)
     state = g.get_state().clone()
     speculative.verify(p, q, draft, g)
@@ -303,6 +307,33 @@ def test_greedy_speculative_decoding_is_the_models_greedy_continuation(loaded, f
     assert all(1 <= len(r.kept) <= len(r.guesses) + 1 for r in rounds)
     assert sum(len(r.kept) for r in rounds) >= tokens
     assert cache.get_seq_length() == len(ids)  # the learner's cache was copied, not used
+
+
+def test_refused_guesses_are_forgotten(loaded, float32_model):
+    """A draft whose first guess is right and second wrong: each round keeps one guess and
+    the model's own next token, the cache forgets the refused guess, and the result is still
+    the greedy continuation."""
+    model = float32_model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    with torch.inference_mode():
+        expected = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=14,
+                                  min_new_tokens=14)[0].tolist()
+    vocab = model.config.vocab_size
+
+    def guess(seq):
+        right, wrong = expected[len(seq)], (expected[len(seq) + 1] + 1) % vocab
+        guesses = [right, wrong, wrong]
+        return guesses, F.one_hot(torch.tensor(guesses), vocab).float()
+
+    cache = DynamicCache(config=model.config)
+    with torch.inference_mode():
+        model(torch.tensor([ids[:-1]]), cache=cache)
+    out = list(ids)
+    while len(out) < len(expected) - 2:
+        out, guesses, p, q = speculative.speculative_step(model, cache, out, guess, 0.0,
+                                                          torch.Generator().manual_seed(0))
+        assert cache.get_seq_length() == len(out) - 1
+    assert out == expected[: len(out)] and len(out) > len(ids) + 4
 
 
 def test_the_first_layers_draft_is_the_logit_lens(loaded):
