@@ -248,7 +248,7 @@ RUN: Slot[Run] = Slot("chapter3.speculative.run")
 
 def choices(state, layers: int) -> tuple:
     draft = state["spec_draft"] if state["spec_draft"] in DRAFTS else DRAFTS[0]
-    depth = min(max(int(state["spec_layers"] or 1), 1), max(layers - 1, 1))
+    depth = min(max(int(state.get("spec_layers") or 1), 1), max(layers - 1, 1))
     return (draft, depth, min(max(int(state["spec_k"]), 1), 8),
             round(float(state["spec_temperature"]), 2), int(state["seed"]))
 
@@ -310,8 +310,9 @@ def render(loaded, view) -> str:
                                         "lookup": "prompt lookup"}[d])
         st.slider("Tokens guessed per round (k)", 1, 8, key="spec_k")
     with st.container(horizontal=True):
-        if run.draft == "layers" and f.layers > 2:
+        if f.layers > 2:  # (drawn even for prompt lookup: a widget not drawn loses its value)
             st.slider("Draft layers (L)", 1, f.layers - 1, key="spec_layers",
+                      disabled=run.draft != "layers",
                       help="The draft is the model cut after this many layers.")
         st.slider("Temperature (0 = greedy)", 0.0, 1.5, step=0.1, key="spec_temperature",
                   help="Both the model and the draft sample at this temperature.")
