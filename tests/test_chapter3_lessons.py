@@ -426,6 +426,18 @@ def test_a_quantized_matrix_multiplies_as_the_lessons_dequantize(loaded, scheme)
             weight = quantize.dequantize_groups(*quantize.quantize_groups(
                 linear.weight, quantize.group_for(linear.in_features)))
         exact = x.float() @ weight.T
+        lesson = (quantize.quantize_int8(linear.weight) if scheme == "int8" else
+                  quantize.quantize_groups(linear.weight, quantize.group_for(linear.in_features)))
+        assert torch.equal(slow.q, lesson[0]) and torch.equal(slow.scale, lesson[1])
         assert torch.equal(slow(x), (x @ weight.to(torch.bfloat16).T))
         fast = quantize.Quantized(linear, scheme, kernel=True)(x).float()
         assert float((fast - exact).abs().max()) <= 0.01 * float(exact.abs().max())
+
+
+@pytest.mark.parametrize("scheme", quantize.SCHEMES)
+def test_quantizing_a_few_rows_at_a_time_gives_the_lessons_integers(scheme):
+    linear = torch.nn.Linear(1024, 600, bias=False).to(torch.bfloat16)  # 5 chunks of rows
+    module = quantize.Quantized(linear, scheme, kernel=False)
+    whole = (quantize.quantize_int8(linear.weight) if scheme == "int8" else
+             quantize.quantize_groups(linear.weight, 128))
+    assert torch.equal(module.q, whole[0]) and torch.equal(module.scale, whole[1])
