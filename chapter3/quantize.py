@@ -312,7 +312,7 @@ def prepare(loaded, base, state, memo) -> View:
         kept = memo.put(COMPARED, base.ids, {})
     if scheme not in kept:
         kept[scheme] = compare(model, quantized.model, ids, scheme, memo)
-    context = ids[-16:]
+    context = (ids * 16)[-16:]  # 16 tokens of the text (repeated if it is shorter)
     steps = None
     if quantized.kernel:
         steps = measured(("kernel", base.model_id, scheme, len(context)),

@@ -212,3 +212,19 @@ def test_the_shared_model_is_never_changed(loaded):
     assert [type(m) for m in loaded.model.modules()] == modules
     assert all(torch.equal(p, before[name]) for name, p in loaded.model.named_parameters())
     assert loaded.model.config.num_hidden_layers == len(loaded.model.model.layers)
+
+
+def test_chapter_3_choices_survive_switching_pages():
+    from helpers import CHAPTER1, CHAPTER2
+    at = run_app(CHAPTER3)
+    at.select_slider(key="flash_block").set_value(8).run()
+    at.radio(key="quant_scheme").set_value("4-bit").run()
+    at.slider(key="spec_k").set_value(2).run()
+    at.slider(key="paged_learners").set_value(50).run()
+    chosen = {k: at.session_state[k] for k in
+              ["flash_block", "quant_scheme", "spec_k", "paged_learners", "batch_length"]}
+    for page in [CHAPTER1, CHAPTER2, CHAPTER3]:
+        at.switch_page(page).run()
+        assert not at.exception
+    assert {k: at.session_state[k] for k in chosen} == chosen
+    assert at.select_slider(key="flash_block").value == 8
