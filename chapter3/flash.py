@@ -184,7 +184,10 @@ def render(loaded, view) -> str:
         "query a running maximum `m`, a running sum `s` of exp(score − m) and the output mixed "
         "so far. When a block brings a larger score, the earlier sum and output were "
         "weighed against a too-small maximum: multiply them by exp(m_old − m_new) and go on. "
-        "That is the **online softmax**, the heart of **FlashAttention** (Dao et al., 2022)."
+        "That is the **online softmax**, the heart of **FlashAttention** (Dao et al., 2022). "
+        "(Why a maximum at all? exp of a large score overflows; subtracting the largest score "
+        "first keeps every exp at most 1, and softmax does not change when all the scores "
+        "of a row move by the same amount.)"
     )
     st.select_slider("Block size (keys per block)", options=BLOCKS, key="flash_block",
                      help="How many keys and values each step of the loop reads.")

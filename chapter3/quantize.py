@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from chapter2.embeddings import tied
 from chapter3.measure import Measured, fastest, forget, measured, one_thread
 from chapter3.roofline import bytes_per_token, machine_speeds
 from chapter3.twin import twin
@@ -374,8 +375,9 @@ def render(loaded, view) -> str:
     st.markdown(
         f"On {part.matrix} ({'scheme: ' + part.scheme}), the largest change any weight got is "
         f"**{largest:.3g}**, within half a step ({half:.3g} for the coarsest row or group). The "
-        "page quantizes every matrix of every layer this way; the embedding table, which is "
-        "also the output layer here, stays as it is."
+        "page quantizes every matrix of every layer this way; "
+        + ("the embedding table, which is also the output layer here, stays as it is."
+           if tied(model) else "the embedding table and the output layer stay as they are.")
     )
     st.subheader("The same text, read by the quantized model")
     lesson(view.trace(kl_divergence), view.trace(surprisals), view.trace(perplexity),

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from chapter1.pipeline import PREFILL_CHUNK
 from chapter2.kvcache import last_step_cached
 from chapter3.measure import BUDGET, Measured, fastest, forget, measured, next_time
 from chapter3.view import View, duration, size
@@ -266,11 +267,12 @@ def render(loaded, view) -> str:
     kv = kv_bytes_per_position(model)
     bw, peak = part.bandwidth.value[0], part.throughput.value[0]
     st.markdown(
-        "Chapter 1 ran the model in two different ways. Your text went in all at once, "
-        f"{counted(n, 'token')} in one forward: the **prefill**. Then each Generate click ran "
-        "one token through the KV cache: a **decode** step. Both must bring every matrix of the "
-        "model from memory to the processor, whether it then multiplies one token's vector or a "
-        "thousand. How long that takes, against how long the arithmetic takes, decides the speed."
+        "Chapter 1 ran the model in two different ways. Your text went in all together, "
+        f"{counted(n, 'token')}, many positions per forward (up to {PREFILL_CHUNK} there): the "
+        "**prefill**. Then each Generate click ran one token through the KV cache: a **decode** "
+        "step. Every forward must bring every matrix of the model from memory to the "
+        "processor, whether it then multiplies one token's vector or a thousand. How long that "
+        "takes, against how long the arithmetic takes, decides the speed."
     )
     st.subheader("What one token costs, from the model's weights")
     lesson(view.trace(bytes_per_token), view.trace(kv_bytes_per_position),

@@ -325,8 +325,9 @@ def render(loaded, view) -> str:
             "Chapter 2's logit lens read the residual stream after any layer through the "
             "final norm and the output matrix; here that reading is the draft's prediction "
             "(LayerSkip, Elhoushi et al. 2024, trains a model so that its early layers guess "
-            "well; this model was not trained for it). No second model: the draft shares "
-            "every weight, and even its KV cache is the model's for those layers."
+            "well; a model not trained that way guesses less well). No second model: the "
+            "draft shares every weight, and its KV cache starts as a copy of the model's first "
+            "L layers' (the same weights on the same tokens give the same keys and values)."
         )
         lesson(first_layers, propose)
     else:
