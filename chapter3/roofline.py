@@ -313,8 +313,9 @@ def render(loaded, view) -> str:
         f"{duration(reading)} and the arithmetic alone {duration(computing)}. "
         + ("The step waits on memory: that is its speed limit." if reading > computing
            and share >= 0.4 else
-           "Most of the step is neither reading nor arithmetic: for a model this small, the "
-           "fixed cost of starting each of a forward's many operations dominates."
+           "Most of the step's time went to neither: to the fixed cost of starting each of a "
+           "forward's many operations (most of the time of a small model's step), or to "
+           "whatever else this machine was running then (press Measure again to see)."
            if max(reading, computing) < step.seconds / 2 else "")
     )
     data = table(part.points, bw, peak)
