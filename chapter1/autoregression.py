@@ -126,7 +126,7 @@ def render(loaded, view) -> str:
                 f"the {len(ids) - 1:,} positions before the new token, and one step ran for "
                 "it. Nothing before it was recomputed.")
     if generated and view.autoregressive:
-        render_branch(tokenizer, view)
+        render_branch(loaded, view)
     if generated:
         render_timeline(tokenizer, view)
         render_downloads(loaded, view)
@@ -305,8 +305,10 @@ def render_proof(loaded, view) -> None:
             "**other ids** than yours (a near-tie, or settings changed while generating)."))
 
 
-def render_branch(tokenizer, view) -> None:
+def render_branch(loaded, view) -> None:
     """Pick a generated step, see its top 5, continue from another one (crop and step)."""
+    from chapter1.pipeline import take_branch  # (the pipeline imports this section's lessons)
+    tokenizer = loaded.tokenizer
     ids, generated, candidates = view.ids, view.generated, view.forward.candidates
     first = len(ids) - len(generated)
     with st.expander("Branch: take another token at any generated step"):
@@ -315,14 +317,12 @@ def render_branch(tokenizer, view) -> None:
         row = first + at_step - 2  # the position whose logits chose this token
         options = candidates.ids[row, :5].tolist()
         probs = dict(zip(options, candidates.probs[row, :5].tolist(), strict=True))
-        chosen = st.radio(
+        st.radio(
             f"At step {at_step} the model chose “{markdown_literal(show(tokenizer, ids[row + 1]))}”"
             "; its five likeliest (temperature 1, before the filters):", options,
             format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}",
-            )
+            key="branch_token")
         lesson(branch)
-        if st.button("Continue from here", key="branch",
-                     help="Cut the sequence after this step's position, take this token, "
-                          "and go on from it."):
-            st.session_state["generated"][at_step - 1:] = [chosen]
-            st.rerun()
+        st.button("Continue from here", key="branch", on_click=take_branch, args=(loaded,),
+                  help="Cut the sequence after this step's position, take this token, and go "
+                       "on from it.")

@@ -65,6 +65,10 @@ class Candidates:
         return Candidates(*(torch.cat([getattr(self, f.name), getattr(more, f.name)])
                             for f in fields(self)))
 
+    def first(self, n: int) -> "Candidates":
+        """The first n positions, as they are."""
+        return Candidates(*(getattr(self, f.name)[:n] for f in fields(self)))
+
     def cut(self, n: int, next_id: int) -> "Candidates":
         """The first n positions, the last of them followed by `next_id` (its probability
         and rank read from that position's top candidates: a branch picks one of them)."""

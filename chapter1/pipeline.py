@@ -50,6 +50,7 @@ class Forward:
     chunks: int               # how many logits() calls read it
     step: Trace | None = None  # the step() (or branch()) that made this forward, if one did
     cut: tuple[int, ...] = ()  # a branch: the ids it cut away
+    reused: int = 0           # positions whose KV cache was kept from the last forward
     seconds: float = 0.0      # how long the forward that produced this took
 
     @property
@@ -67,8 +68,19 @@ FORWARD: Slot[Forward] = Slot("chapter1.forward")
 
 
 def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
-    """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
-    (the Section 5 lesson) when one id was appended, else the whole sequence from scratch.
+    """This learner's forward for `ids`, from the one their session keeps (`before`):
+
+    - the same ids: `before` itself;
+    - `before`'s ids and one more (Generate, Play): one cached step, the Section 5 lesson;
+    - any other ids (an edited, shortened or new text): read anew. The KV cache of the
+      positions they share with `before` is kept when it can be cut back: they share at
+      least one position before the last one, and no layer of the cache is a sliding window
+      (such a layer has forgotten its earliest positions: `DynamicCache.crop` can't restore
+      them). The last shared position is read again too, so every row of logits the page
+      keeps follows the ids it now has. Otherwise the whole sequence is read from scratch.
+
+    A branch ("Continue from here") is never inferred from the ids: it is the learner's
+    action, and its callback (`take_branch`) leaves the branched forward here already.
 
     A long text is read 64 positions at a time through the KV cache (chunked prefill): the
     same logits as one forward, without a [1,024 × vocabulary] table in memory at once
@@ -83,28 +95,81 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
             seen = before.candidates.followed_by(ids[-1], before.last)
-            forward = replace(before, ids=key, last=last, step=trace, cut=(),
+            forward = replace(before, ids=key, last=last, step=trace, cut=(), reused=0,
                               candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)))
-        elif before is not None and len(key) <= len(before.ids) \
-                and key[:-1] == before.ids[: len(key) - 1]:  # a branch: crop, one step
-            at = len(key) - 1
-            (_, last), trace = traced(branch, model, before.cache, list(before.ids), at,
-                                      ids[-1])
-            forward = replace(before, ids=key, last=last, step=trace, cut=before.ids[at:],
-                              candidates=before.candidates.cut(at, ids[-1]).then(
-                                  Candidates.of(last[None], end_ids=end_ids)))
+        elif (keep := kept_positions(before, key)) > 0:  # a shared prefix: crop, read the rest
+            before.cache.crop(keep - len(before.ids))
+            forward = prefill(model, ids, end_ids, before.cache, keep)
+            forward = replace(forward, first=before.first, reused=keep,
+                              candidates=before.candidates.first(keep).then(forward.candidates))
         else:
             forward = prefill(model, ids, end_ids)
         seconds = time.perf_counter() - start
     return memo.put(FORWARD, key, replace(forward, seconds=seconds))
 
 
-def prefill(model, ids: list[int], end_ids=()) -> Forward:
-    """Read the whole sequence into a new KV cache, PREFILL_CHUNK positions per call."""
-    cache, parts = DynamicCache(config=model.config), []
-    for chunk in range(0, len(ids), PREFILL_CHUNK):
+def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
+    """How many positions of `before`'s KV cache a forward of `ids` can keep (see advance)."""
+    if before is None or not croppable(before.cache):
+        return 0
+    shared = 0
+    for mine, theirs in zip(before.ids, ids, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return max(min(shared, len(ids)) - 1, 0)
+
+
+def croppable(cache: DynamicCache) -> bool:
+    """Can `cache.crop` give back the cache of fewer positions exactly? Not when a layer
+    keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
+    its earliest positions, or will once it is full."""
+    return not any(cache.is_sliding)
+
+
+def take_branch(loaded) -> None:
+    """on_click of "Continue from here" (Section 5's Branch): cut the generated ids after the
+    step `branch_step` and take the token `branch_token` there instead. The KV cache is
+    cropped and one step runs (the `branch` lesson); a cache that can't be cropped is read
+    anew. The forward is left in the learner's memo, so the page finds it for the new ids."""
+    state = st.session_state.to_dict()  # one snapshot (see generate_next)
+    at_step, new_id = state.get("branch_step"), state.get("branch_token")
+    generated = st.session_state["generated"]
+    if at_step is None or new_id is None or not 1 <= at_step <= len(generated):
+        return
+    with memo_of(state).lock:
+        memo = memo_of(state).for_model(loaded.model_id)
+        seq = sequence(loaded, state)
+        at = len(seq.ids) - len(generated) + at_step - 1  # the position of the branched token
+        ids = [*seq.ids[:at], int(new_id)]
+        before = memo.latest(FORWARD)
+        if before is not None and before.ids == tuple(seq.ids):
+            memo.put(FORWARD, None, None)
+            with FORWARD_LOCK:
+                start = time.perf_counter()
+                if croppable(before.cache):
+                    (_, last), trace = traced(branch, loaded.model, before.cache,
+                                              list(before.ids), at, int(new_id))
+                    kept = before.candidates.cut(at, int(new_id))
+                    forward = replace(before, ids=tuple(ids), last=last, step=trace, reused=0,
+                                      candidates=kept.then(Candidates.of(
+                                          last[None], end_ids=loaded.eos_ids)))
+                else:  # a sliding window can't be cut back: read the branched ids anew
+                    forward = prefill(loaded.model, ids, loaded.eos_ids)
+                forward = replace(forward, cut=before.ids[at:],
+                                  seconds=time.perf_counter() - start)
+            memo.put(FORWARD, tuple(ids), forward)
+        generated[at_step - 1:] = [int(new_id)]
+
+
+def prefill(model, ids: list[int], end_ids=(), cache=None, start: int = 0) -> Forward:
+    """Read ids[start:] into the KV cache (a new one, or `cache` holding ids[:start]),
+    PREFILL_CHUNK positions per call."""
+    cache = DynamicCache(config=model.config) if cache is None else cache
+    parts = []
+    for chunk in range(start, len(ids), PREFILL_CHUNK):
         rows, trace = traced(logits, model, ids[chunk: chunk + PREFILL_CHUNK], cache)
-        if chunk == 0:
+        if chunk == start:
             first = rows[0].clone()
         last = rows[-1].clone()
         parts.append(Candidates.of(rows, ids[chunk + 1: chunk + 1 + len(rows)], end_ids))
