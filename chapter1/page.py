@@ -74,7 +74,7 @@ def stepping() -> bool:
         play(s["play_tokens"])
     current = pipeline.view(loaded, s)  # the model runs here, when the ids changed
     drawn = sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(1, 2))
-    sampling(drawn)
+    sampling(drawn, tuple(current.ids))
     if s["autoregressive"]:  # the step has run: the next click may come (clicks.py)
         with st.sidebar:
             one_at_a_time("generate", "Running the model for this token…")
@@ -108,9 +108,10 @@ def play(tokens: int) -> None:
 
 
 @st.fragment
-def sampling(with_sections: bool) -> None:
+def sampling(with_sections: bool, ids: tuple[int, ...]) -> None:
     """Sections 3–5 and the sampling controls: a slider, the seed or Resample rerun only
-    this part of the page, and never the model."""
+    this part of the page, and never the model. An action here that changed the ids (a
+    branch, in Section 5) reruns the whole page: Section 2 shows them too."""
     with st.sidebar:
         st.subheader("Sampling")
         for key in state.SLIDERS:
@@ -122,8 +123,10 @@ def sampling(with_sections: bool) -> None:
     if note := state.write_share_link(loaded):
         st.sidebar.caption(note)
     if with_sections:
-        sections.draw("Chapter 1", SECTIONS, loaded, pipeline.view(loaded, s),
-                      part=slice(2, None))
+        current = pipeline.view(loaded, s)
+        if tuple(current.ids) != ids:
+            st.rerun()
+        sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(2, None))
 
 
 st.markdown("The whole chapter in one function, calling each section's lesson in order; "

@@ -4,6 +4,7 @@ import streamlit as st
 
 from chapter1 import pipeline
 from chapter2 import (
+    architecture,
     attention,
     embeddings,
     inside,
@@ -38,6 +39,9 @@ st.title("Chapter 2: Inside the Model")
 loaded = models.load_or_explain()
 if unknown := state.unknown_generated(loaded):  # from a share link
     st.warning(unknown)
+if refused := architecture.refusal(loaded.model):
+    st.info(refused.message, icon="🔒")
+    st.stop()
 facts = inside.Facts.of(loaded.model)
 s = st.session_state
 st.markdown(

@@ -17,6 +17,8 @@ A failure prints the shrunk sequence of actions (hypothesis' stateful reproducti
 
 import os
 import re
+import sys
+from collections import Counter
 
 from helpers import CHAPTER1, CHAPTER2, MAIN, README, code_starting, counting_forwards
 from hypothesis import HealthCheck, Phase, settings
@@ -72,7 +74,7 @@ class Learner(RuleBasedStateMachine):
 
     def act(self, action, changes_ids: bool) -> None:
         """Run one action with the model's forwards counted; the invariants check them."""
-        STEPS_TAKEN.append(1)
+        STEPS_TAKEN.append(sys._getframe(1).f_code.co_name)  # the rule
         with counting_forwards(self.loaded.model) as calls:
             action()
         self.forwards, self.may_run_model = calls, changes_ids
@@ -284,4 +286,5 @@ TestWalks = Learner.TestCase
 
 def test_report_the_walks():
     """(Runs after the walks:) how many actions they took, for the log."""
-    print(f"\n{len(STEPS_TAKEN):,} learner actions in {WALKS} walks of up to {STEPS} steps")
+    print(f"\n{len(STEPS_TAKEN):,} learner actions in {WALKS} walks of up to {STEPS} steps:",
+          ", ".join(f"{rule} {n}" for rule, n in Counter(STEPS_TAKEN).most_common()))
