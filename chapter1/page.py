@@ -73,8 +73,14 @@ def stepping() -> bool:
     if playing:
         play(s["play_tokens"])
     current = pipeline.view(loaded, s)  # the model runs here, when the ids changed
-    drawn = sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(1, 2))
-    sampling(drawn, tuple(current.ids))
+    # A nested fragment is known by where it is called: call it from a place made before
+    # Section 2, whose length varies (its rows slider comes with the second token), or its
+    # sidebar would have no reserved place in this fragment's reruns (a Streamlit error)
+    section2, rest = st.container(), st.container()
+    with section2:
+        drawn = sections.draw("Chapter 1", SECTIONS, loaded, current, part=slice(1, 2))
+    with rest:
+        sampling(drawn, tuple(current.ids))
     if s["autoregressive"]:  # the step has run: the next click may come (clicks.py)
         with st.sidebar:
             one_at_a_time("generate", "Running the model for this token…")

@@ -20,7 +20,15 @@ import re
 import sys
 from collections import Counter
 
-from helpers import CHAPTER1, CHAPTER2, MAIN, README, code_starting, counting_forwards
+from helpers import (
+    CHAPTER1,
+    CHAPTER2,
+    MAIN,
+    README,
+    code_starting,
+    counting_forwards,
+    shown_next_id,
+)
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,6 +41,7 @@ from hypothesis.stateful import (
 
 from chapter1.tokenizer import chat, tokenize
 
+BUILT: dict[str, str] = {}  # architecture -> its tiny model's directory, built once
 STEPS_TAKEN: list = []  # every action run, all walks together (the report at the end)
 WALKS = int(os.environ.get("WALKS", 200))
 STEPS = int(os.environ.get("STEPS", 25))
@@ -57,11 +66,16 @@ def edited(current: str, how: str, amount: int, word: str) -> str:
 class Learner(RuleBasedStateMachine):
     """One learner's session, and what the page must show after each of their actions."""
 
+    MODEL: str | None = None  # the model directory (None: the test run's tiny Qwen3)
+
     @initialize()
     def open_app(self):
         from streamlit.testing.v1 import AppTest
 
         from token_by_token import model
+        self.environment = os.environ.get("TOKEN_BY_TOKEN_MODEL")
+        if self.MODEL:
+            os.environ["TOKEN_BY_TOKEN_MODEL"] = self.model_dir()
         self.loaded = model.load()
         self.at = AppTest.from_file(MAIN, default_timeout=60)
         self.at.run()
@@ -69,6 +83,19 @@ class Learner(RuleBasedStateMachine):
         self.generated: list[int] = []
         self.forwards: list = []
         self.may_run_model = True
+
+    def teardown(self):
+        if self.MODEL and getattr(self, "environment", None):
+            os.environ["TOKEN_BY_TOKEN_MODEL"] = self.environment
+
+    def model_dir(self) -> str:
+        if self.MODEL not in BUILT:
+            import tempfile
+
+            import tiny_model
+            out = tempfile.mkdtemp(prefix=f"walks-{self.MODEL}-")
+            BUILT[self.MODEL] = str(tiny_model.build(out, arch=self.MODEL))
+        return BUILT[self.MODEL]
 
     # --- running an action ------------------------------------------------------------
 
@@ -273,15 +300,23 @@ def slider_values(slider) -> list:
                   for v in values if low <= v <= high)
 
 
-def shown_next_id(at) -> int:
-    return int(code_starting(at, "next_id = ").split()[2])
+class SlidingLearner(Learner):
+    """The same learner on a model whose every layer keeps a sliding window of 16 positions
+    (Mistral's): its KV cache can't be cropped, so edits and branches read the text afresh."""
+    MODEL = "mistral"
 
 
-Learner.TestCase.settings = settings(
-    max_examples=WALKS, stateful_step_count=STEPS, deadline=None, derandomize=False,
-    suppress_health_check=list(HealthCheck), print_blob=True,
-    phases=[p for p in Phase if os.environ.get("SHRINK", "1") == "1" or p != Phase.shrink])
+def walk_settings(walks: int):
+    return settings(
+        max_examples=walks, stateful_step_count=STEPS, deadline=None,
+        suppress_health_check=list(HealthCheck), print_blob=True,
+        phases=[p for p in Phase if os.environ.get("SHRINK", "1") == "1" or p != Phase.shrink])
+
+
+Learner.TestCase.settings = walk_settings(WALKS)
+SlidingLearner.TestCase.settings = walk_settings(max(WALKS // 5, 1))
 TestWalks = Learner.TestCase
+TestWalksOnASlidingWindowModel = SlidingLearner.TestCase
 
 
 def test_report_the_walks():
