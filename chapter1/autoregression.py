@@ -10,6 +10,7 @@ from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
+from token_by_token.precision import why
 from token_by_token.sections import lesson
 from token_by_token.tokens import (
     NOT_A_CHARACTER,
@@ -292,11 +293,17 @@ def render_proof(loaded, view) -> None:
         lesson(proof.generate_along)
         return
     lesson(proof.generate_along, proof.greedy)
-    worst = float(found.differences.max())
+    worst = found.largest
     st.markdown(
         f"`generate()` walked {'exactly your' if found.followed else 'other'} ids; at each of "
         f"its {len(found.differences)} steps its logits for the page's top candidates differ "
-        f"from the page's by at most **{worst:.3g}**."
+        f"from the page's by at most **{worst:.3g}**"
+        + (": the same numbers." if worst == 0 else
+           f", {worst.said()}, the largest of those logits. Why any difference at all: "
+           f"{why(worst.dtype, worst.scale)}"
+           + (f" Here the page read your text in {view.forward.chunks} calls of the model "
+              "(Section 2) and generate() in one: the same sums in another order."
+              if view.forward.chunks > 1 else ""))
     )
     if found.greedy is not None:
         same = found.greedy == list(view.ids)

@@ -69,8 +69,10 @@ def render(loaded, view) -> str:
         "**residual stream**, which every layer reads and adds to."
     )
     lesson(view.trace(embed))
-    st.caption(f"Checked: the library's embedding layer gives the same rows (largest "
-               f"difference {view.inside.embed_gap:g}).")
+    gap = view.inside.embed_gap
+    st.caption("Checked: the library's embedding layer gives the same rows"
+               + (", bit for bit." if gap == 0 else
+                  f" (largest difference {gap:g}: {gap.said()})."))
     st.markdown(
         "What is absent: **no position vector is added**. GPT-2 adds a learned row per "
         "position here; Qwen3 adds nothing, and the order of the tokens enters later, inside "
