@@ -32,7 +32,8 @@ def step(model, cache, ids, next_id):
     """One turn of the loop: append the sampled id, run the model on it.
 
     The cache already holds the keys and values of every earlier
-    position, so the model reads one new token, not the whole sequence.
+    position: the layers run for the new token only, and its attention
+    reads the cached keys and values of all the others.
     """
     ids = ids + [next_id]
     next_logits = logits(model, [next_id], cache)[-1]
@@ -88,6 +89,7 @@ def render(loaded, view) -> str:
            "Values from the step that appended the last generated token.")
     layers, heads, positions, head_dim = cache_shape(forward.cache)
     numbers = 2 * layers * heads * positions * head_dim
+    kept = forward.cache.layers[0].keys.dtype  # what the cache holds its numbers in
     st.markdown(
         "Running the whole sequence again at every step would redo the same work: the "
         "model's view of earlier positions never changes (a position only looks back). So "
@@ -95,7 +97,8 @@ def render(loaded, view) -> str:
         "attention computed, in a **KV cache**, and each step only computes the new "
         f"token's. For your {positions:,} tokens the cache holds **{layers} layers × 2 (keys "
         f"and values) × {heads} KV heads × {positions:,} positions × {head_dim} numbers = "
-        f"{numbers:,} numbers** ({numbers * 2 / 1024:,.0f} KiB in bfloat16)."
+        f"{numbers:,} numbers** ({numbers * kept.itemsize / 1024:,.0f} KiB in "
+        f"{str(kept).removeprefix('torch.')})."
     )
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
@@ -139,7 +142,8 @@ def render(loaded, view) -> str:
     elif view.stop == "cap" and generated:
         st.warning(f"The sequence reached {at_cap}, so generation stops here.")
     return ("Generation is a loop: ids → logits → probabilities → sampled id → append. With "
-            "the KV cache, each turn costs one token of model time.")
+            "the KV cache, each turn runs the projections and the MLP for one token only; "
+            "its attention still reads the cached keys and values of every earlier one.")
 
 
 def render_retokenized(tokenizer, ids, previous_ids) -> None:
