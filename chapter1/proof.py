@@ -3,7 +3,9 @@
 Runs on demand (a button): generate() is forced along the learner's ids (at each step the
 only allowed token is the one that came next) and hands back its raw logits per step
 (`output_logits=True`, before any filter); the page's top candidates at each step must be
-the same numbers. With greedy settings, generate() left alone must choose the same ids.
+the same numbers, or within the last bits of the model's dtype where the page read the text
+in chunks (the page says how many steps of that dtype apart). With greedy settings,
+generate() left alone must choose the same ids.
 """
 
 from dataclasses import dataclass

@@ -41,8 +41,9 @@ def chat(tokenizer, text: str, thinking: bool = False) -> list[int]:
     """Your text as a chat app sends it: one user message, then the
     start of the assistant's turn, in the model's own chat template.
 
-    The template adds special tokens around each turn; the model then
-    writes the answer and ends its turn with an end-of-turn token.
+    The template adds special tokens and the role names around each
+    turn; the model then writes the answer and ends it with an
+    end-of-turn token.
     """
     messages = [{"role": "user", "content": text}]
     encoded = tokenizer.apply_chat_template(

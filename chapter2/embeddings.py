@@ -92,7 +92,8 @@ def render(loaded, view) -> str:
     ids, similarities, trace = _nearest_to(model, token_id)
     st.subheader("Neighbours in the table")
     st.markdown(
-        f"Rows of tokens used alike point in similar directions. The rows nearest to "
+        f"Training moves the rows of tokens used alike to point in similar directions. The "
+        f"rows nearest to "
         f"“{markdown_literal(show(tokenizer, token_id))}” (id {token_id}, the token at "
         f"position {view.position}; pick another in the sidebar), by cosine similarity:"
     )
