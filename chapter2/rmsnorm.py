@@ -58,6 +58,7 @@ def render(loaded, view) -> str:
     )
     st.dataframe(view.checks_table(["input RMSNorm"]), hide_index=True)
     st.caption(view.rounding(["input RMSNorm"]))
-    return ("RMSNorm = x / sqrt(mean(x²) + eps) × weight, the division in float32, the product "
-            f"with the weight in the model's {precision.name(facts.dtype)}: every position "
-            "reaches each layer at the same scale.")
+    where = ("all in float32" if facts.dtype == torch.float32 else "the division in float32, "
+             f"the product with the weight in the model's {precision.name(facts.dtype)}")
+    return (f"RMSNorm = x / sqrt(mean(x²) + eps) × weight, {where}: every position reaches "
+            "each layer at the same scale.")
