@@ -285,7 +285,7 @@ def sampling_reset(generation_config) -> Reset:
                  "non-thinking mode.")
 
 
-def reset_sampling(values: dict) -> None:
+def reset_sampling(values: dict = SAMPLING_DEFAULTS) -> None:
     """on_click of the Reset button: the sampling sliders to `values` (Reset.values)."""
     st.session_state.update(values)
 
