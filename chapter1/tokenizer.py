@@ -158,6 +158,9 @@ def render_pretokenized(tokenizer) -> None:
     )
 
 
+KINDS = {"special": "special token", "added": "added token, not special", "text": "text"}
+
+
 def kind_of(tokenizer, token_id: int) -> str:
     """"special", "added" (an added token that is not special, e.g. <think>) or "text"."""
     added = tokenizer.added_tokens_decoder.get(token_id)
@@ -223,13 +226,13 @@ def render_chat(loaded, text: str, ids, trace, thinking: bool) -> None:
     if by_kind["text"]:
         sentences.append(
             "The rest is **ordinary text**, spelled by BPE like yours"
-            + (f": even the roles, {' and '.join(f'`{r}`' for r in roles)}, are words."
-               if roles else "."))
+            + (f", the roles ({', '.join(f'`{r}`' for r in roles)}) included." if roles
+               else "."))
     ends = [i for i in after if i in loaded.eos_ids]
     if ends:
         sentences.append(
             f"{code(show(tokenizer, ends[0]))} ({ends[0]}), which closes your message, is also "
-            "one of the ids where generation stops (Section 5): the model ends its answer "
+            "one of the ids where generation stops (Section 5): a chat model ends its answer "
             "with it.")
     block = []
     if thinks(tokenizer):  # what Thinking off adds at the end: the ids with it, less without
@@ -253,7 +256,7 @@ def render_chat(loaded, text: str, ids, trace, thinking: bool) -> None:
     st.dataframe(pd.DataFrame({
         "where": ["before your text"] * len(before) + ["after your text"] * len(after),
         "id": added, "token": [show(tokenizer, i) for i in added],
-        "kind": [kind_of(tokenizer, i) for i in added]}), hide_index=True)
+        "kind": [KINDS[kind_of(tokenizer, i)] for i in added]}), hide_index=True)
 
 
 def render_normalized(tokenizer, text: str) -> None:

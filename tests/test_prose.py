@@ -132,7 +132,7 @@ def test_the_chat_template_explained_from_its_ids(loaded, thinking):
             kind = "special tokens" if decoder[i].special else "added tokens that are not"
             sentence = next(s for s in said.split(". ") if listed in s)
             assert kind in sentence, (listed, sentence)
-    assert "even the roles, `user` and `assistant`, are words" in said
+    assert "spelled by BPE like yours, the roles (`user`, `assistant`) included" in said
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert f"`<|im_end|>` ({end}), which closes your message, is also one of the ids where " \
         "generation stops" in said and end in loaded.eos_ids
