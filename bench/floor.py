@@ -37,7 +37,8 @@ def chapter1() -> None:
         st.subheader("Sampling")
         for key in state.SLIDERS:
             state.slider(key)
-        st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
+        st.button("Reset to the page's starting values", key="reset",
+                  on_click=state.reset_sampling)
         state.seed_input()
         st.button("Resample", key="resample", on_click=state.resample)
 

@@ -10,6 +10,7 @@ from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
+from token_by_token.precision import why
 from token_by_token.sections import lesson
 from token_by_token.tokens import (
     NOT_A_CHARACTER,
@@ -31,7 +32,8 @@ def step(model, cache, ids, next_id):
     """One turn of the loop: append the sampled id, run the model on it.
 
     The cache already holds the keys and values of every earlier
-    position, so the model reads one new token, not the whole sequence.
+    position: the layers run for the new token only, and its attention
+    reads the cached keys and values of all the others.
     """
     ids = ids + [next_id]
     next_logits = logits(model, [next_id], cache)[-1]
@@ -87,6 +89,7 @@ def render(loaded, view) -> str:
            "Values from the step that appended the last generated token.")
     layers, heads, positions, head_dim = cache_shape(forward.cache)
     numbers = 2 * layers * heads * positions * head_dim
+    kept = forward.cache.layers[0].keys.dtype  # what the cache holds its numbers in
     st.markdown(
         "Running the whole sequence again at every step would redo the same work: the "
         "model's view of earlier positions never changes (a position only looks back). So "
@@ -94,7 +97,8 @@ def render(loaded, view) -> str:
         "attention computed, in a **KV cache**, and each step only computes the new "
         f"token's. For your {positions:,} tokens the cache holds **{layers} layers × 2 (keys "
         f"and values) × {heads} KV heads × {positions:,} positions × {head_dim} numbers = "
-        f"{numbers:,} numbers** ({numbers * 2 / 1024:,.0f} KiB in bfloat16)."
+        f"{numbers:,} numbers** ({numbers * kept.itemsize / 1024:,.0f} KiB in "
+        f"{str(kept).removeprefix('torch.')})."
     )
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
@@ -138,7 +142,8 @@ def render(loaded, view) -> str:
     elif view.stop == "cap" and generated:
         st.warning(f"The sequence reached {at_cap}, so generation stops here.")
     return ("Generation is a loop: ids → logits → probabilities → sampled id → append. With "
-            "the KV cache, each turn costs one token of model time.")
+            "the KV cache, each turn runs the projections and the MLP for one token only; "
+            "its attention still reads the cached keys and values of every earlier one.")
 
 
 def render_retokenized(tokenizer, ids, previous_ids) -> None:
@@ -292,11 +297,17 @@ def render_proof(loaded, view) -> None:
         lesson(proof.generate_along)
         return
     lesson(proof.generate_along, proof.greedy)
-    worst = float(found.differences.max())
+    worst = found.largest
     st.markdown(
         f"`generate()` walked {'exactly your' if found.followed else 'other'} ids; at each of "
         f"its {len(found.differences)} steps its logits for the page's top candidates differ "
-        f"from the page's by at most **{worst:.3g}**."
+        f"from the page's by at most **{worst:.3g}**"
+        + (": the same numbers." if worst == 0 else
+           f", {worst.said()}, the largest of those logits. Why any difference at all: "
+           f"{why(worst.dtype, worst.scale)}"
+           + (f" Here the page read your text in {view.forward.chunks} calls of the model "
+              "(Section 2) and generate() in one: the same sums in another order."
+              if view.forward.chunks > 1 else ""))
     )
     if found.greedy is not None:
         same = found.greedy == list(view.ids)

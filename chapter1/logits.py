@@ -18,7 +18,7 @@ def logits(model, ids, cache=None):
 
     Row i scores every vocabulary entry as the token that follows
     ids[: i + 1]; the last row predicts the next token. A `cache`
-    (see Section 5) keeps what the model computed for these ids.
+    (see Section 5) keeps each layer's keys and values for these ids.
     """
     with torch.inference_mode():  # inference only: no gradients
         output = model(torch.tensor([ids]), cache=cache)

@@ -46,8 +46,9 @@ with st.sidebar:
                        "chat template. Locked while Autoregressive mode is on.")
         if tokenizer.thinks(loaded.tokenizer):
             st.toggle("Thinking", key="thinking", disabled=s["autoregressive"] or not s["chat"],
-                      help="The template's enable_thinking: off, the answer starts with an "
-                           "empty <think></think> block.")
+                      help="The chat template's enable_thinking. Off: the template itself ends "
+                           "the ids with an empty <think></think> block, so the model answers "
+                           "at once. On: the block is left to the model, to reason in first.")
     st.toggle("Autoregressive mode", key="autoregressive",
               on_change=pipeline.autoregression_toggled, args=(loaded,))
     if s["autoregressive"]:  # outside the fragments: its click stops a running Play (a
@@ -122,7 +123,9 @@ def sampling(with_sections: bool, ids: tuple[int, ...]) -> None:
         st.subheader("Sampling")
         for key in state.SLIDERS:
             state.slider(key)
-        st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
+        reset = state.sampling_reset(loaded.model.generation_config)
+        st.button(reset.label, key="reset", help=reset.help, on_click=state.reset_sampling,
+                  args=(reset.values,))
         state.seed_input()
         st.button("Resample", key="resample", on_click=state.resample,
                   help="Draw again from the same probabilities.")

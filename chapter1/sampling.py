@@ -105,7 +105,7 @@ def render_uncertainty(tokenizer, view) -> None:
     surprising the drawn token is."""
     st.subheader("How sure is the model?")
     before = torch.softmax(view.forward.last, dim=-1)  # temperature 1, no filters
-    bits = {"before the filters": float(entropy(before)),
+    bits = {"Before the filters": float(entropy(before)),
             "after the filters": float(entropy(view.probs))}
     lesson(view.trace(entropy), view.trace(surprisal))
     p_before, p_after = float(before[view.next_id]), float(view.probs[view.next_id])

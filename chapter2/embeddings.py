@@ -69,8 +69,10 @@ def render(loaded, view) -> str:
         "**residual stream**, which every layer reads and adds to."
     )
     lesson(view.trace(embed))
-    st.caption(f"Checked: the library's embedding layer gives the same rows (largest "
-               f"difference {view.inside.embed_gap:g}).")
+    gap = view.inside.embed_gap
+    st.caption("Checked: the library's embedding layer gives the same rows"
+               + (", bit for bit." if gap == 0 else
+                  f" (largest difference {gap:g}: {gap.said()})."))
     st.markdown(
         "What is absent: **no position vector is added**. GPT-2 adds a learned row per "
         "position here; Qwen3 adds nothing, and the order of the tokens enters later, inside "
@@ -90,7 +92,8 @@ def render(loaded, view) -> str:
     ids, similarities, trace = _nearest_to(model, token_id)
     st.subheader("Neighbours in the table")
     st.markdown(
-        f"Rows of tokens used alike point in similar directions. The rows nearest to "
+        f"Training moves the rows of tokens used alike to point in similar directions. The "
+        f"rows nearest to "
         f"“{markdown_literal(show(tokenizer, token_id))}” (id {token_id}, the token at "
         f"position {view.position}; pick another in the sidebar), by cosine similarity:"
     )

@@ -44,6 +44,7 @@ from chapter2.rmsnorm import norm, rms_norm
 from token_by_token.capture import capture
 from token_by_token.memo import Memo, Slot
 from token_by_token.model import FORWARD_LOCK
+from token_by_token.precision import Difference, difference, why
 from token_by_token.trace import Trace, traced
 
 CHUNK = 64  # positions scored at a time: never a [1,024 × vocabulary] table in memory
@@ -57,7 +58,8 @@ class Opened:
     forward: their traced calls and, for each intermediate, the library's value beside it."""
     layer: int
     traces: dict[str, Trace]     # lesson function name -> its traced call on this layer
-    checks: dict[str, tuple]     # what -> (shape, max |lesson − library|, max |library|)
+    checks: dict[str, tuple]     # what -> (shape, max |lesson − library| (a Difference: it
+                                 # knows the dtype and the scale it is judged at), max |library|)
     rms: torch.Tensor            # [positions]: each position's root-mean-square before the norm
     updates: torch.Tensor        # [2, positions]: the size (norm) of attention's and the
                                  # MLP's update to the stream at each position
@@ -77,7 +79,7 @@ class Cached:
     nbytes: int                    # keys and values of every layer
     borrowed: bool                 # True: Chapter 1's cache of the same ids was read
     step: Trace                    # last_step_cached(), traced
-    gap: float                     # max |cached step − whole forward| of the last logits
+    gap: Difference                # max |cached step − whole forward| of the last logits
     same_top: bool                 # both give the same top-1 token
     seconds: float                 # the cached step's time
 
@@ -96,7 +98,7 @@ def cached_of(model, ids, output, chapter1) -> Cached:
     again, step = traced(last_step_cached, model, cache, list(ids))
     seconds = time.perf_counter() - start
     return Cached(keys, values, nbytes, chapter1 is not None, step,
-                  float((again - whole).abs().max()),
+                  difference(again, whole, output.logits.dtype),
                   int(again.argmax()) == int(whole.argmax()), seconds)
 
 
@@ -107,9 +109,10 @@ class Inside:
     stream: torch.Tensor       # [layers + 1, positions, hidden]: what each layer reads (library)
     layers: list[Opened]       # every layer, opened while the library ran it
     embedded: Trace            # embed(model, ids), traced
-    embed_gap: float           # max |embed() − the library's embedding output|
-    layer_gaps: list[float]    # per layer: max |chained by hand − library| of the stream
+    embed_gap: Difference      # max |embed() − the library's embedding output|
+    layer_gaps: list[Difference]  # per layer: max |chained by hand − library| of the stream
     logit_gaps: torch.Tensor   # [positions]: max |by hand − library| of the logits
+    logit_scales: torch.Tensor  # [positions]: max |library logit|, what a gap is judged at
     top_hand: torch.Tensor     # [positions]: the top-1 id by hand
     top_library: torch.Tensor  # [positions]: the top-1 id of the library's logits
     margins: torch.Tensor      # [positions]: the library's top-1 minus top-2 logit
@@ -119,6 +122,14 @@ class Inside:
     @property
     def agree(self) -> int:
         return int((self.top_hand == self.top_library).sum())
+
+    def logit_gap(self, position: int | None = None) -> Difference:
+        """The largest logit difference at a position (None: the worst one), judged at that
+        position's largest logit, in the model's dtype (that of the stream)."""
+        if position is None:
+            position = int(self.logit_gaps.argmax())
+        return Difference(float(self.logit_gaps[position]), float(self.logit_scales[position]),
+                          self.stream.dtype)
 
     @property
     def halfway_from(self) -> int:
@@ -156,11 +167,11 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
         hand, library = norm(model.model.norm, x), model.model.norm(stream[-1])
         scored = [compare_logits(model, hand[c: c + CHUNK], library[c: c + CHUNK])
                   for c in range(0, len(ids), CHUNK)]
-    logit_gaps, top_hand, top_library, margins = (torch.cat(part)
-                                                  for part in zip(*scored, strict=True))
+    logit_gaps, logit_scales, top_hand, top_library, margins = (
+        torch.cat(part) for part in zip(*scored, strict=True))
     return memo.put(INSIDE, key, Inside(
-        key, stream, layers, embedded, embed_gap, layer_gaps, logit_gaps, top_hand,
-        top_library, margins, cached, time.perf_counter() - start))
+        key, stream, layers, embedded, embed_gap, layer_gaps, logit_gaps, logit_scales,
+        top_hand, top_library, margins, cached, time.perf_counter() - start))
 
 
 def parts(block) -> dict:
@@ -325,16 +336,18 @@ def linear32(linear, x):
 
 def compare_logits(model, hand, library):
     """Logits by hand (`unembed`) and by the library's own output layer, for some positions:
-    per position the largest difference, both top-1 ids, and the library's top-2 margin."""
+    per position the largest difference and the largest |library logit| (what it is judged
+    at), both top-1 ids, and the library's top-2 margin."""
     mine, theirs = unembed(model, hand).float(), model.lm_head(library).float()
     top2 = theirs.topk(2, dim=-1).values
-    return ((mine - theirs).abs().amax(-1), mine.argmax(-1), theirs.argmax(-1),
-            top2[:, 0] - top2[:, 1])
+    return ((mine - theirs).abs().amax(-1), theirs.abs().amax(-1), mine.argmax(-1),
+            theirs.argmax(-1), top2[:, 0] - top2[:, 1])
 
 
-def gap(mine: torch.Tensor, theirs: torch.Tensor) -> float:
-    """The largest absolute difference between two tensors of the same values."""
-    return float((mine.float() - theirs.float()).abs().max())
+def gap(mine: torch.Tensor, theirs: torch.Tensor) -> Difference:
+    """The largest absolute difference between two tensors of the same values, judged in the
+    steps of the dtype the library computed `theirs` in."""
+    return difference(mine, theirs, theirs.dtype)
 
 
 def largest(t: torch.Tensor) -> float:
@@ -373,6 +386,8 @@ class Facts:
     theta: float
     eps: float
     bytes_per_number: int
+    dtype: torch.dtype        # what the weights (and so the model's arithmetic) are in
+    attention: str            # the attention the model runs: "sdpa" (fused) or "eager"
 
     @classmethod
     def of(cls, model) -> "Facts":
@@ -381,7 +396,8 @@ class Facts:
                    attn.q_proj.out_features // attn.head_dim,
                    attn.k_proj.out_features // attn.head_dim, attn.head_dim,
                    model.model.layers[0].mlp.gate_proj.out_features, rope_theta(model.config),
-                   model.model.norm.variance_epsilon, table.element_size())
+                   model.model.norm.variance_epsilon, table.element_size(), table.dtype,
+                   getattr(model.config, "_attn_implementation", None) or "eager")
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -409,10 +425,19 @@ class View:
         return self.opened.traces.get(function.__name__, function)
 
     def checks_table(self, names: list[str]) -> pd.DataFrame:
-        """The lesson's values against the library's, as a table for the page."""
+        """The lesson's values against the library's, as a table for the page: each largest
+        difference also in the steps of its dtype at the largest |library| value."""
         checks, rows = self.opened.checks, []
         for name in names:
             shape, difference, size = checks[name]
             rows.append({"value": name, "shape": " × ".join(map(str, shape)),
-                         "max |lesson − library|": difference, "max |library|": size})
+                         "max |lesson − library|": float(difference), "max |library|": size,
+                         "in steps of its dtype": difference.said()})
         return pd.DataFrame(rows)
+
+    def rounding(self, names: list[str]) -> str:
+        """What the page says under a checks table: nothing differs, or why it may."""
+        worst = max((self.opened.checks[name][1] for name in names), key=lambda d: d.steps)
+        if worst == 0:
+            return "Every value in this table equals the library's, bit for bit."
+        return "Why any difference at all: " + why(worst.dtype, worst.scale)

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from chapter1.logits import logits
+from token_by_token.precision import name
 from token_by_token.sections import lesson
 from token_by_token.tokens import counted, markdown_literal, show
 
@@ -57,7 +58,7 @@ def render(loaded, view) -> str:
     }), hide_index=True)
     st.caption(f"Per position and layer, the projections alone are {per_layer:,} "
                f"multiply-adds and the MLP {3 * f.hidden * f.intermediate:,}: a step does them "
-               f"once, a recomputation of the whole text {n:,} times.")
+               f"once, a recomputation of the whole text and the new token {n + 1:,} times.")
     last = view.ids[-1]
     st.markdown(
         "Does a step through the cache give what a recomputation of everything gives? Here "
@@ -68,11 +69,13 @@ def render(loaded, view) -> str:
     verdict = "the same top-1 token" if cached.same_top else "a different top-1 (a near-tie)"
     st.markdown(
         f"Largest difference from the whole forward's last row of logits: **{cached.gap:.3g}** "
-        f"({verdict}), in {cached.seconds * 1000:.0f} ms. The two runs add up their numbers in "
-        "a different order (one query against a cache, or all queries at once), so in "
-        f"{str(loaded.model.dtype).removeprefix('torch.')} they can differ in the last digits; "
-        "the computation is the same."
+        f"({'the same numbers' if cached.gap == 0 else cached.gap.said()}; {verdict}), in "
+        f"{cached.seconds * 1000:.0f} ms. The two runs "
+        "add up their numbers in a different order (one query against a cache, or all queries "
+        f"at once), so in {name(cached.gap.dtype)} they can differ in the last bits; the "
+        "computation is the same."
     )
+    same = ("the same logits" if cached.gap == 0 else
+            f"the logits of recomputing everything, within {cached.gap.said()}")
     return ("The KV cache keeps every layer's keys and values, [1, KV heads, positions, "
-            "head_dim]; a decode step runs one position and reads the rest from it, with the "
-            "same logits as recomputing everything.")
+            f"head_dim]; a decode step runs one position and reads the rest from it, with {same}.")

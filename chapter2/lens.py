@@ -56,8 +56,8 @@ def lens(model, x):
 def logit_lens(model, ids):
     """The top-1 token at every layer: int64 [layers + 1, positions].
 
-    Row 0 reads the embeddings, row i the stream after layer i; the
-    last row is the model's own prediction. Watch a guess form.
+    Row 0 reads the embeddings, row i + 1 the stream after layer i
+    (layers count from 0); the last row is the model's own prediction.
     """
     xs = residual_stream(model, ids)
     return torch.stack([lens(model, x).argmax(-1) for x in xs])
@@ -171,7 +171,11 @@ def render(loaded, view) -> str:
     st.markdown(
         f"The last row is the model's own prediction: in **{agree} of {len(last)}** columns "
         "its top-1 equals the top-1 of the library's logits"
-        + ("." if agree == len(last) else "; the others are near-ties (section 5).")
+        + ("." if agree == len(last) else
+           "; in the others the library's two best scores are "
+           + ", ".join(f"{float(seen.margins[p]):.3g}" for p in positions
+                       if int(kept[p, "after"][1][-1, 0]) != int(seen.top_library[p]))
+           + " apart: near-ties that a rounding difference can swap (section 5).")
     )
     mine = grid[grid["position"] == position]
     st.markdown(f"At position {position} “{markdown_literal(show(tokenizer, ids[position]))}"

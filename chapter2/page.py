@@ -19,6 +19,7 @@ from chapter2 import (
 from token_by_token import model as models
 from token_by_token import sections, state
 from token_by_token.memo import memo_of
+from token_by_token.precision import name
 from token_by_token.tokens import counted, show
 
 SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream, kvcache]
@@ -47,11 +48,14 @@ s = st.session_state
 st.markdown(
     "Chapter 1 treated `model(ids)` as a function from token ids to a table of scores. This "
     "chapter opens it. The whole forward pass of Qwen3 is a handful of short functions, run "
-    "here on the loaded model's own weights, and composing them gives the same logits as the "
-    f"library. This model has **{facts.layers} layers**. Each one reads a vector of "
+    "here on the loaded model's own weights, and composing them gives the library's logits: "
+    "bit for bit against its plain (eager) attention, and to the last bits of "
+    f"{name(facts.dtype)} against the fused attention it runs by default (section 5 shows "
+    f"how far). This model has **{facts.layers} layers**. Each one reads a vector of "
     f"{facts.hidden:,} numbers per position, the **residual stream** `x`, and adds two edits "
-    "to it: one from attention, one from the MLP. Every value below is checked against the "
-    "library's own module, run on the same input."
+    "to it: one from attention, one from the MLP. Every value below is checked against what "
+    "the library's own modules computed for your text, and each difference is told in the "
+    f"steps of {name(facts.dtype)}: how far apart its neighbouring numbers are at that size."
 )
 st.graphviz_chart(LAYER)
 

@@ -88,4 +88,5 @@ def render(loaded, view) -> str:
     with st.expander("The same as a table: the three keys each position reads most"):
         st.dataframe(top_keys(tokenizer, ids, pattern, head, rows), hide_index=True)
     return ("Attention weights form a lower-triangular table per head; heads of one group "
-            "share keys; much of the weight often rests on the first token.")
+            f"share keys; in layer {opened.layer}, {opened.sink:.0%} of the weight rests on the "
+            "first token.")

@@ -9,9 +9,11 @@ with the pocket model as the automatic fallback when Qwen3 can't be had.
 import atexit
 import ctypes
 import gc
+import json
 import os
 import threading
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import streamlit as st
@@ -218,6 +220,21 @@ class ProgressBar(tqdm):
             self._bar.empty()
 
 
+@cache
+def pocket_corpus() -> str:
+    """What the pocket model was trained on, read from its training_report.json: "26.8 million
+    characters of documentation: 2.1 million (8%) from Python's standard library …"."""
+    corpus = json.loads((POCKET_DIR / "training_report.json").read_text())["corpus"]
+    sources, total = corpus["sources"], corpus["characters"]
+    python = sources["python"]["characters"]
+    others = sorted((s for s in sources if s != "python"),
+                    key=lambda s: sources[s]["characters"], reverse=True)
+    return (f"{total / 1e6:.1f} million characters of documentation: "
+            f"{python / 1e6:.1f} million ({python / total:.0%}) from Python's standard library "
+            f"(its docstrings and language reference), the rest docstrings of "
+            f"{', '.join(others[:3])} and {len(others) - 3} more libraries this app installs")
+
+
 def load_or_explain() -> Loaded:
     """load(), or a clear message in the page (never a traceback) and the page stops.
     When the pocket model stands in for Qwen3, a banner says why and how to get Qwen3."""
@@ -231,7 +248,7 @@ def load_or_explain() -> Loaded:
             st.warning(
                 f"**Running on the pocket model.** {DEFAULT_MODEL} could not be loaded: "
                 f"{loaded.fallback}\n\nThe pocket model is a small Qwen3-architecture model "
-                "built into this app, trained on Python's own documentation. It works fully "
+                f"built into this app, trained on {pocket_corpus()}. It works fully "
                 "offline and its next-token guesses are real, but it knows far less than "
                 f"{DEFAULT_MODEL}. To switch, connect to the internet and press the button "
                 "(a one-time download of about 1.5 GB).", icon="🎒")

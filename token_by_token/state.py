@@ -14,8 +14,11 @@ import streamlit as st
 
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
 
-# Qwen3's recommended sampling settings for non-thinking mode.
+# The sampling sliders when the page opens: Qwen3's model card advises these for non-thinking
+# mode (enable_thinking=False; the page opens with Thinking off). For thinking mode it advises
+# THINKING, "the default setting in generation_config.json" (what Qwen3's file holds).
 SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0}
+THINKING = {"temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0}
 
 DEFAULTS = {
     "text": DEFAULT_TEXT,
@@ -209,9 +212,82 @@ def write_share_link(loaded) -> str | None:
     return note
 
 
-def reset_sampling() -> None:
-    """on_click for "Reset to defaults": the sampling sliders back to Qwen3's values."""
-    st.session_state.update(SAMPLING_DEFAULTS)
+def model_sampling(generation_config) -> dict | None:
+    """The sampling settings `model.generate()` uses for this model when called without any:
+    its generation_config.json's, and for what the file leaves unset the library's global
+    defaults (transformers' GenerationConfig._get_default_generation_params, as generate()'s
+    _prepare_generation_config fills them in); a setting generate() leaves off (min_p None,
+    top_k 0) is the slider's off value. None when the file doesn't sample (do_sample unset or
+    false: generate() then decodes greedily and applies none of them)."""
+    from transformers import GenerationConfig
+    if not getattr(generation_config, "do_sample", False):
+        return None
+    defaults = GenerationConfig._get_default_generation_params()
+    value = {key: getattr(generation_config, key, None) for key in SAMPLING_DEFAULTS}
+    value = {key: defaults.get(key) if v is None else v for key, v in value.items()}
+    off = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    return {key: off[key] if v is None else type(off[key])(v) for key, v in value.items()}
+
+
+def unset(generation_config) -> list[str]:
+    """The sampling settings a generation_config leaves unset, and what generate() does with
+    each: "min_p unset: off", "top_p unset: the library's default, 1"."""
+    from transformers import GenerationConfig
+    defaults = GenerationConfig._get_default_generation_params()
+    return [f"{key} unset: " + ("off" if defaults.get(key) is None else
+                                f"the library's default, {defaults[key]:g}")
+            for key in SAMPLING_DEFAULTS if getattr(generation_config, key, None) is None]
+
+
+@dataclass(frozen=True)
+class Reset:
+    """What the sampling Reset button sets, its label and its help (whose values they are)."""
+    values: dict
+    label: str
+    help: str
+
+
+def said(values: dict) -> str:
+    """Sampling settings as the help text names them: temperature 0.6, top_k 20, …"""
+    return ", ".join(f"{key} {value:g}" for key, value in values.items())
+
+
+def on_sliders(values: dict) -> dict:
+    """Values as the sliders can hold them: within each slider's range, on its steps."""
+    kept = {}
+    for key, value in values.items():
+        r = SLIDERS[key]
+        value = min(max(value, r.low), r.high)
+        kept[key] = type(value)(round(round((value - r.low) / r.step) * r.step + r.low, 6))
+    return kept
+
+
+def sampling_reset(generation_config) -> Reset:
+    """The Reset button for this model: its own generation_config's sampling settings when it
+    has some (what generate() samples with), else the values the page opens with."""
+    found = model_sampling(generation_config)
+    if found is None:
+        return Reset(dict(SAMPLING_DEFAULTS), "Reset to the page's starting values",
+                     f"{said(SAMPLING_DEFAULTS)}: the values the page opens with, Qwen3's "
+                     "model-card advice for non-thinking mode (for thinking mode it advises "
+                     f"{said(THINKING)}). This model's generation_config.json has no sampling "
+                     "settings: its generate() decodes greedily unless told to sample.")
+    values, defaulted = on_sliders(found), unset(generation_config)
+    mode = [name for name, advice in (("thinking", THINKING),
+                                      ("non-thinking", SAMPLING_DEFAULTS)) if advice == found]
+    return Reset(values, "Reset to the model's generation_config",
+                 f"{said(values)}: this model's generation_config.json"
+                 + (f" ({'; '.join(defaulted)})" if defaulted else "")
+                 + ", what model.generate() samples with when called without settings"
+                 + (f", to the sliders' steps (it says {said(found)})" if values != found else "")
+                 + (f"; Qwen3's model card advises them for {mode[0]} mode" if mode else "")
+                 + f". The page opens at {said(SAMPLING_DEFAULTS)}, Qwen3's advice for "
+                 "non-thinking mode.")
+
+
+def reset_sampling(values: dict = SAMPLING_DEFAULTS) -> None:
+    """on_click of the Reset button: the sampling sliders to `values` (Reset.values)."""
+    st.session_state.update(values)
 
 
 def resample() -> None:
