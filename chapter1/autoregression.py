@@ -10,8 +10,11 @@ from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
+from token_by_token.controls import branch_step, branch_token
 from token_by_token.precision import why
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import (
     NOT_A_CHARACTER,
     annotated,
@@ -26,6 +29,9 @@ from token_by_token.tokens import (
 )
 
 TITLE = "Autoregression — append, and go again"
+READS = IDS | SAMPLE | {"autoregressive", "previous_ids", "branch_step", "branch_token",
+                        "branch", "proof"}
+WIDGETS = {"branch_step", "branch_token", "branch", "proof"}
 
 
 def step(model, cache, ids, next_id):
@@ -221,9 +227,6 @@ def render_timeline(tokenizer, view) -> None:
         st.dataframe(table, hide_index=True)
 
 
-SETTINGS = ("temperature", "top_k", "top_p", "min_p", "seed", "resamples", "chat", "thinking")
-
-
 def record(loaded, view, settings: dict) -> dict:
     """The generation as data: the model, the settings, the ids and tokens, and for each
     generated token the top candidates the model gave at that step (temperature 1, before
@@ -264,35 +267,24 @@ def record_csv(data: dict) -> str:
 def render_downloads(loaded, view) -> None:
     """The files are written when a button is clicked (Streamlit calls the function then),
     from this rerun's view and settings: a slider rerun doesn't write them."""
-    settings = {key: st.session_state[key] for key in SETTINGS}
     left, right = st.columns(2)
     left.download_button("Download the generation (JSON)",
-                         lambda: json.dumps(record(loaded, view, settings), indent=1),
+                         lambda: json.dumps(record(loaded, view, view.settings), indent=1),
                          "generation.json", "application/json", key="download_json",
                          on_click="ignore")
     right.download_button("Download the generation (CSV)",
-                          lambda: record_csv(record(loaded, view, settings)),
+                          lambda: record_csv(record(loaded, view, view.settings)),
                           "generation.csv", "text/csv", key="download_csv",
                           on_click="ignore")
 
 
 def render_proof(loaded, view) -> None:
     """The proof against transformers' generate(), on demand."""
-    from token_by_token.memo import memo_of
-    state = st.session_state
-    memo = memo_of(state).for_model(loaded.model_id)
-    first = len(view.ids) - len(view.generated)
-    is_greedy = state["top_k"] == 1
-    key = (tuple(view.ids), is_greedy)
     st.markdown("**Proof.** Does the library's own `generate()` agree with this page?")
-    if st.button("Run generate() on this sequence", key="proof",
-                 help="Forces generate() along your ids and compares its raw logits with "
-                      "the ones the page used; with greedy settings (Top-K 1) also lets it "
-                      "choose."):
-        with st.spinner("generate()…"):
-            memo.put(proof.PROOF, key, proof.prove(loaded.model, list(view.ids), first,
-                                                   view.forward.candidates, is_greedy))
-    found = memo.get(proof.PROOF, key)
+    st.button("Run generate() on this sequence", key="proof", on_click=view.prove,
+              help="Forces generate() along your ids and compares its raw logits with the "
+                   "ones the page used; with greedy settings (Top-K 1) also lets it choose.")
+    found = view.proof
     if found is None:
         lesson(proof.generate_along)
         return
@@ -318,22 +310,19 @@ def render_proof(loaded, view) -> None:
 
 def render_branch(loaded, view) -> None:
     """Pick a generated step, see its top 5, continue from another one (crop and step)."""
-    from chapter1.pipeline import take_branch  # (the pipeline imports this section's lessons)
     tokenizer = loaded.tokenizer
     ids, generated, candidates = view.ids, view.generated, view.forward.candidates
     first = len(ids) - len(generated)
     with st.expander("Branch: take another token at any generated step"):
-        at_step = st.number_input("Generated token", 1, len(generated), len(generated),
-                                  key="branch_step")
+        at_step = branch_step(len(generated))
         row = first + at_step - 2  # the position whose logits chose this token
         options = candidates.ids[row, :5].tolist()
         probs = dict(zip(options, candidates.probs[row, :5].tolist(), strict=True))
-        st.radio(
+        branch_token(
             f"At step {at_step} the model chose “{markdown_literal(show(tokenizer, ids[row + 1]))}”"
             "; its five likeliest (temperature 1, before the filters):", options,
-            format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}",
-            key="branch_token")
+            format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}")
         lesson(branch)
-        st.button("Continue from here", key="branch", on_click=take_branch, args=(loaded,),
+        st.button("Continue from here", key="branch", on_click=view.take_branch,
                   help="Cut the sequence after this step's position, take this token, and go "
                        "on from it.")

@@ -12,9 +12,12 @@ from transformers import (
 
 from token_by_token import charts
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import markdown_literal, show
 
 TITLE = "Filters and softmax — scores become probabilities"
+READS = IDS | SAMPLE
 
 
 def warpers(temperature, top_k, top_p, min_p):

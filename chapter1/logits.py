@@ -7,10 +7,14 @@ import streamlit as st
 import torch
 
 from token_by_token import charts
+from token_by_token.controls import heatmap_rows
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import show
 
 TITLE = "Logits — one score per token, at every position"
+READS = IDS | {"heatmap_rows"}
+WIDGETS = {"heatmap_rows"}
 
 
 def logits(model, ids, cache=None):
@@ -143,8 +147,7 @@ def render(loaded, view) -> str:
     st.subheader("What the model expects at each position")
     shown = n
     if n > 1:
-        shown = st.slider("Positions shown (the last ones)", 1, n, min(n, 12),
-                          key="heatmap_rows")
+        shown = heatmap_rows(n)
     candidates = 8 if shown <= 12 else 5
     table = heatmap_table(loaded.tokenizer, ids, forward.candidates, shown, candidates)
     row_height = 30 if shown <= 12 else 22

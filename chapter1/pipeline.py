@@ -8,7 +8,8 @@ beside the code; the model's calls are traced when the forward runs and kept wit
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import streamlit as st
 import torch
@@ -17,10 +18,12 @@ from transformers import DynamicCache
 from chapter1.autoregression import branch, hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
+from chapter1.proof import PROOF, prove
 from chapter1.sampling import entropy, random_stream, sample, surprisal
-from chapter1.tokenizer import chat, has_chat_template, tokenize
+from token_by_token import kvcache
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
+from token_by_token.sequence import sequence, tokenize
 from token_by_token.trace import Trace, traced
 
 
@@ -88,9 +91,12 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
     key = tuple(ids)
     if (same := memo.get(FORWARD, key)) is not None:
         return same
-    before = memo.latest(FORWARD)
-    memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
     with FORWARD_LOCK:
+        if (same := memo.get(FORWARD, key)) is not None:  # made while this one waited
+            return same
+        before = memo.latest(FORWARD)
+        memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
+        kvcache.keep(memo, None, None)
         start = time.perf_counter()
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
@@ -104,8 +110,9 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
                               candidates=before.candidates.first(keep).then(forward.candidates))
         else:
             forward = prefill(model, ids, end_ids)
-        seconds = time.perf_counter() - start
-    return memo.put(FORWARD, key, replace(forward, seconds=seconds))
+        forward = replace(forward, seconds=time.perf_counter() - start)
+        kvcache.keep(memo, key, forward.cache)
+        return memo.put(FORWARD, key, forward)
 
 
 def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
@@ -144,8 +151,9 @@ def take_branch(loaded) -> None:
         ids = [*seq.ids[:at], int(new_id)]
         before = memo.latest(FORWARD)
         if before is not None and before.ids == tuple(seq.ids):
-            memo.put(FORWARD, None, None)
             with FORWARD_LOCK:
+                memo.put(FORWARD, None, None)
+                kvcache.keep(memo, None, None)
                 start = time.perf_counter()
                 if croppable(before.cache):
                     (_, last), trace = traced(branch, loaded.model, before.cache,
@@ -158,7 +166,8 @@ def take_branch(loaded) -> None:
                     forward = prefill(loaded.model, ids, loaded.eos_ids)
                 forward = replace(forward, cut=before.ids[at:],
                                   seconds=time.perf_counter() - start)
-            memo.put(FORWARD, tuple(ids), forward)
+                kvcache.keep(memo, ids, forward.cache)
+                memo.put(FORWARD, tuple(ids), forward)
         generated[at_step - 1:] = [int(new_id)]
 
 
@@ -180,61 +189,24 @@ def prefill(model, ids: list[int], end_ids=(), cache=None, start: int = 0) -> Fo
     return Forward(tuple(ids), cache, candidates, first, last, trace, len(parts))
 
 
-@dataclass(frozen=True)
-class Sequence:
-    """The ids the model reads, from the text and the generated ids: no forward needed."""
-    text_ids: list[int]   # the text's ids (capped)
-    cut: int              # how many of the text's tokens the cap left out
-    ids: list[int]        # text ids + generated ids: the sequence the model reads
-    stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
-    tokenize: Trace       # the tokenize() call that read the text
-    chat: Trace | None = None  # in chat mode, the chat() call: its ids are text_ids
+CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
+           "autoregressive", "previous_ids", "chat", "thinking")
+SETTINGS = ("temperature", "top_k", "top_p", "min_p", "seed", "resamples", "chat", "thinking")
 
 
-SEQUENCE: Slot[Sequence] = Slot("chapter1.sequence")
-
-
-def sequence(loaded, state) -> Sequence:
-    """The learner's token sequence, and whether generation may go on (cheap: no forward)."""
-    memo = memo_of(state).for_model(loaded.model_id)
-    chatting = bool(state.get("chat")) and has_chat_template(loaded.tokenizer)
-    key = (state["text"], tuple(state["generated"]), chatting, bool(state.get("thinking")))
-    if (same := memo.get(SEQUENCE, key)) is not None:
-        return same
-    text_ids, trace = traced(tokenize, loaded.tokenizer, state["text"])
-    chat_trace = None
-    if chatting:  # the model reads the text wrapped in its chat template
-        text_ids, chat_trace = traced(chat, loaded.tokenizer, state["text"],
-                                      bool(state.get("thinking")))
-    cut = max(len(text_ids) - loaded.max_tokens, 0)
-    text_ids = text_ids[: loaded.max_tokens]
-    ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
-    stop = None
-    if not ids:
-        stop = "empty"
-    elif state["generated"] and state["generated"][-1] in loaded.eos_ids:
-        stop = "eos"
-    elif len(ids) >= loaded.max_tokens:
-        stop = "cap"
-    return memo.put(SEQUENCE, key, Sequence(text_ids, cut, ids, stop, trace, chat_trace))
-
-
-@dataclass(frozen=True)
 class View:
     """Everything Chapter 1 shows, derived from the learner's choices: what every section's
-    render(loaded, view) reads."""
-    text: str
-    sequence: Sequence
-    generated: list[int]       # the choices, as they were for this view
-    seed: int
-    resamples: int
-    autoregressive: bool
-    previous_ids: list[int]
-    forward: Forward | None = None
-    chain: list = field(default_factory=list)  # the warpers, watched: what each one kept
-    probs: torch.Tensor | None = None
-    next_id: int | None = None
-    traces: dict = field(default_factory=dict)  # lesson function name -> its traced call
+    render(loaded, view) reads. What needs the model is computed when a section first reads
+    it, once per view: Section 1 is drawn before the model runs."""
+
+    def __init__(self, loaded, choices: dict, memo: Memo):
+        self.loaded, self.choices, self.memo = loaded, choices, memo
+        self.sequence = sequence(loaded, choices)
+        self.text, self.seed = choices["text"], choices["seed"]
+        self.generated = list(choices["generated"])
+        self.resamples, self.autoregressive = choices["resamples"], choices["autoregressive"]
+        self.previous_ids = list(choices["previous_ids"])
+        self.settings = {key: choices[key] for key in SETTINGS}  # what a download records
 
     @property
     def ids(self) -> list[int]:
@@ -244,52 +216,80 @@ class View:
     def stop(self) -> str | None:
         return self.sequence.stop
 
+    @cached_property
+    def forward(self) -> Forward:
+        """The model's forward of the ids (it runs here, when the ids changed)."""
+        return advance(self.loaded.model, self.ids, self.memo, self.loaded.eos_ids)
+
+    @cached_property
+    def sampled(self) -> tuple:
+        """The filters, the probabilities and the sample, each lesson call traced."""
+        c = self.choices
+        chain, warpers_trace = traced(warpers, c["temperature"], c["top_k"], c["top_p"],
+                                      c["min_p"])
+        chain = [Watched(w) for w in chain]
+        probs, probs_trace = traced(probabilities, self.forward.last, chain)
+        generator, stream_trace = traced(random_stream, c["seed"], len(self.ids),
+                                         c["resamples"])
+        next_id, sample_trace = traced(sample, probs, generator)
+        traces = {"warpers": warpers_trace, "probabilities": probs_trace,
+                  "random_stream": stream_trace, "sample": sample_trace,
+                  "entropy": traced(entropy, probs)[1],
+                  "surprisal": traced(surprisal, float(probs[next_id]))[1]}
+        return chain, probs, next_id, traces
+
+    @property
+    def chain(self) -> list:
+        return self.sampled[0]  # the warpers, watched: what each one kept
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.sampled[1]
+
+    @property
+    def next_id(self) -> int:
+        return self.sampled[2]
+
+    @property
+    def proof(self):
+        """The proof against generate() for these ids, if the learner asked for it."""
+        return self.memo.get(PROOF, (tuple(self.ids), self.choices["top_k"] == 1))
+
+    def take_branch(self) -> None:
+        """on_click of Section 5's "Continue from here" (reads the choices at the click)."""
+        take_branch(self.loaded)
+
+    def prove(self) -> None:
+        """on_click of Section 5's proof button: generate() along these ids, kept."""
+        first = len(self.ids) - len(self.generated)
+        greedy = self.choices["top_k"] == 1
+        with self.memo.lock:
+            self.memo.put(PROOF, (tuple(self.ids), greedy), prove(
+                self.loaded.model, list(self.ids), first, self.forward.candidates, greedy))
+
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself if the
         page did not call it (token_by_token.sections.lesson shows either)."""
-        return self.traces.get(function.__name__, function)
+        name = function.__name__
+        if name == "tokenize":
+            return self.sequence.tokenize
+        if name in ("logits", "step"):
+            found = self.forward.prefill if name == "logits" else self.forward.step
+            return function if found is None else found
+        return self.sampled[3].get(name, function)
 
 
-CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
-           "autoregressive", "previous_ids", "chat", "thinking")
 VIEW: Slot[View] = Slot("chapter1.view")
-
-
-def text_view(loaded, state) -> View:
-    """What the page shows before the model runs: the choices and the token sequence."""
-    seq = sequence(loaded, state)
-    return View(state["text"], seq, list(state["generated"]), state["seed"],
-                state["resamples"], state["autoregressive"], list(state["previous_ids"]),
-                traces={"tokenize": seq.tokenize})
 
 
 def view(loaded, state) -> View:
     """Everything the page shows, from the learner's choices in `state` (a mapping)."""
     memo = memo_of(state).for_model(loaded.model_id)
-    key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
+    choices = {key: list(v) if isinstance(v := state.get(key), list) else v for key in CHOICES}
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in choices.values())
     if (same := memo.get(VIEW, key)) is not None:
         return same
-    choices = text_view(loaded, state)
-    seq = choices.sequence
-    if not seq.ids:
-        return choices
-    forward = advance(loaded.model, seq.ids, memo, loaded.eos_ids)
-    chain, warpers_trace = traced(warpers, state["temperature"], state["top_k"],
-                                  state["top_p"], state["min_p"])
-    chain = [Watched(w) for w in chain]
-    probs, probs_trace = traced(probabilities, forward.last, chain)
-    generator, stream_trace = traced(random_stream, state["seed"], len(seq.ids),
-                                     state["resamples"])
-    next_id, sample_trace = traced(sample, probs, generator)
-    surprise = {"entropy": traced(entropy, probs)[1],
-                "surprisal": traced(surprisal, float(probs[next_id]))[1]}
-    traces = {**choices.traces, "logits": forward.prefill, "warpers": warpers_trace,
-              "probabilities": probs_trace, "random_stream": stream_trace,
-              "sample": sample_trace, **surprise}
-    if forward.step is not None:
-        traces["step"] = forward.step
-    return memo.put(VIEW, key, replace(choices, forward=forward, chain=chain, probs=probs,
-                                       next_id=next_id, traces=traces))
+    return memo.put(VIEW, key, View(loaded, choices, memo))
 
 
 def generate_next(loaded) -> None:

@@ -8,10 +8,13 @@ import torch
 
 from token_by_token import charts
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import counted, markdown_literal, show, tail_chips
 from token_by_token.trace import traced
 
 TITLE = "Sampling — a weighted random choice"
+READS = IDS | SAMPLE
 
 
 def sample(probs, generator=None):

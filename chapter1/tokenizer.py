@@ -7,7 +7,9 @@ from functools import lru_cache
 import pandas as pd
 import streamlit as st
 
+from token_by_token.controls import vocabulary_lookup
 from token_by_token.sections import lesson
+from token_by_token.sequence import TEXT, chat, has_chat_template, thinks, tokenize  # noqa: F401
 from token_by_token.tokens import (
     BYTE_OF_CHAR,
     annotated,
@@ -24,40 +26,8 @@ from token_by_token.tokens import (
 
 TITLE = "Tokenizer — Byte Pair Encoding"
 NEEDS_IDS = False  # the tokenizer is read before there is any token
-
-
-def tokenize(tokenizer, text: str) -> list[int]:
-    """Text in, token ids out.
-
-    tokenizer = AutoTokenizer.from_pretrained(model_id), loaded once.
-    It cuts the text into pieces from its vocabulary (Byte Pair
-    Encoding) and returns their ids.
-    """
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return ids
-
-
-def chat(tokenizer, text: str, thinking: bool = False) -> list[int]:
-    """Your text as a chat app sends it: one user message, then the
-    start of the assistant's turn, in the model's own chat template.
-
-    The template adds special tokens and the role names around each
-    turn; the model then writes the answer and ends it with an
-    end-of-turn token.
-    """
-    messages = [{"role": "user", "content": text}]
-    encoded = tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, enable_thinking=thinking)
-    return encoded["input_ids"]
-
-
-def has_chat_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def thinks(tokenizer) -> bool:
-    """True when the chat template can switch the model's thinking on and off (Qwen3)."""
-    return "enable_thinking" in (getattr(tokenizer, "chat_template", None) or "")
+READS = TEXT | {"lookup"}
+WIDGETS = {"lookup"}
 
 
 def token_table(tokenizer, ids) -> pd.DataFrame:
@@ -304,8 +274,7 @@ def render_vocabulary(loaded) -> None:
     st.markdown(
         f"This tokenizer knows **{counted(len(tokenizer), 'token')}** (ids 0 to "
         f"{len(tokenizer) - 1:,}). " + table_rows(len(tokenizer), loaded.vocab_size))
-    query = st.text_input("Look up an id or a piece of text in the vocabulary", key="lookup",
-                          placeholder="e.g. 1234, 151,668 or ␣fox")
+    query = vocabulary_lookup()
     if not query:
         return
     number = re.fullmatch(r"\s*(\d{1,3}(?:[,_ ]\d{3})+|\d+)\s*", query)

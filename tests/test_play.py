@@ -66,8 +66,8 @@ def test_the_generation_downloads_as_json_and_csv(loaded):
 
     import pandas as pd
 
-    from chapter1.autoregression import SETTINGS, record, record_csv
-    from chapter1.pipeline import VIEW
+    from chapter1.autoregression import record, record_csv
+    from chapter1.pipeline import SETTINGS, VIEW
     at = run_app(autoregressive=True, play_tokens=4, **WIDE)
     at.sidebar.button(key="play").click().run()
     assert {b.proto.label for b in at.get("download_button")} == {

@@ -20,6 +20,12 @@ DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
 SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0}
 THINKING = {"temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0}
 
+# the choices the next id is drawn with: a section that shows a sample READS these
+SAMPLE = frozenset({*SAMPLING_DEFAULTS, "seed", "resamples"})
+# what the text box and the modes change (a text edit also clears the generated ids)
+TEXT_CHOICES = frozenset({"text", "chat", "thinking", "autoregressive", "generated",
+                          "previous_ids"})
+
 DEFAULTS = {
     "text": DEFAULT_TEXT,
     **SAMPLING_DEFAULTS,
@@ -36,6 +42,10 @@ DEFAULTS = {
     "position": None,        # Chapter 2: the position looked at (None: the last)
     "window": 16,            # Chapter 2: query positions the attention heatmaps show
     "halfway": False,        # Chapter 2: the logit lens also reads halfway through each layer
+    "lookup": "",            # Chapter 1: the vocabulary lookup's query
+    "heatmap_rows": 12,      # Chapter 1: positions the logits heatmap shows (at most the text's)
+    "branch_step": None,     # Chapter 1: the generated step a branch starts at (None: the last)
+    "branch_token": None,    # Chapter 1: the token the branch takes there (None: the first)
 }
 
 
@@ -82,25 +92,6 @@ def id_list(value: str) -> list[int]:
 SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
           "seed": int, "chat": flag, "thinking": flag, "autoregressive": flag,
           "generated": id_list}
-
-
-def slider(key: str) -> None:
-    """The sampling slider for `key`, as defined once in SLIDERS."""
-    r = SLIDERS[key]
-    st.slider(r.label, r.low, r.high, step=r.step, key=key)
-
-
-def text_box() -> None:
-    """The learner's text, in the sidebar of every chapter (one key: the same text)."""
-    st.text_area("Your text", key="text", on_change=text_edited, height=120,
-                 disabled=st.session_state["autoregressive"],
-                 help="Everything on this page is computed from this text. Locked while "
-                      "Autoregressive mode is on (Chapter 1).")
-
-
-def seed_input() -> None:
-    r = RANGES["seed"]
-    st.number_input(r.label, r.low, r.high, key="seed")
 
 
 def init() -> None:
