@@ -82,6 +82,10 @@ def hand_back(tokenizer, ids) -> HandBack:
                     NOT_A_CHARACTER.fullmatch(chars[-1:]) is not None)
 
 
+# the lesson functions this section shows
+LESSONS = [step, branch]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     forward, ids, generated = view.forward, view.ids, view.generated

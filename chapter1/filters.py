@@ -115,6 +115,10 @@ RULES = {
 }
 
 
+# the lesson functions this section shows
+LESSONS = [warpers, probabilities]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     last, chain, probs, next_id = view.forward.last, view.chain, view.probs, view.next_id

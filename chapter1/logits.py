@@ -117,6 +117,10 @@ def heatmap_table(tokenizer, ids, candidates: Candidates, rows: int,
     return pd.DataFrame.from_records(records)
 
 
+# the lesson functions this section shows
+LESSONS = [logits]
+
+
 def render(loaded, view) -> str:
     ids, forward = view.ids, view.forward
     n, vocab = len(ids), forward.vocab

@@ -71,6 +71,10 @@ def total_variation(p, q):
 DRAWS = 1_000  # how many draws section 4 makes at once
 
 
+# the lesson functions this section shows
+LESSONS = [random_stream, sample, entropy, surprisal, many_draws, total_variation]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     ids, probs, next_id = view.ids, view.probs, view.next_id

@@ -38,6 +38,10 @@ def token_table(tokenizer, ids) -> pd.DataFrame:
     })
 
 
+# the lesson functions this section shows
+LESSONS = [tokenize, chat]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     text, ids, cut = view.text, view.sequence.text_ids, view.sequence.cut

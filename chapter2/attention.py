@@ -15,9 +15,11 @@ import torch
 from chapter2.rmsnorm import norm
 from token_by_token.precision import name
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "Attention — each position reads the earlier ones"
+READS = IDS | {"position", "layer", "head"}
 
 
 def split_heads(t, head_dim):
@@ -200,6 +202,11 @@ def attention_weights(model, ids, layer):
         x = norm(block.input_layernorm, x)
         q, k, _ = qkv(block, x, *angles(model, len(ids)))
         return softmax(causal_mask(scores(q, k)))
+
+
+LESSONS = [split_heads, project, qk_norm, rope_theta, rope_angles, rotate_half, rotate,
+           kv_head_of, share_kv, scores, causal_mask, softmax, attend, merge_heads, qkv,
+           attention, angles, attention_weights]  # the lesson functions this section shows
 
 
 def render(loaded, view) -> str:

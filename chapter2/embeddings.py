@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
 
@@ -50,6 +51,7 @@ def nearest(model, token_id, k=8):
 
 
 TITLE = "Embeddings — a token id picks a row"
+READS = IDS | {"position"}
 
 
 @lru_cache(maxsize=256)
@@ -57,6 +59,10 @@ def _nearest_to(model, token_id: int):
     """nearest() for one token, traced; kept per process (the weights never change)."""
     (ids, similarities), trace = traced(nearest, model, token_id)
     return ids, similarities, trace
+
+
+# the lesson functions this section shows
+LESSONS = [embed, tied, nearest]
 
 
 def render(loaded, view) -> str:

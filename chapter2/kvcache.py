@@ -2,13 +2,15 @@
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from chapter1.logits import logits
 from token_by_token.precision import name
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "The KV cache — what generation keeps"
+READS = IDS
 
 
 def last_step_cached(model, cache, ids):
@@ -19,7 +21,13 @@ def last_step_cached(model, cache, ids):
     meets the cached keys, and nothing before it is recomputed.
     """
     cache.crop(-1)  # forget the last position's keys and values
-    return logits(model, ids[-1:], cache)[-1]
+    with torch.inference_mode():
+        out = model(torch.tensor([ids[-1:]]), cache=cache)
+    return out.logits[0, -1].float()
+
+
+# the lesson functions this section shows
+LESSONS = [last_step_cached]
 
 
 def render(loaded, view) -> str:
@@ -30,10 +38,8 @@ def render(loaded, view) -> str:
         "must meet the keys of all earlier positions and mix their values, and those do not "
         "change when a token is appended (the causal mask: no position reads a later one). So "
         "the library keeps them: the **KV cache**, one key and one value tensor per layer. "
-        + (f"Chapter 1 holds this cache for your {counted(n, 'token')} already (its forward "
-           "built it, and each Generate step appends to it), so this page reads that one:"
-           if cached.borrowed else
-           f"After the forward of your {counted(n, 'token')}, read from the cache itself:")
+        + f"The cache the model keeps for your {counted(n, 'token')} (one per learner: "
+        "Chapter 1's Generate steps append to the same one), read from the cache itself:"
     )
     st.dataframe(pd.DataFrame({
         "layer": range(len(cached.keys)),

@@ -4,9 +4,12 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
+from chapter2.facts import parameters
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 
 TITLE = "The MLP — each position on its own"
+READS = IDS | {"layer"}
 
 
 def mlp(layer, x):
@@ -21,8 +24,11 @@ def mlp(layer, x):
     return layer.mlp.down_proj(F.silu(gate) * up)  # [positions, hidden]
 
 
+# the lesson functions this section shows
+LESSONS = [mlp]
+
+
 def render(loaded, view) -> str:
-    from chapter2.inside import parameters  # (inside imports these lessons)
     f, opened = view.facts, view.opened
     per_layer = 3 * f.hidden * f.intermediate
     xs = torch.linspace(-4.0, 0.0, 40_001)

@@ -6,13 +6,16 @@ import torch
 
 from chapter2.attention import angles, attention
 from chapter2.embeddings import embed, tied
+from chapter2.facts import parameters
 from chapter2.mlp import mlp
 from chapter2.rmsnorm import norm
 from token_by_token import precision
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 
 TITLE = "The residual stream and the whole model"
+READS = IDS | {"layer"}
 
 
 def decoder_layer(layer, x, cos, sin):
@@ -58,8 +61,11 @@ def forward_by_hand(model, ids):
         return unembed(model, x).float()  # [positions, vocab]
 
 
+# the lesson functions this section shows
+LESSONS = [decoder_layer, unembed, forward_by_hand]
+
+
 def render(loaded, view) -> str:
-    from chapter2.inside import parameters  # (inside imports these lessons)
     tokenizer, f, seen, n = loaded.tokenizer, view.facts, view.inside, len(view.ids)
     st.markdown(
         "Now put the pieces together. Each layer reads a normalised copy of the residual "

@@ -5,9 +5,11 @@ import torch
 
 from token_by_token import precision
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 
 TITLE = "RMSNorm — every vector to the same scale"
+READS = IDS | {"position", "layer"}
 
 
 def rms_norm(x, weight, eps):
@@ -28,6 +30,10 @@ def rms_norm(x, weight, eps):
 def norm(module, x):
     """One of the model's RMSNorm layers, by hand: its weight, its eps."""
     return rms_norm(x, module.weight, module.variance_epsilon)
+
+
+# the lesson functions this section shows
+LESSONS = [rms_norm, norm]
 
 
 def render(loaded, view) -> str:

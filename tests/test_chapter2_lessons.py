@@ -243,14 +243,14 @@ def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
     """pattern_of() (the page's: ROWS query rows, scores in float32) on a float32 model:
     the eager library's weights for those rows, in the first and last layer; and the page's
     own check of those rows (made when the layer was opened) says so."""
-    from chapter2 import inside
+    from chapter2 import patterns, pipeline
     from token_by_token.memo import Memo
     model, eager = pair32
-    ids = some_ids(model, inside.ROWS + 20)  # the window starts at position 20
+    ids = some_ids(model, patterns.ROWS + 20)  # the window starts at position 20
     library = eager_weights(eager, ids)
-    seen = inside.look_inside(model, ids, Memo())
+    seen = pipeline.look_inside(model, ids, Memo())
     for layer in (0, model.config.num_hidden_layers - 1):
-        pattern = inside.pattern_of(model, seen, layer, len(ids) - 1, Memo())
+        pattern = patterns.pattern_of(model, seen, layer, len(ids) - 1, Memo())
         assert pattern.rows == range(20, len(ids))
         rows = library[layer][0][:, pattern.rows]
         assert (pattern.weights - rows).abs().max() <= 1e-5
@@ -259,7 +259,7 @@ def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_linear32_gives_the_modules_numbers(dtype):
-    from chapter2.inside import linear32
+    from chapter2.patterns import linear32
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 128, bias=True).to(dtype)
     x = torch.randn(64, 256).to(dtype)

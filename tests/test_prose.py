@@ -238,7 +238,7 @@ def test_every_check_table_tells_its_differences_in_steps_of_the_dtype(loaded, m
     at = run_app(CHAPTER2)
     tables = [d.value for d in at.dataframe if "in steps of its dtype" in d.value.columns]
     assert len(tables) == 4  # RMSNorm, attention, MLP, the layer output
-    seen = at.session_state["_memo"].latest(__import__("chapter2.inside").inside.INSIDE)
+    seen = at.session_state["_memo"].latest(__import__("chapter2.pipeline").pipeline.INSIDE)
     checks = seen.layers[0].checks
     for table in tables:
         for _, row in table.iterrows():
@@ -261,16 +261,16 @@ def test_a_broken_lesson_shows_as_many_steps(loaded, monkeypatch):
     """A wrong RoPE is far more than rounding: tens of steps of the dtype, where the right
     one is none."""
     import chapter2.attention as attention
-    import chapter2.inside as inside
+    from chapter2 import pipeline
     from token_by_token.memo import Memo
 
     def interleaved(x):
         pairs = x.unflatten(-1, (-1, 2))
         return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
     ids = tokenize(loaded.tokenizer, "The quick brown fox jumps over the lazy dog")
-    right = inside.look_inside(loaded.model, ids, Memo()).layers[0].checks["RoPE (q)"][1]
+    right = pipeline.look_inside(loaded.model, ids, Memo()).layers[0].checks["RoPE (q)"][1]
     monkeypatch.setattr(attention, "rotate_half", interleaved)
-    wrong = inside.look_inside(loaded.model, ids, Memo()).layers[0].checks["RoPE (q)"][1]
+    wrong = pipeline.look_inside(loaded.model, ids, Memo()).layers[0].checks["RoPE (q)"][1]
     assert right.steps == 0 and right.said() == "none: the same numbers"
     assert wrong.steps > 10, wrong.said()
 

@@ -9,9 +9,10 @@ every section belong to the page run. A section's own widgets (drawn by its rend
 its WIDGETS) rerun the sections that read them.
 
 The fragments nest by the sections they redraw (Chapter 2: the Layer slider redraws sections
-2–6, inside it the Query head redraws 3 and 6, inside that the Attention rows redraw 6). Two
-groups that overlap without nesting are merged. Every section has a place on the page, made by
-the page run in order, and is drawn there by the innermost fragment that covers it.
+2–6, inside it the Query head redraws 3 and 6, inside that the Attention rows redraw 6). Of
+two groups that overlap without nesting, the larger reruns the part that holds both (Chapter
+2's Token, read by most sections, reruns the page). Every section has a place on the page,
+made by the page run in order, and is drawn there by the innermost fragment that covers it.
 
 A fragment that finds, when it reruns alone, that a choice read by a section outside it
 changed (Chapter 1's Branch button, in Section 5, cuts the generated ids that Section 2 reads
@@ -44,6 +45,8 @@ class Chapter:
     sections: list         # the section modules, in order
     controls: list         # the blocks of Controls in the sidebar, in order
     view: Callable         # view(loaded, state): what every section's render reads
+    opening: Callable | None = None  # opening(loaded, view), in the first section's place
+    # before any section is drawn (Chapter 2: a spinner while the model is opened)
 
     def readers(self, keys) -> frozenset[int]:
         """The sections (their indexes) whose READS meet `keys`."""
@@ -62,25 +65,22 @@ class Chapter:
             readers = self.readers(block.changes)
             (root if readers in (everything, frozenset()) else
              groups.setdefault(readers, [])).append(block)
-        merged = True
-        while merged:  # groups that overlap without one holding the other become one
-            merged = False
-            for a in list(groups):
-                for b in list(groups):
-                    if a != b and a & b and not (a <= b or b <= a):
-                        groups[a | b] = groups.pop(a) + groups.pop(b) + groups.get(a | b, [])
-                        merged = True
-                        break
-                if merged:
-                    break
+        while overlap := next(((a, b) for a in groups for b in groups
+                               if a & b and not (a <= b or b <= a)), None):
+            # two groups overlap without one holding the other: the larger one's controls
+            # go to the part that holds both (the page run at worst), the smaller keeps its
+            # fragment (Chapter 2's Token, read by most sections, reruns the page)
+            larger = max(overlap, key=len)
+            holders = [g for g in groups if larger | min(overlap, key=len) < g]
+            (groups[min(holders, key=len)] if holders else root).extend(groups.pop(larger))
         parts = {covered: Part(covered, blocks) for covered, blocks in groups.items()}
         top = Part(everything, root)
         for covered in sorted(parts, key=len):  # each inside the smallest part holding it
             holders = [p for c, p in parts.items() if covered < c]
             parent = min(holders, key=lambda p: len(p.sections)) if holders else top
             parent.children.append(parts[covered])
-        for part in [top, *parts.values()]:  # in the order of their first controls
-            part.children.sort(key=lambda p: blocks.index(p.controls[0]))
+        for part in [top, *parts.values()]:  # in the order of their sections
+            part.children.sort(key=lambda p: min(p.sections))
         return top
 
 
@@ -109,6 +109,9 @@ def run(chapter: Chapter, loaded) -> bool:
     st.sidebar.markdown(sections.links(chapter.sections))
     places = [st.container() for _ in chapter.sections]  # each section's place, in order
     view = chapter.view(loaded, state)
+    if chapter.opening is not None and view.ids:
+        with places[0]:
+            chapter.opening(loaded, view)
     _draw_part(chapter, loaded, chapter.parts(), places, view)
     return bool(view.ids)
 
@@ -129,6 +132,7 @@ def _draw_part(chapter, loaded, part: Part, places, view) -> None:
         for block in part.controls:
             if block.draw is not None:
                 block.draw(loaded, view)
+    view = chapter.view(loaded, st.session_state)  # as the controls left the choices
     for index in part.own():
         with places[index]:
             _draw_section(chapter, loaded, index, view)
