@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from chapter1.sampling import entropy
 from token_by_token import charts
 from token_by_token.controls import heatmap_rows
 from token_by_token.sections import lesson
@@ -49,7 +50,6 @@ class Candidates:
         """The top candidates of each row of logits, with their probabilities: softmax taken
         64 rows at a time, so no second [positions, vocab] tensor is made. `next_ids`: the
         ids that followed the first rows (the others are not known yet)."""
-        from chapter1.sampling import entropy  # (sampling's lesson; it imports nothing here)
         top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
         log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
         bits = torch.cat([entropy(torch.softmax(chunk, dim=-1)) for chunk in rows.split(64)])

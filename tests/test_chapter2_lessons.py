@@ -6,9 +6,7 @@ loaded in float32 and in bfloat16 (the app's dtype). "eager" is a deep copy swit
 eager attention, the library's plain-torch reference; the shared model keeps sdpa.
 """
 
-import ast
 import copy
-import inspect
 import threading
 import time
 from types import SimpleNamespace
@@ -514,37 +512,6 @@ def test_nested_captures_both_record(peaked_dir):
     with capture([model.model.norm]) as outer, capture([model.lm_head]) as inner:
         logits_of(model, IDS)
     assert len(outer["0"]) == len(inner["0"]) == 1
-
-
-# --- the lesson functions are lessons -------------------------------------------------------
-
-def lesson_functions():
-    for module in LESSON_MODULES:
-        for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ == module.__name__ and not drawing(name):
-                yield f"{module.__name__}.{name}", function
-
-
-def drawing(name: str) -> bool:
-    """The page's code in a section module (render, render_*, private helpers): not lessons."""
-    return name.startswith(("render", "_"))
-
-
-def test_lesson_functions_are_short_documented_and_narrow():
-    found = dict(lesson_functions())
-    assert {"chapter2.rebuild.forward_by_hand", "chapter2.attention.attention_weights",
-            "chapter2.lens.logit_lens"} <= set(found)
-    for name, function in found.items():
-        source = inspect.getsource(function)
-        assert max(map(len, source.splitlines())) <= 80, name
-        node = ast.parse(source).body[0]
-        docstring = ast.get_docstring(node)
-        assert docstring, name
-        body = node.body[1:]  # without the docstring
-        code_lines = body[-1].end_lineno - body[0].lineno + 1
-        assert code_lines <= 15, (name, code_lines)
-        assert "streamlit" not in source and "st." not in source, name
-
 
 
 # --- the Qwen3-0.6B shape (random weights, bf16): ~35 s to build, run on its own ------------

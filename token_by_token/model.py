@@ -28,6 +28,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from token_by_token.locks import FORWARD_LOCK  # noqa: F401  (every forward holds it)
 from token_by_token.tokens import markdown_literal, vocabulary
 
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
@@ -36,9 +37,6 @@ POCKET_DIR = Path(__file__).parent / "pocket"
 MAX_TOKENS = 1024  # the context cap for the learner's text plus generated tokens
 FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # what from_pretrained reads
 
-# One forward at a time in this process: concurrent learners queue instead of fighting for
-# the same CPU cores (two forwards at once are each slower than one after the other).
-FORWARD_LOCK = threading.Lock()
 
 
 def return_large_blocks_to_the_system() -> None:

@@ -20,6 +20,9 @@ DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
 SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0}
 THINKING = {"temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0}
 
+# keys of buttons: a click is an action, not a choice (a button's value can't be set)
+BUTTONS = frozenset({"generate", "play", "stop", "resample", "reset", "branch", "proof"})
+
 # the choices the next id is drawn with: a section that shows a sample READS these
 SAMPLE = frozenset({*SAMPLING_DEFAULTS, "seed", "resamples"})
 # what the text box and the modes change (a text edit also clears the generated ids)
@@ -210,9 +213,9 @@ def model_sampling(generation_config) -> dict | None:
     _prepare_generation_config fills them in); a setting generate() leaves off (min_p None,
     top_k 0) is the slider's off value. None when the file doesn't sample (do_sample unset or
     false: generate() then decodes greedily and applies none of them)."""
-    from transformers import GenerationConfig
     if not getattr(generation_config, "do_sample", False):
         return None
+    from transformers import GenerationConfig  # (not for the floor page: bench/floor.py)
     defaults = GenerationConfig._get_default_generation_params()
     value = {key: getattr(generation_config, key, None) for key in SAMPLING_DEFAULTS}
     value = {key: defaults.get(key) if v is None else v for key, v in value.items()}
