@@ -8,11 +8,12 @@ import inspect
 from pathlib import Path
 
 import pytest
-from helpers import CHAPTER1, CHAPTER2, run_app
+from helpers import CHAPTER1, CHAPTER2, README, run_app
 
 import chapter1
 import chapter2
 from token_by_token import state
+from token_by_token.chapter import Chapter, Controls
 
 CHAPTERS = {"chapter1": chapter1, "chapter2": chapter2}
 PAGES = {"chapter1": CHAPTER1, "chapter2": CHAPTER2}
@@ -208,3 +209,76 @@ def test_renders_only_read():
                                for t in targets), (module, function.name)
                 assert "memo_of" not in ast.unparse(node) or not isinstance(node, ast.Call), \
                     (module, function.name)
+
+
+EXTRA = '''
+import types
+import streamlit as st
+import chapter1
+from token_by_token import chapter, model, state
+from token_by_token.chapter import Chapter, Controls
+
+state.DEFAULTS.setdefault("extra", 1)
+state.init()
+extra = types.ModuleType("chapter1.extra")  # a trivial section: one number, read back
+extra.TITLE, extra.READS, extra.LESSONS = "Extra — a number", frozenset({"extra"}), []
+extra.render = lambda loaded, view: st.markdown(f"extra = {st.session_state['extra']}") or "ok"
+block = Controls(frozenset({"extra"}),
+                 lambda loaded, view: st.slider("Extra", 1, 9, key="extra"))
+test = Chapter("Test", [*chapter1.SECTIONS, extra], [*chapter1.CHAPTER.controls, block],
+               chapter1.CHAPTER.view)
+chapter.run(test, model.load_or_explain())
+'''
+
+
+def test_a_chapter_is_a_list_a_new_section_and_its_control_rerun_only_it():
+    """CLAUDE.md's recipe: write the section (TITLE, READS, LESSONS, render), add it to the
+    list, give its control a block of Controls: the page draws it last, in its place, and its
+    control's fragment holds it alone."""
+    from streamlit.testing.v1 import AppTest
+    extra = type("extra", (), {"TITLE": "Extra", "READS": frozenset({"extra"}),
+                               "LESSONS": [], "__name__": "chapter1.extra"})
+    test = Chapter("Test", [*chapter1.SECTIONS, extra],
+                   [*chapter1.CHAPTER.controls, Controls(frozenset({"extra"}))],
+                   chapter1.CHAPTER.view)
+    top = test.parts()
+    own = [c for c in top.children if c.sections == {len(chapter1.SECTIONS)}]
+    assert len(own) == 1 and own[0].own() == [len(chapter1.SECTIONS)]
+    assert all(len(chapter1.SECTIONS) not in c.sections for c in top.children if c not in own)
+    at = AppTest.from_string(EXTRA, default_timeout=60)
+    try:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        headers = [h.value for h in at.header]
+        assert headers[-1] == f"{len(chapter1.SECTIONS) + 1}. Extra — a number"
+        assert "extra = 1" in [m.value for m in at.markdown]
+        at.slider(key="extra").set_value(5).run()
+        assert "extra = 5" in [m.value for m in at.markdown]
+    finally:
+        state.DEFAULTS.pop("extra", None)
+
+
+# --- every page ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page, title", [(None, "Chapter 1: Tokenization & Sampling"),
+                                         (CHAPTER1, "Chapter 1: Tokenization & Sampling"),
+                                         (CHAPTER2, "Chapter 2: Inside the Model")])
+def test_every_chapter_renders_its_own_page(page, title):
+    at = run_app(page)  # fails on any exception
+    assert [t.value for t in at.title] == [title]
+
+
+
+def test_readme_page_renders_the_readme():
+    at = run_app(README)
+    assert any("Token by Token" in m.value for m in at.markdown)
+
+
+
+def test_choices_survive_a_page_switch():
+    at = run_app()
+    at.sidebar.text_area(key="text").input("kept across pages").run()
+    at.switch_page(CHAPTER2).run()
+    at.switch_page(CHAPTER1).run()
+    assert at.sidebar.text_area(key="text").value == "kept across pages"
+

@@ -20,6 +20,7 @@ too) reruns the page, so no section is left showing an older choice.
 """
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -103,22 +104,28 @@ DRAWN: Slot[dict] = Slot("chapter.drawn")  # what the page drew, and with which 
 def run(chapter: Chapter, loaded) -> bool:
     """Draw the chapter: its links and controls in the sidebar, every section in its place.
     Returns whether the sections could be drawn (False: no token ids, and the page said so)."""
-    state = st.session_state
-    drawn = _drawn(loaded)
-    drawn[chapter.name, "runs"] = drawn.get((chapter.name, "runs"), 0) + 1  # a page run
-    st.sidebar.markdown(sections.links(chapter.sections))
-    places = [st.container() for _ in chapter.sections]  # each section's place, in order
-    view = chapter.view(loaded, state)
-    if chapter.opening is not None and view.ids:
-        with places[0]:
-            chapter.opening(loaded, view)
-    _draw_part(chapter, loaded, chapter.parts(), places, view)
-    return bool(view.ids)
+    token = _WITHIN.set(True)  # the fragments called below run as part of the page run
+    try:
+        st.sidebar.markdown(sections.links(chapter.sections))
+        places = [st.container() for _ in chapter.sections]  # each section's place, in order
+        view = chapter.view(loaded, st.session_state)
+        if chapter.opening is not None and view.ids:
+            with places[0]:
+                chapter.opening(loaded, view)
+        _draw_part(chapter, loaded, chapter.parts(), places, view)
+        return bool(view.ids)
+    finally:
+        _WITHIN.reset(token)
+
+
+# True while a page run or a fragment's run is drawing: a fragment called then runs as part of
+# it; a fragment that starts without it is one Streamlit reruns alone (its own widget)
+_WITHIN: ContextVar[bool] = ContextVar("token_by_token_chapter_run", default=False)
 
 
 def _drawn(loaded) -> dict:
     """This learner's record of what each chapter's page drew: per section, the choices it
-    was drawn with; per part, the page run it last ran in."""
+    was drawn with."""
     memo = memo_of(st.session_state).for_model(loaded.model_id)
     if (drawn := memo.get(DRAWN, "all")) is None:
         drawn = memo.put(DRAWN, "all", {})
@@ -149,15 +156,18 @@ def _fragment(chapter, loaded, part: Part, places) -> None:
     """A part of the page in a fragment: its controls rerun it alone. Rerun alone, it first
     checks the sections outside it: if a choice one of them reads has changed since it was
     drawn (the part's own widgets changed it), the whole page reruns."""
-    state, drawn = st.session_state, _drawn(loaded)
-    runs = drawn.get((chapter.name, "runs"))
-    if drawn.get((chapter.name, part.sections)) == runs:  # it ran in this page run already
+    state = st.session_state
+    if not _WITHIN.get():  # rerun alone
+        drawn = _drawn(loaded)
         for index, module in enumerate(chapter.sections):
             before = drawn.get((chapter.name, index))
             if index not in part.sections and before not in (None, _choices(state, module)):
                 st.rerun()
-    drawn[chapter.name, part.sections] = runs
-    _draw_part(chapter, loaded, part, places, chapter.view(loaded, state))
+    token = _WITHIN.set(True)
+    try:
+        _draw_part(chapter, loaded, part, places, chapter.view(loaded, state))
+    finally:
+        _WITHIN.reset(token)
 
 
 def _choices(state, module) -> dict:
