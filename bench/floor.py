@@ -16,7 +16,9 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from token_by_token import state  # noqa: E402
+from token_by_token import controls, state  # noqa: E402
+
+ROWS = 64  # chapter2.patterns.ROWS (importing it would load torch: not on a floor page)
 
 st.set_page_config(page_title="Floor", layout="centered", initial_sidebar_state="expanded")
 state.init()
@@ -28,18 +30,13 @@ def generate() -> None:
 
 
 def chapter1() -> None:
+    """Chapter 1's sidebar, drawn by the same widget functions as the app's."""
     with st.sidebar:
-        state.text_box()
-        st.toggle("Autoregressive mode", key="autoregressive")
+        controls.text_box()
+        controls.autoregressive_toggle()
         if s["autoregressive"]:
-            st.button("Generate next token", key="generate", type="primary",
-                      on_click=generate)
-        st.subheader("Sampling")
-        for key in state.SLIDERS:
-            state.slider(key)
-        st.button("Reset to Qwen3's defaults", on_click=state.reset_sampling)
-        state.seed_input()
-        st.button("Resample", key="resample", on_click=state.resample)
+            controls.generate_button(generate)
+        controls.sampling_controls(state.sampling_reset(None))
 
     st.title("Floor page")
     st.markdown(f"temperature = {s['temperature']:g}, top_k = {s['top_k']}, "
@@ -64,29 +61,22 @@ def model_facts():
 def chapter2() -> None:
     tokenizer, layers, heads = model_facts()
     with st.sidebar:
-        state.text_box()
+        controls.text_box()
     ids = tokenizer.encode(s["text"], add_special_tokens=False).ids
 
     @st.fragment
-    def controls() -> None:  # Chapter 2's controls, in a fragment as in the app
-        for key, count in (("layer", layers), ("head", heads)):
-            if not 0 <= s[key] < count:
-                s[key] = 0
-        if s.get("position") is None or not 0 <= s["position"] < len(ids):
-            s["position"] = len(ids) - 1
+    def look_at() -> None:  # Chapter 2's controls, in a fragment as in the app
         with st.sidebar:
-            st.subheader("Look at")
-            st.slider("Layer", 0, layers - 1, key="layer")
-            st.slider("Query head", 0, heads - 1, key="head")
-            st.select_slider("Token", options=range(len(ids)), key="position",
-                             format_func=lambda i: f"{i}: {tokenizer.decode([ids[i]])}")
-            st.slider("Attention rows shown", 4, 64, key="window")
-            st.toggle("Halfway through each layer", key="halfway")
+            controls.token_slider([f"{i}: {tokenizer.decode([t])}" for i, t in enumerate(ids)])
+            controls.layer_slider(layers)
+            controls.head_slider(heads)
+            controls.rows_slider(ROWS)
+            controls.halfway_toggle()
         st.markdown(f"layer = {s['layer']}, head = {s['head']}, position = {s['position']}, "
                     f"window = {s['window']}, halfway = {s['halfway']}")
 
     st.title("Floor page")
-    controls()
+    look_at()
 
 
 st.navigation([st.Page(chapter1, title="Floor: Chapter 1", url_path="chapter-1", default=True),

@@ -10,7 +10,11 @@ from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
+from token_by_token.controls import branch_step, branch_token
+from token_by_token.precision import why
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import (
     NOT_A_CHARACTER,
     annotated,
@@ -25,13 +29,17 @@ from token_by_token.tokens import (
 )
 
 TITLE = "Autoregression — append, and go again"
+READS = IDS | SAMPLE | {"autoregressive", "previous_ids", "branch_step", "branch_token",
+                        "branch", "proof"}
+WIDGETS = {"branch_step", "branch_token", "branch", "proof"}
 
 
 def step(model, cache, ids, next_id):
     """One turn of the loop: append the sampled id, run the model on it.
 
     The cache already holds the keys and values of every earlier
-    position, so the model reads one new token, not the whole sequence.
+    position: the layers run for the new token only, and its attention
+    reads the cached keys and values of all the others.
     """
     ids = ids + [next_id]
     next_logits = logits(model, [next_id], cache)[-1]
@@ -74,6 +82,10 @@ def hand_back(tokenizer, ids) -> HandBack:
                     NOT_A_CHARACTER.fullmatch(chars[-1:]) is not None)
 
 
+# the lesson functions this section shows
+LESSONS = [step, branch]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     forward, ids, generated = view.forward, view.ids, view.generated
@@ -87,6 +99,7 @@ def render(loaded, view) -> str:
            "Values from the step that appended the last generated token.")
     layers, heads, positions, head_dim = cache_shape(forward.cache)
     numbers = 2 * layers * heads * positions * head_dim
+    kept = forward.cache.layers[0].keys.dtype  # what the cache holds its numbers in
     st.markdown(
         "Running the whole sequence again at every step would redo the same work: the "
         "model's view of earlier positions never changes (a position only looks back). So "
@@ -94,7 +107,8 @@ def render(loaded, view) -> str:
         "attention computed, in a **KV cache**, and each step only computes the new "
         f"token's. For your {positions:,} tokens the cache holds **{layers} layers × 2 (keys "
         f"and values) × {heads} KV heads × {positions:,} positions × {head_dim} numbers = "
-        f"{numbers:,} numbers** ({numbers * 2 / 1024:,.0f} KiB in bfloat16)."
+        f"{numbers:,} numbers** ({numbers * kept.itemsize / 1024:,.0f} KiB in "
+        f"{str(kept).removeprefix('torch.')})."
     )
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
     st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
@@ -126,7 +140,7 @@ def render(loaded, view) -> str:
                 f"the {len(ids) - 1:,} positions before the new token, and one step ran for "
                 "it. Nothing before it was recomputed.")
     if generated and view.autoregressive:
-        render_branch(tokenizer, view)
+        render_branch(loaded, view)
     if generated:
         render_timeline(tokenizer, view)
         render_downloads(loaded, view)
@@ -138,7 +152,8 @@ def render(loaded, view) -> str:
     elif view.stop == "cap" and generated:
         st.warning(f"The sequence reached {at_cap}, so generation stops here.")
     return ("Generation is a loop: ids → logits → probabilities → sampled id → append. With "
-            "the KV cache, each turn costs one token of model time.")
+            "the KV cache, each turn runs the projections and the MLP for one token only; "
+            "its attention still reads the cached keys and values of every earlier one.")
 
 
 def render_retokenized(tokenizer, ids, previous_ids) -> None:
@@ -216,9 +231,6 @@ def render_timeline(tokenizer, view) -> None:
         st.dataframe(table, hide_index=True)
 
 
-SETTINGS = ("temperature", "top_k", "top_p", "min_p", "seed", "resamples", "chat", "thinking")
-
-
 def record(loaded, view, settings: dict) -> dict:
     """The generation as data: the model, the settings, the ids and tokens, and for each
     generated token the top candidates the model gave at that step (temperature 1, before
@@ -259,44 +271,39 @@ def record_csv(data: dict) -> str:
 def render_downloads(loaded, view) -> None:
     """The files are written when a button is clicked (Streamlit calls the function then),
     from this rerun's view and settings: a slider rerun doesn't write them."""
-    settings = {key: st.session_state[key] for key in SETTINGS}
     left, right = st.columns(2)
     left.download_button("Download the generation (JSON)",
-                         lambda: json.dumps(record(loaded, view, settings), indent=1),
+                         lambda: json.dumps(record(loaded, view, view.settings), indent=1),
                          "generation.json", "application/json", key="download_json",
                          on_click="ignore")
     right.download_button("Download the generation (CSV)",
-                          lambda: record_csv(record(loaded, view, settings)),
+                          lambda: record_csv(record(loaded, view, view.settings)),
                           "generation.csv", "text/csv", key="download_csv",
                           on_click="ignore")
 
 
 def render_proof(loaded, view) -> None:
     """The proof against transformers' generate(), on demand."""
-    from token_by_token.memo import memo_of
-    state = st.session_state
-    memo = memo_of(state).for_model(loaded.model_id)
-    first = len(view.ids) - len(view.generated)
-    is_greedy = state["top_k"] == 1
-    key = (tuple(view.ids), is_greedy)
     st.markdown("**Proof.** Does the library's own `generate()` agree with this page?")
-    if st.button("Run generate() on this sequence", key="proof",
-                 help="Forces generate() along your ids and compares its raw logits with "
-                      "the ones the page used; with greedy settings (Top-K 1) also lets it "
-                      "choose."):
-        with st.spinner("generate()…"):
-            memo.put(proof.PROOF, key, proof.prove(loaded.model, list(view.ids), first,
-                                                   view.forward.candidates, is_greedy))
-    found = memo.get(proof.PROOF, key)
+    st.button("Run generate() on this sequence", key="proof", on_click=view.prove,
+              help="Forces generate() along your ids and compares its raw logits with the "
+                   "ones the page used; with greedy settings (Top-K 1) also lets it choose.")
+    found = view.proof
     if found is None:
         lesson(proof.generate_along)
         return
     lesson(proof.generate_along, proof.greedy)
-    worst = float(found.differences.max())
+    worst = found.largest
     st.markdown(
         f"`generate()` walked {'exactly your' if found.followed else 'other'} ids; at each of "
         f"its {len(found.differences)} steps its logits for the page's top candidates differ "
-        f"from the page's by at most **{worst:.3g}**."
+        f"from the page's by at most **{worst:.3g}**"
+        + (": the same numbers." if worst == 0 else
+           f", {worst.said()}, the largest of those logits. Why any difference at all: "
+           f"{why(worst.dtype, worst.scale)}"
+           + (f" Here the page read your text in {view.forward.chunks} calls of the model "
+              "(Section 2) and generate() in one: the same sums in another order."
+              if view.forward.chunks > 1 else ""))
     )
     if found.greedy is not None:
         same = found.greedy == list(view.ids)
@@ -305,24 +312,21 @@ def render_proof(loaded, view) -> None:
             "**other ids** than yours (a near-tie, or settings changed while generating)."))
 
 
-def render_branch(tokenizer, view) -> None:
+def render_branch(loaded, view) -> None:
     """Pick a generated step, see its top 5, continue from another one (crop and step)."""
+    tokenizer = loaded.tokenizer
     ids, generated, candidates = view.ids, view.generated, view.forward.candidates
     first = len(ids) - len(generated)
     with st.expander("Branch: take another token at any generated step"):
-        at_step = st.number_input("Generated token", 1, len(generated), len(generated),
-                                  key="branch_step")
+        at_step = branch_step(len(generated))
         row = first + at_step - 2  # the position whose logits chose this token
         options = candidates.ids[row, :5].tolist()
         probs = dict(zip(options, candidates.probs[row, :5].tolist(), strict=True))
-        chosen = st.radio(
+        branch_token(
             f"At step {at_step} the model chose “{markdown_literal(show(tokenizer, ids[row + 1]))}”"
             "; its five likeliest (temperature 1, before the filters):", options,
-            format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}",
-            )
+            format_func=lambda i: f"{show(tokenizer, i)} ({i}), {probs[i]:.1%}")
         lesson(branch)
-        if st.button("Continue from here", key="branch",
-                     help="Cut the sequence after this step's position, take this token, "
-                          "and go on from it."):
-            st.session_state["generated"][at_step - 1:] = [chosen]
-            st.rerun()
+        st.button("Continue from here", key="branch", on_click=view.take_branch,
+                  help="Cut the sequence after this step's position, take this token, and go "
+                       "on from it.")

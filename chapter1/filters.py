@@ -12,9 +12,12 @@ from transformers import (
 
 from token_by_token import charts
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import markdown_literal, show
 
 TITLE = "Filters and softmax — scores become probabilities"
+READS = IDS | SAMPLE
 
 
 def warpers(temperature, top_k, top_p, min_p):
@@ -102,11 +105,18 @@ RULES = {
     "Top-P (nucleus)": "Sort the tokens by probability and keep the smallest set whose "
                        "probabilities add up to at least P; the rest get -inf. The set grows "
                        "when the model is unsure and shrinks when it is confident. P = 1 "
-                       "switches it off; P = 0 keeps only the favourite.",
+                       "switches it off; P = 0 keeps exactly one token, the last of its sort: "
+                       "the favourite, or, when several tie for first, one of them, not "
+                       "necessarily the one `argmax` names (Top-K = 1 and Min-P = 1 keep all "
+                       "the tied ones).",
     "Min-P": "Keep the tokens whose probability is at least min_p × the favourite's "
              "probability. Like Top-P it adapts to the model's confidence. 0 switches it "
              "off; 1 keeps only the favourite (and exact ties).",
 }
+
+
+# the lesson functions this section shows
+LESSONS = [warpers, probabilities]
 
 
 def render(loaded, view) -> str:

@@ -6,11 +6,16 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from chapter1.sampling import entropy
 from token_by_token import charts
+from token_by_token.controls import heatmap_rows
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import show
 
 TITLE = "Logits — one score per token, at every position"
+READS = IDS | {"heatmap_rows"}
+WIDGETS = {"heatmap_rows"}
 
 
 def logits(model, ids, cache=None):
@@ -18,7 +23,7 @@ def logits(model, ids, cache=None):
 
     Row i scores every vocabulary entry as the token that follows
     ids[: i + 1]; the last row predicts the next token. A `cache`
-    (see Section 5) keeps what the model computed for these ids.
+    (see Section 5) keeps each layer's keys and values for these ids.
     """
     with torch.inference_mode():  # inference only: no gradients
         output = model(torch.tensor([ids]), cache=cache)
@@ -45,7 +50,6 @@ class Candidates:
         """The top candidates of each row of logits, with their probabilities: softmax taken
         64 rows at a time, so no second [positions, vocab] tensor is made. `next_ids`: the
         ids that followed the first rows (the others are not known yet)."""
-        from chapter1.sampling import entropy  # (sampling's lesson; it imports nothing here)
         top = rows.topk(min(TOP, rows.shape[-1]), dim=-1)
         log_total = torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in rows.split(64)])
         bits = torch.cat([entropy(torch.softmax(chunk, dim=-1)) for chunk in rows.split(64)])
@@ -64,6 +68,10 @@ class Candidates:
         """These positions followed by `more`'s."""
         return Candidates(*(torch.cat([getattr(self, f.name), getattr(more, f.name)])
                             for f in fields(self)))
+
+    def first(self, n: int) -> "Candidates":
+        """The first n positions, as they are."""
+        return Candidates(*(getattr(self, f.name)[:n] for f in fields(self)))
 
     def cut(self, n: int, next_id: int) -> "Candidates":
         """The first n positions, the last of them followed by `next_id` (its probability
@@ -109,6 +117,10 @@ def heatmap_table(tokenizer, ids, candidates: Candidates, rows: int,
     return pd.DataFrame.from_records(records)
 
 
+# the lesson functions this section shows
+LESSONS = [logits]
+
+
 def render(loaded, view) -> str:
     ids, forward = view.ids, view.forward
     n, vocab = len(ids), forward.vocab
@@ -139,8 +151,7 @@ def render(loaded, view) -> str:
     st.subheader("What the model expects at each position")
     shown = n
     if n > 1:
-        shown = st.slider("Positions shown (the last ones)", 1, n, min(n, 12),
-                          key="heatmap_rows")
+        shown = heatmap_rows(n)
     candidates = 8 if shown <= 12 else 5
     table = heatmap_table(loaded.tokenizer, ids, forward.candidates, shown, candidates)
     row_height = 30 if shown <= 12 else 22

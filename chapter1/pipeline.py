@@ -8,7 +8,8 @@ beside the code; the model's calls are traced when the forward runs and kept wit
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import streamlit as st
 import torch
@@ -17,10 +18,12 @@ from transformers import DynamicCache
 from chapter1.autoregression import branch, hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
+from chapter1.proof import PROOF, prove
 from chapter1.sampling import entropy, random_stream, sample, surprisal
-from chapter1.tokenizer import chat, has_chat_template, tokenize
+from token_by_token import kvcache
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
+from token_by_token.sequence import sequence, tokenize
 from token_by_token.trace import Trace, traced
 
 
@@ -50,6 +53,7 @@ class Forward:
     chunks: int               # how many logits() calls read it
     step: Trace | None = None  # the step() (or branch()) that made this forward, if one did
     cut: tuple[int, ...] = ()  # a branch: the ids it cut away
+    reused: int = 0           # positions whose KV cache was kept from the last forward
     seconds: float = 0.0      # how long the forward that produced this took
 
     @property
@@ -67,8 +71,19 @@ FORWARD: Slot[Forward] = Slot("chapter1.forward")
 
 
 def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
-    """This learner's forward for `ids`: reused when the ids are unchanged, one cached step
-    (the Section 5 lesson) when one id was appended, else the whole sequence from scratch.
+    """This learner's forward for `ids`, from the one their session keeps (`before`):
+
+    - the same ids: `before` itself;
+    - `before`'s ids and one more (Generate, Play): one cached step, the Section 5 lesson;
+    - any other ids (an edited, shortened or new text): read anew. The KV cache of the
+      positions they share with `before` is kept when it can be cut back: they share at
+      least one position before the last one, and no layer of the cache is a sliding window
+      (such a layer has forgotten its earliest positions: `DynamicCache.crop` can't restore
+      them). The last shared position is read again too, so every row of logits the page
+      keeps follows the ids it now has. Otherwise the whole sequence is read from scratch.
+
+    A branch ("Continue from here") is never inferred from the ids: it is the learner's
+    action, and its callback (`take_branch`) leaves the branched forward here already.
 
     A long text is read 64 positions at a time through the KV cache (chunked prefill): the
     same logits as one forward, without a [1,024 × vocabulary] table in memory at once
@@ -76,35 +91,94 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
     key = tuple(ids)
     if (same := memo.get(FORWARD, key)) is not None:
         return same
-    before = memo.latest(FORWARD)
-    memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
     with FORWARD_LOCK:
+        if (same := memo.get(FORWARD, key)) is not None:  # made while this one waited
+            return same
+        before = memo.latest(FORWARD)
+        memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
+        kvcache.keep(memo, None, None)
         start = time.perf_counter()
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
             seen = before.candidates.followed_by(ids[-1], before.last)
-            forward = replace(before, ids=key, last=last, step=trace, cut=(),
+            forward = replace(before, ids=key, last=last, step=trace, cut=(), reused=0,
                               candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)))
-        elif before is not None and len(key) <= len(before.ids) \
-                and key[:-1] == before.ids[: len(key) - 1]:  # a branch: crop, one step
-            at = len(key) - 1
-            (_, last), trace = traced(branch, model, before.cache, list(before.ids), at,
-                                      ids[-1])
-            forward = replace(before, ids=key, last=last, step=trace, cut=before.ids[at:],
-                              candidates=before.candidates.cut(at, ids[-1]).then(
-                                  Candidates.of(last[None], end_ids=end_ids)))
+        elif (keep := kept_positions(before, key)) > 0:  # a shared prefix: crop, read the rest
+            before.cache.crop(keep - len(before.ids))
+            forward = prefill(model, ids, end_ids, before.cache, keep)
+            forward = replace(forward, first=before.first, reused=keep,
+                              candidates=before.candidates.first(keep).then(forward.candidates))
         else:
             forward = prefill(model, ids, end_ids)
-        seconds = time.perf_counter() - start
-    return memo.put(FORWARD, key, replace(forward, seconds=seconds))
+        forward = replace(forward, seconds=time.perf_counter() - start)
+        kvcache.keep(memo, key, forward.cache)
+        return memo.put(FORWARD, key, forward)
 
 
-def prefill(model, ids: list[int], end_ids=()) -> Forward:
-    """Read the whole sequence into a new KV cache, PREFILL_CHUNK positions per call."""
-    cache, parts = DynamicCache(config=model.config), []
-    for chunk in range(0, len(ids), PREFILL_CHUNK):
+def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
+    """How many positions of `before`'s KV cache a forward of `ids` can keep (see advance)."""
+    if before is None or not croppable(before.cache):
+        return 0
+    shared = 0
+    for mine, theirs in zip(before.ids, ids, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return max(min(shared, len(ids)) - 1, 0)
+
+
+def croppable(cache: DynamicCache) -> bool:
+    """Can `cache.crop` give back the cache of fewer positions exactly? Not when a layer
+    keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
+    its earliest positions, or will once it is full."""
+    return not any(cache.is_sliding)
+
+
+def take_branch(loaded) -> None:
+    """on_click of "Continue from here" (Section 5's Branch): cut the generated ids after the
+    step `branch_step` and take the token `branch_token` there instead. The KV cache is
+    cropped and one step runs (the `branch` lesson); a cache that can't be cropped is read
+    anew. The forward is left in the learner's memo, so the page finds it for the new ids."""
+    state = st.session_state.to_dict()  # one snapshot (see generate_next)
+    at_step, new_id = state.get("branch_step"), state.get("branch_token")
+    generated = st.session_state["generated"]
+    if at_step is None or new_id is None or not 1 <= at_step <= len(generated):
+        return
+    with memo_of(state).lock:
+        memo = memo_of(state).for_model(loaded.model_id)
+        seq = sequence(loaded, state)
+        at = len(seq.ids) - len(generated) + at_step - 1  # the position of the branched token
+        ids = [*seq.ids[:at], int(new_id)]
+        before = memo.latest(FORWARD)
+        if before is not None and before.ids == tuple(seq.ids):
+            with FORWARD_LOCK:
+                memo.put(FORWARD, None, None)
+                kvcache.keep(memo, None, None)
+                start = time.perf_counter()
+                if croppable(before.cache):
+                    (_, last), trace = traced(branch, loaded.model, before.cache,
+                                              list(before.ids), at, int(new_id))
+                    kept = before.candidates.cut(at, int(new_id))
+                    forward = replace(before, ids=tuple(ids), last=last, step=trace, reused=0,
+                                      candidates=kept.then(Candidates.of(
+                                          last[None], end_ids=loaded.eos_ids)))
+                else:  # a sliding window can't be cut back: read the branched ids anew
+                    forward = prefill(loaded.model, ids, loaded.eos_ids)
+                forward = replace(forward, cut=before.ids[at:],
+                                  seconds=time.perf_counter() - start)
+                kvcache.keep(memo, ids, forward.cache)
+                memo.put(FORWARD, tuple(ids), forward)
+        generated[at_step - 1:] = [int(new_id)]
+
+
+def prefill(model, ids: list[int], end_ids=(), cache=None, start: int = 0) -> Forward:
+    """Read ids[start:] into the KV cache (a new one, or `cache` holding ids[:start]),
+    PREFILL_CHUNK positions per call."""
+    cache = DynamicCache(config=model.config) if cache is None else cache
+    parts = []
+    for chunk in range(start, len(ids), PREFILL_CHUNK):
         rows, trace = traced(logits, model, ids[chunk: chunk + PREFILL_CHUNK], cache)
-        if chunk == 0:
+        if chunk == start:
             first = rows[0].clone()
         last = rows[-1].clone()
         parts.append(Candidates.of(rows, ids[chunk + 1: chunk + 1 + len(rows)], end_ids))
@@ -115,61 +189,24 @@ def prefill(model, ids: list[int], end_ids=()) -> Forward:
     return Forward(tuple(ids), cache, candidates, first, last, trace, len(parts))
 
 
-@dataclass(frozen=True)
-class Sequence:
-    """The ids the model reads, from the text and the generated ids: no forward needed."""
-    text_ids: list[int]   # the text's ids (capped)
-    cut: int              # how many of the text's tokens the cap left out
-    ids: list[int]        # text ids + generated ids: the sequence the model reads
-    stop: str | None      # why generation can't go on: "empty", "eos", "cap" or None
-    tokenize: Trace       # the tokenize() call that read the text
-    chat: Trace | None = None  # in chat mode, the chat() call: its ids are text_ids
+CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
+           "autoregressive", "previous_ids", "chat", "thinking")
+SETTINGS = ("temperature", "top_k", "top_p", "min_p", "seed", "resamples", "chat", "thinking")
 
 
-SEQUENCE: Slot[Sequence] = Slot("chapter1.sequence")
-
-
-def sequence(loaded, state) -> Sequence:
-    """The learner's token sequence, and whether generation may go on (cheap: no forward)."""
-    memo = memo_of(state).for_model(loaded.model_id)
-    chatting = bool(state.get("chat")) and has_chat_template(loaded.tokenizer)
-    key = (state["text"], tuple(state["generated"]), chatting, bool(state.get("thinking")))
-    if (same := memo.get(SEQUENCE, key)) is not None:
-        return same
-    text_ids, trace = traced(tokenize, loaded.tokenizer, state["text"])
-    chat_trace = None
-    if chatting:  # the model reads the text wrapped in its chat template
-        text_ids, chat_trace = traced(chat, loaded.tokenizer, state["text"],
-                                      bool(state.get("thinking")))
-    cut = max(len(text_ids) - loaded.max_tokens, 0)
-    text_ids = text_ids[: loaded.max_tokens]
-    ids = (text_ids + list(state["generated"]))[: loaded.max_tokens]
-    stop = None
-    if not ids:
-        stop = "empty"
-    elif state["generated"] and state["generated"][-1] in loaded.eos_ids:
-        stop = "eos"
-    elif len(ids) >= loaded.max_tokens:
-        stop = "cap"
-    return memo.put(SEQUENCE, key, Sequence(text_ids, cut, ids, stop, trace, chat_trace))
-
-
-@dataclass(frozen=True)
 class View:
     """Everything Chapter 1 shows, derived from the learner's choices: what every section's
-    render(loaded, view) reads."""
-    text: str
-    sequence: Sequence
-    generated: list[int]       # the choices, as they were for this view
-    seed: int
-    resamples: int
-    autoregressive: bool
-    previous_ids: list[int]
-    forward: Forward | None = None
-    chain: list = field(default_factory=list)  # the warpers, watched: what each one kept
-    probs: torch.Tensor | None = None
-    next_id: int | None = None
-    traces: dict = field(default_factory=dict)  # lesson function name -> its traced call
+    render(loaded, view) reads. What needs the model is computed when a section first reads
+    it, once per view: Section 1 is drawn before the model runs."""
+
+    def __init__(self, loaded, choices: dict, memo: Memo):
+        self.loaded, self.choices, self.memo = loaded, choices, memo
+        self.sequence = sequence(loaded, choices)
+        self.text, self.seed = choices["text"], choices["seed"]
+        self.generated = list(choices["generated"])
+        self.resamples, self.autoregressive = choices["resamples"], choices["autoregressive"]
+        self.previous_ids = list(choices["previous_ids"])
+        self.settings = {key: choices[key] for key in SETTINGS}  # what a download records
 
     @property
     def ids(self) -> list[int]:
@@ -179,52 +216,80 @@ class View:
     def stop(self) -> str | None:
         return self.sequence.stop
 
+    @cached_property
+    def forward(self) -> Forward:
+        """The model's forward of the ids (it runs here, when the ids changed)."""
+        return advance(self.loaded.model, self.ids, self.memo, self.loaded.eos_ids)
+
+    @cached_property
+    def sampled(self) -> tuple:
+        """The filters, the probabilities and the sample, each lesson call traced."""
+        c = self.choices
+        chain, warpers_trace = traced(warpers, c["temperature"], c["top_k"], c["top_p"],
+                                      c["min_p"])
+        chain = [Watched(w) for w in chain]
+        probs, probs_trace = traced(probabilities, self.forward.last, chain)
+        generator, stream_trace = traced(random_stream, c["seed"], len(self.ids),
+                                         c["resamples"])
+        next_id, sample_trace = traced(sample, probs, generator)
+        traces = {"warpers": warpers_trace, "probabilities": probs_trace,
+                  "random_stream": stream_trace, "sample": sample_trace,
+                  "entropy": traced(entropy, probs)[1],
+                  "surprisal": traced(surprisal, float(probs[next_id]))[1]}
+        return chain, probs, next_id, traces
+
+    @property
+    def chain(self) -> list:
+        return self.sampled[0]  # the warpers, watched: what each one kept
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.sampled[1]
+
+    @property
+    def next_id(self) -> int:
+        return self.sampled[2]
+
+    @property
+    def proof(self):
+        """The proof against generate() for these ids, if the learner asked for it."""
+        return self.memo.get(PROOF, (tuple(self.ids), self.choices["top_k"] == 1))
+
+    def take_branch(self) -> None:
+        """on_click of Section 5's "Continue from here" (reads the choices at the click)."""
+        take_branch(self.loaded)
+
+    def prove(self) -> None:
+        """on_click of Section 5's proof button: generate() along these ids, kept."""
+        first = len(self.ids) - len(self.generated)
+        greedy = self.choices["top_k"] == 1
+        with self.memo.lock:
+            self.memo.put(PROOF, (tuple(self.ids), greedy), prove(
+                self.loaded.model, list(self.ids), first, self.forward.candidates, greedy))
+
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself if the
         page did not call it (token_by_token.sections.lesson shows either)."""
-        return self.traces.get(function.__name__, function)
+        name = function.__name__
+        if name == "tokenize":
+            return self.sequence.tokenize
+        if name in ("logits", "step"):
+            found = self.forward.prefill if name == "logits" else self.forward.step
+            return function if found is None else found
+        return self.sampled[3].get(name, function)
 
 
-CHOICES = ("text", "generated", "temperature", "top_k", "top_p", "min_p", "seed", "resamples",
-           "autoregressive", "previous_ids", "chat", "thinking")
 VIEW: Slot[View] = Slot("chapter1.view")
-
-
-def text_view(loaded, state) -> View:
-    """What the page shows before the model runs: the choices and the token sequence."""
-    seq = sequence(loaded, state)
-    return View(state["text"], seq, list(state["generated"]), state["seed"],
-                state["resamples"], state["autoregressive"], list(state["previous_ids"]),
-                traces={"tokenize": seq.tokenize})
 
 
 def view(loaded, state) -> View:
     """Everything the page shows, from the learner's choices in `state` (a mapping)."""
     memo = memo_of(state).for_model(loaded.model_id)
-    key = tuple(tuple(v) if isinstance(v, list) else v for v in map(state.get, CHOICES))
+    choices = {key: list(v) if isinstance(v := state.get(key), list) else v for key in CHOICES}
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in choices.values())
     if (same := memo.get(VIEW, key)) is not None:
         return same
-    choices = text_view(loaded, state)
-    seq = choices.sequence
-    if not seq.ids:
-        return choices
-    forward = advance(loaded.model, seq.ids, memo, loaded.eos_ids)
-    chain, warpers_trace = traced(warpers, state["temperature"], state["top_k"],
-                                  state["top_p"], state["min_p"])
-    chain = [Watched(w) for w in chain]
-    probs, probs_trace = traced(probabilities, forward.last, chain)
-    generator, stream_trace = traced(random_stream, state["seed"], len(seq.ids),
-                                     state["resamples"])
-    next_id, sample_trace = traced(sample, probs, generator)
-    surprise = {"entropy": traced(entropy, probs)[1],
-                "surprisal": traced(surprisal, float(probs[next_id]))[1]}
-    traces = {**choices.traces, "logits": forward.prefill, "warpers": warpers_trace,
-              "probabilities": probs_trace, "random_stream": stream_trace,
-              "sample": sample_trace, **surprise}
-    if forward.step is not None:
-        traces["step"] = forward.step
-    return memo.put(VIEW, key, replace(choices, forward=forward, chain=chain, probs=probs,
-                                       next_id=next_id, traces=traces))
+    return memo.put(VIEW, key, View(loaded, choices, memo))
 
 
 def generate_next(loaded) -> None:

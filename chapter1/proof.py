@@ -3,7 +3,9 @@
 Runs on demand (a button): generate() is forced along the learner's ids (at each step the
 only allowed token is the one that came next) and hands back its raw logits per step
 (`output_logits=True`, before any filter); the page's top candidates at each step must be
-the same numbers. With greedy settings, generate() left alone must choose the same ids.
+the same numbers, or within the last bits of the model's dtype where the page read the text
+in chunks (the page says how many steps of that dtype apart). With greedy settings,
+generate() left alone must choose the same ids.
 """
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ import torch
 
 from token_by_token.memo import Slot
 from token_by_token.model import FORWARD_LOCK
+from token_by_token.precision import Difference, difference
 
 
 def generate_along(model, ids, first):
@@ -48,6 +51,7 @@ class Proof:
     followed: bool               # generate() walked exactly the learner's ids
     differences: torch.Tensor    # [steps]: per step, the largest logit difference
     greedy: list[int] | None     # with greedy settings: the ids generate() chose itself
+    largest: Difference          # the largest of them, in the steps of the model's dtype
 
 
 PROOF: Slot[Proof] = Slot("chapter1.proof")
@@ -58,6 +62,8 @@ def prove(model, ids: list[int], first: int, candidates, is_greedy: bool) -> Pro
     with FORWARD_LOCK:
         walked, logits = generate_along(model, ids, first)
         chosen = greedy(model, ids, first) if is_greedy else None
-    differences = largest_differences(candidates.ids[rows.start: rows.stop],
-                                      candidates.logits[rows.start: rows.stop], logits)
-    return Proof(walked == list(ids), differences, chosen)
+    top_ids = candidates.ids[rows.start: rows.stop]
+    page = candidates.logits[rows.start: rows.stop]
+    differences = largest_differences(top_ids, page, logits)
+    largest = difference(page, logits.gather(1, top_ids), model.dtype)  # both made in it
+    return Proof(walked == list(ids), differences, chosen, largest)

@@ -8,10 +8,13 @@ import torch
 
 from token_by_token import charts
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
+from token_by_token.state import SAMPLE
 from token_by_token.tokens import counted, markdown_literal, show, tail_chips
 from token_by_token.trace import traced
 
 TITLE = "Sampling — a weighted random choice"
+READS = IDS | SAMPLE
 
 
 def sample(probs, generator=None):
@@ -68,6 +71,10 @@ def total_variation(p, q):
 DRAWS = 1_000  # how many draws section 4 makes at once
 
 
+# the lesson functions this section shows
+LESSONS = [random_stream, sample, entropy, surprisal, many_draws, total_variation]
+
+
 def render(loaded, view) -> str:
     tokenizer = loaded.tokenizer
     ids, probs, next_id = view.ids, view.probs, view.next_id
@@ -105,7 +112,7 @@ def render_uncertainty(tokenizer, view) -> None:
     surprising the drawn token is."""
     st.subheader("How sure is the model?")
     before = torch.softmax(view.forward.last, dim=-1)  # temperature 1, no filters
-    bits = {"before the filters": float(entropy(before)),
+    bits = {"Before the filters": float(entropy(before)),
             "after the filters": float(entropy(view.probs))}
     lesson(view.trace(entropy), view.trace(surprisal))
     p_before, p_after = float(before[view.next_id]), float(view.probs[view.next_id])

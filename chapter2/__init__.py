@@ -1,1 +1,21 @@
-"""Chapter 2: Inside the Model. Lesson functions, one module per step of the forward."""
+"""Chapter 2: Inside the Model, declared: its sections in order (each reads what its READS
+says); chapter2/page.py draws it, with the controls of chapter2/controls.py."""
+
+from chapter2 import (
+    attention,
+    embeddings,
+    kvcache,
+    lens,
+    mlp,
+    patterns,
+    rebuild,
+    rmsnorm,
+    stream,
+)
+
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream, kvcache]
+
+from chapter2 import controls, pipeline  # noqa: E402  (they import the sections)
+from token_by_token.chapter import Chapter  # noqa: E402
+
+CHAPTER = Chapter("Chapter 2", SECTIONS, controls.CONTROLS, pipeline.view, controls.opening)

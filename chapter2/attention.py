@@ -13,10 +13,13 @@ import streamlit as st
 import torch
 
 from chapter2.rmsnorm import norm
+from token_by_token.precision import name
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "Attention — each position reads the earlier ones"
+READS = IDS | {"position", "layer", "head"}
 
 
 def split_heads(t, head_dim):
@@ -41,8 +44,9 @@ def project(layer, x):
 def qk_norm(layer, q, k):
     """RMSNorm on each head's query and key (Qwen3's QK-norm).
 
-    Every head's head_dim numbers are normalised on their own, so q·k
-    can't grow huge and no single score swamps the softmax.
+    Every head's head_dim numbers get root-mean-square 1, then learned
+    gains: a score's size is set by those gains, not by how large x
+    grew. It keeps training stable; one score can still dominate.
     """
     attn = layer.self_attn
     return norm(attn.q_norm, q), norm(attn.k_norm, k)
@@ -200,6 +204,11 @@ def attention_weights(model, ids, layer):
         return softmax(causal_mask(scores(q, k)))
 
 
+LESSONS = [split_heads, project, qk_norm, rope_theta, rope_angles, rotate_half, rotate,
+           kv_head_of, share_kv, scores, causal_mask, softmax, attend, merge_heads, qkv,
+           attention, angles, attention_weights]  # the lesson functions this section shows
+
+
 def render(loaded, view) -> str:
     tokenizer, f, opened, config = loaded.tokenizer, view.facts, view.opened, loaded.model.config
     layer, head, position = opened.layer, view.head, view.position
@@ -223,6 +232,7 @@ def render(loaded, view) -> str:
     lesson(view.trace(project), view.trace(split_heads))
     st.subheader("QK-norm")
     lesson(view.trace(qk_norm))
+    render_qk_bound(loaded.model.model.layers[layer].self_attn, f, layer)
     st.subheader("RoPE: position as an angle")
     lesson(view.trace(rope_angles), view.trace(rotate), view.trace(rotate_half))
     render_rope(f, position)
@@ -249,18 +259,49 @@ def render(loaded, view) -> str:
     st.markdown("The same steps as one function, the one the whole model below calls:")
     lesson(qkv, attention)
     st.markdown("Each step above against the library's own modules on the same input:")
-    st.dataframe(view.checks_table([
-        "q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)", "RoPE (k)",
-        "attention weights", "attention output (o_proj)"]), hide_index=True)
+    checked = ["q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)",
+               "RoPE (k)", "attention weights", "attention output (o_proj)"]
+    st.dataframe(view.checks_table(checked), hide_index=True)
     rows = opened.checks["attention weights"][0][1]
     st.caption(f"The attention weights are compared on the last {counted(rows, 'query row')}, "
                "in float32 on both sides, from the layer's own q and k: the model's fused "
                "attention takes its scores in float32 too (the library's eager path, and the "
                "lesson's values above, round them to the model's dtype first). Section 6 "
-               "computes its rows with the same function.")
+               "computes its rows with the same function. " + _fused_note(f.attention, f.dtype))
+    st.caption(view.rounding(checked))
     return ("Attention: project to q, k, v per head; normalise q and k; turn them by the "
             "position's angle; share each k/v head within its group; softmax(qkᵀ/√d) with "
             "the future masked; mix the values; o_proj.")
+
+
+def _fused_note(kind: str, dtype) -> str:
+    """Why the attention output may differ: the lesson rounds as the library's eager
+    attention does; the model may run a fused kernel (`kind`: Facts.attention) instead."""
+    if kind == "eager":
+        return "The model runs the library's eager attention, the one the lesson reproduces."
+    return (f"The output after `o_proj` compares the lesson, which rounds where the library's "
+            f"eager attention does, with the {kind} attention the model runs, a fused kernel "
+            "that adds in another order"
+            + (" and keeps the scores and weights in float32 where eager rounds them to "
+               f"{name(dtype)}." if dtype != torch.float32 else "."))
+
+
+def render_qk_bound(attn, f, layer: int) -> None:
+    """What QK-norm bounds, from this layer's learned gains: |q·k| / √d ≤ g_q · g_k · √d (a
+    vector of rms 1 has length √d; each gain stretches one coordinate; RoPE turns, it doesn't
+    stretch)."""
+    g_q = float(attn.q_norm.weight.float().abs().max())
+    g_k = float(attn.k_norm.weight.float().abs().max())
+    st.markdown(
+        f"QK-norm brings each head's {f.head_dim} query numbers and {f.head_dim} key numbers "
+        "to root-mean-square 1, and then its learned gains (`q_norm.weight`, `k_norm.weight`) "
+        f"stretch each coordinate. In layer {layer} the largest gains are **{g_q:.3g}** (q) "
+        f"and **{g_k:.3g}** (k), so no score can pass about {g_q:.3g} × {g_k:.3g} × "
+        f"√{f.head_dim} = **{g_q * g_k * f.head_dim ** 0.5:,.3g}**, however large `x` grew. "
+        "The gains are learned, with no limit, and within that bound one score can still "
+        "dominate its row (section 6 shows where each head's weight goes). Qwen3 adopted "
+        "QK-norm to keep training stable."
+    )
 
 
 def render_rope(f, position: int) -> None:

@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
 
@@ -50,6 +51,7 @@ def nearest(model, token_id, k=8):
 
 
 TITLE = "Embeddings — a token id picks a row"
+READS = IDS | {"position"}
 
 
 @lru_cache(maxsize=256)
@@ -57,6 +59,10 @@ def _nearest_to(model, token_id: int):
     """nearest() for one token, traced; kept per process (the weights never change)."""
     (ids, similarities), trace = traced(nearest, model, token_id)
     return ids, similarities, trace
+
+
+# the lesson functions this section shows
+LESSONS = [embed, tied, nearest]
 
 
 def render(loaded, view) -> str:
@@ -69,8 +75,10 @@ def render(loaded, view) -> str:
         "**residual stream**, which every layer reads and adds to."
     )
     lesson(view.trace(embed))
-    st.caption(f"Checked: the library's embedding layer gives the same rows (largest "
-               f"difference {view.inside.embed_gap:g}).")
+    gap = view.inside.embed_gap
+    st.caption("Checked: the library's embedding layer gives the same rows"
+               + (", bit for bit." if gap == 0 else
+                  f" (largest difference {gap:g}: {gap.said()})."))
     st.markdown(
         "What is absent: **no position vector is added**. GPT-2 adds a learned row per "
         "position here; Qwen3 adds nothing, and the order of the tokens enters later, inside "
@@ -90,7 +98,8 @@ def render(loaded, view) -> str:
     ids, similarities, trace = _nearest_to(model, token_id)
     st.subheader("Neighbours in the table")
     st.markdown(
-        f"Rows of tokens used alike point in similar directions. The rows nearest to "
+        f"Training moves the rows of tokens used alike to point in similar directions. The "
+        f"rows nearest to "
         f"“{markdown_literal(show(tokenizer, token_id))}” (id {token_id}, the token at "
         f"position {view.position}; pick another in the sidebar), by cosine similarity:"
     )

@@ -2,12 +2,15 @@
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from chapter1.logits import logits
+from token_by_token.precision import name
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "The KV cache — what generation keeps"
+READS = IDS
 
 
 def last_step_cached(model, cache, ids):
@@ -18,7 +21,13 @@ def last_step_cached(model, cache, ids):
     meets the cached keys, and nothing before it is recomputed.
     """
     cache.crop(-1)  # forget the last position's keys and values
-    return logits(model, ids[-1:], cache)[-1]
+    with torch.inference_mode():
+        out = model(torch.tensor([ids[-1:]]), cache=cache)
+    return out.logits[0, -1].float()
+
+
+# the lesson functions this section shows
+LESSONS = [last_step_cached]
 
 
 def render(loaded, view) -> str:
@@ -29,10 +38,8 @@ def render(loaded, view) -> str:
         "must meet the keys of all earlier positions and mix their values, and those do not "
         "change when a token is appended (the causal mask: no position reads a later one). So "
         "the library keeps them: the **KV cache**, one key and one value tensor per layer. "
-        + (f"Chapter 1 holds this cache for your {counted(n, 'token')} already (its forward "
-           "built it, and each Generate step appends to it), so this page reads that one:"
-           if cached.borrowed else
-           f"After the forward of your {counted(n, 'token')}, read from the cache itself:")
+        + f"The cache the model keeps for your {counted(n, 'token')} (one per learner: "
+        "Chapter 1's Generate steps append to the same one), read from the cache itself:"
     )
     st.dataframe(pd.DataFrame({
         "layer": range(len(cached.keys)),
@@ -57,7 +64,7 @@ def render(loaded, view) -> str:
     }), hide_index=True)
     st.caption(f"Per position and layer, the projections alone are {per_layer:,} "
                f"multiply-adds and the MLP {3 * f.hidden * f.intermediate:,}: a step does them "
-               f"once, a recomputation of the whole text {n:,} times.")
+               f"once, a recomputation of the whole text and the new token {n + 1:,} times.")
     last = view.ids[-1]
     st.markdown(
         "Does a step through the cache give what a recomputation of everything gives? Here "
@@ -68,11 +75,13 @@ def render(loaded, view) -> str:
     verdict = "the same top-1 token" if cached.same_top else "a different top-1 (a near-tie)"
     st.markdown(
         f"Largest difference from the whole forward's last row of logits: **{cached.gap:.3g}** "
-        f"({verdict}), in {cached.seconds * 1000:.0f} ms. The two runs add up their numbers in "
-        "a different order (one query against a cache, or all queries at once), so in "
-        f"{str(loaded.model.dtype).removeprefix('torch.')} they can differ in the last digits; "
-        "the computation is the same."
+        f"({'the same numbers' if cached.gap == 0 else cached.gap.said()}; {verdict}), in "
+        f"{cached.seconds * 1000:.0f} ms. The two runs "
+        "add up their numbers in a different order (one query against a cache, or all queries "
+        f"at once), so in {name(cached.gap.dtype)} they can differ in the last bits; the "
+        "computation is the same."
     )
+    same = ("the same logits" if cached.gap == 0 else
+            f"the logits of recomputing everything, within {cached.gap.said()}")
     return ("The KV cache keeps every layer's keys and values, [1, KV heads, positions, "
-            "head_dim]; a decode step runs one position and reads the rest from it, with the "
-            "same logits as recomputing everything.")
+            f"head_dim]; a decode step runs one position and reads the rest from it, with {same}.")

@@ -1,5 +1,7 @@
 """Section 7 — the logit lens: what would the model predict if it stopped after layer i?"""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 import torch
@@ -11,6 +13,7 @@ from token_by_token.capture import capture
 from token_by_token.memo import Memo, Slot
 from token_by_token.model import FORWARD_LOCK
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
 
@@ -56,8 +59,8 @@ def lens(model, x):
 def logit_lens(model, ids):
     """The top-1 token at every layer: int64 [layers + 1, positions].
 
-    Row 0 reads the embeddings, row i the stream after layer i; the
-    last row is the model's own prediction. Watch a guess form.
+    Row 0 reads the embeddings, row i + 1 the stream after layer i
+    (layers count from 0); the last row is the model's own prediction.
     """
     xs = residual_stream(model, ids)
     return torch.stack([lens(model, x).argmax(-1) for x in xs])
@@ -84,11 +87,32 @@ def lens_top_k(model, xs, k):
 
 
 TITLE = "The logit lens — the guess, layer by layer"
+READS = IDS | {"position", "halfway"}
 COLUMNS = 8  # positions the grid shows, ending at the picked token
+HALFWAY = 256  # positions whose stream halfway through each layer is kept (the logit lens)
 LENS: Slot[dict] = Slot("chapter2.lens")  # per ids: (position, part) -> (probs, ids)
 
 
-def _columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict:
+@dataclass(frozen=True)
+class Grid:
+    """What section 7 draws: the columns ending at the picked token, one row per depth."""
+    positions: range
+    kept: dict             # (position, part) -> (probs, ids) of lens_top_k; "trace"
+    table: pd.DataFrame    # one row per (position, depth)
+
+
+def grid_of(loaded, inside, position: int, halfway: bool, memo: Memo) -> Grid:
+    """The logit lens at the COLUMNS positions ending at `position` (after every layer, and
+    halfway through each when asked), computed one new column at a time."""
+    positions = range(max(position + 1 - COLUMNS, 0), position + 1)
+    kept = columns(loaded.model, inside, positions, halfway, memo)
+    if (table := kept.get(("grid", positions, halfway))) is None:  # reused while unchanged
+        table = kept["grid", positions, halfway] = _grid(loaded.tokenizer, inside.ids, kept,
+                                                          positions, halfway)
+    return Grid(positions, kept, table)
+
+
+def columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict:
     """lens_top_k() at these positions after every layer (and halfway through each), kept
     per ids and position: picking the next token computes one new column, not the grid.
     One column at a time: the scores of 8 columns × 29 depths × 151,936 tokens would take
@@ -132,12 +156,13 @@ def _grid(tokenizer, ids, kept, positions: range, halfway: bool) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+# the lesson functions this section shows
+LESSONS = [residual_stream, mid_stream, lens, logit_lens, mid_lens, lens_top_k]
+
+
 def render(loaded, view) -> str:
-    from token_by_token.memo import memo_of
     tokenizer, position, seen, ids = loaded.tokenizer, view.position, view.inside, view.ids
-    memo = memo_of(st.session_state).for_model(loaded.model_id)
-    positions = range(max(position + 1 - COLUMNS, 0), position + 1)
-    kept = _columns(loaded.model, seen, positions, view.halfway, memo)
+    positions, kept, grid = view.lens.positions, view.lens.kept, view.lens.table
     st.markdown(
         "The model's last two steps, the final RMSNorm and the scores against the table, can "
         "be applied to the residual stream anywhere, not only after the last layer. What "
@@ -147,9 +172,6 @@ def render(loaded, view) -> str:
         "just before the final norm instead."
     )
     lesson(residual_stream, kept["trace"], lens)
-    if (grid := kept.get(("grid", positions, view.halfway))) is None:  # reused while unchanged
-        grid = kept["grid", positions, view.halfway] = _grid(tokenizer, ids, kept, positions,
-                                                             view.halfway)
     st.markdown(
         f"The likeliest next token at each depth (rows, top to bottom) for the "
         f"{counted(len(positions), 'position')} ending at the token you picked (columns); "
@@ -171,7 +193,11 @@ def render(loaded, view) -> str:
     st.markdown(
         f"The last row is the model's own prediction: in **{agree} of {len(last)}** columns "
         "its top-1 equals the top-1 of the library's logits"
-        + ("." if agree == len(last) else "; the others are near-ties (section 5).")
+        + ("." if agree == len(last) else
+           "; in the others the library's two best scores are "
+           + ", ".join(f"{float(seen.margins[p]):.3g}" for p in positions
+                       if int(kept[p, "after"][1][-1, 0]) != int(seen.top_library[p]))
+           + " apart: near-ties that a rounding difference can swap (section 5).")
     )
     mine = grid[grid["position"] == position]
     st.markdown(f"At position {position} “{markdown_literal(show(tokenizer, ids[position]))}"

@@ -1,14 +1,99 @@
 """Section 6 — Attention patterns: where each head of the picked layer looks."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
-from chapter2.attention import kv_head_of
-from token_by_token import charts
+from chapter2.attention import (
+    causal_mask,
+    kv_head_of,
+    rope_angles,
+    rope_theta,
+    rotate,
+    scores,
+    share_kv,
+    softmax,
+    split_heads,
+)
+from chapter2.rmsnorm import norm
+from token_by_token import charts, kvcache
+from token_by_token.memo import Memo, Slot
+from token_by_token.model import FORWARD_LOCK
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "Attention patterns — where each head looks"
+READS = IDS | {"position", "layer", "head", "window"}
+ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One layer's attention weights for a window of query rows, by the lesson functions.
+    Never the whole [heads, positions, positions] table: at 1,024 positions that is 64 MB per
+    layer, for rows the page doesn't draw."""
+    layer: int
+    rows: range            # the query positions kept: up to ROWS, ending at the picked one
+    weights: torch.Tensor  # [query heads, len(rows), rows.stop] float32: keys 0..rows.stop−1
+
+    def row(self, head: int, position: int) -> torch.Tensor:
+        """One query position's weights over the positions it may read (and those it can't)."""
+        return self.weights[head, position - self.rows.start]
+
+
+PATTERN: Slot[Pattern] = Slot("chapter2.pattern")
+
+
+def pattern_of(model, inside, layer: int, position: int, memo: Memo) -> Pattern:
+    """The picked layer's attention weights for the ROWS query positions ending at `position`
+    (kept per ids, layer and rows), by the lesson functions on what the layer read. The
+    model's fast attention never writes them down. (They were checked against the library's
+    eager attention on the last ROWS rows when the layer was opened: `check_window`.)
+
+    The keys are read from the learner's KV cache when it holds these ids (it keeps every
+    layer's keys, normed and turned: token_by_token/kvcache.py); else they are computed."""
+    rows = range(max(position + 1 - ROWS, 0), position + 1)
+    key = (inside.ids, layer, rows)
+    if (same := memo.get(PATTERN, key)) is not None:
+        return same
+    block, end = model.model.layers[layer], rows.stop
+    attn, d = block.self_attn, block.self_attn.head_dim
+    cache = kvcache.cache_of(memo, inside.ids)
+    start = 0 if cache is None else rows.start  # the first position projected here
+    with FORWARD_LOCK, torch.inference_mode():
+        cos, sin = rope_angles(torch.arange(start, end), d, rope_theta(model.config))
+        xn = norm(block.input_layernorm, inside.stream[layer, start:end])
+        queries = slice(rows.start - start, None)  # the query rows among them
+        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn[queries]), d)),
+                   cos[queries], sin[queries])
+        if cache is not None:
+            k = cache.layers[layer].keys[0, :, :end]
+        else:
+            k = rotate(norm(attn.k_norm, split_heads(linear32(attn.k_proj, xn), d)), cos, sin)
+        weights = window_weights(q, k)
+    return memo.put(PATTERN, key, Pattern(layer, rows, weights))
+
+
+def window_weights(q, k):
+    """Attention weights of the last len(q[0]) query positions over every key, with the scores
+    in float32 from the layer's own q and k, as its fused attention takes them: on the CPU it
+    sums q·k in float32 and never rounds the scores to bfloat16."""
+    q, k = q.float(), k.float()
+    return softmax(causal_mask(scores(q, share_kv(k, len(q)))))
+
+
+
+
+def linear32(linear, x):
+    """linear(x) computed in float32 and rounded back to x's dtype. For a bfloat16 model
+    these are the numbers of its bfloat16 matmul, which sums in float32 and rounds once (the
+    order of the sums differs: the last bit of about 1 value in 10,000, measured), in a
+    quarter of the time on a CPU without bfloat16 arithmetic."""
+    bias = None if linear.bias is None else linear.bias.float()
+    return torch.nn.functional.linear(x.float(), linear.weight.float(), bias).to(x.dtype)
 
 
 def window_of(position: int, size: int) -> range:
@@ -44,6 +129,10 @@ def top_keys(tokenizer, ids, pattern, head: int, rows: range, k: int = 3) -> pd.
             for n, (w, i) in enumerate(zip(top.values.tolist(), top.indices.tolist(),
                                            strict=True))}})
     return pd.DataFrame(out)
+
+
+# the lesson functions this section shows
+LESSONS = []  # (it draws what section 3's lessons compute)
 
 
 def render(loaded, view) -> str:
@@ -88,4 +177,5 @@ def render(loaded, view) -> str:
     with st.expander("The same as a table: the three keys each position reads most"):
         st.dataframe(top_keys(tokenizer, ids, pattern, head, rows), hide_index=True)
     return ("Attention weights form a lower-triangular table per head; heads of one group "
-            "share keys; much of the weight often rests on the first token.")
+            f"share keys; in layer {opened.layer}, {opened.sink:.0%} of the weight rests on the "
+            "first token.")

@@ -6,12 +6,16 @@ import torch
 
 from chapter2.attention import angles, attention
 from chapter2.embeddings import embed, tied
+from chapter2.facts import parameters
 from chapter2.mlp import mlp
 from chapter2.rmsnorm import norm
+from token_by_token import precision
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 
 TITLE = "The residual stream and the whole model"
+READS = IDS | {"layer"}
 
 
 def decoder_layer(layer, x, cos, sin):
@@ -45,7 +49,8 @@ def forward_by_hand(model, ids):
 
     Embed, run every layer on the residual stream, normalise it once
     more, score it against the vocabulary: float32 [positions, vocab],
-    the same table model(ids).logits gives.
+    model(ids).logits with eager attention, bit for bit (the default,
+    fused attention rounds in other places: equal to the last bits).
     """
     with torch.inference_mode():
         x = embed(model, ids)  # [positions, hidden]
@@ -56,8 +61,11 @@ def forward_by_hand(model, ids):
         return unembed(model, x).float()  # [positions, vocab]
 
 
+# the lesson functions this section shows
+LESSONS = [decoder_layer, unembed, forward_by_hand]
+
+
 def render(loaded, view) -> str:
-    from chapter2.inside import parameters  # (inside imports these lessons)
     tokenizer, f, seen, n = loaded.tokenizer, view.facts, view.inside, len(view.ids)
     st.markdown(
         "Now put the pieces together. Each layer reads a normalised copy of the residual "
@@ -72,14 +80,22 @@ def render(loaded, view) -> str:
                "the last product, to keep memory low) and compared every layer with the "
                "library's forward.")
     st.dataframe(view.checks_table(["layer output"]), hide_index=True)
+    st.caption(view.rounding(["layer output"]))
     st.subheader("Your logits, by hand and by the library")
-    agree = seen.agree
-    worst = float(seen.logit_gaps.max())
+    agree, worst, dtype, kind = seen.agree, seen.logit_gap(), f.dtype, f.attention
     st.markdown(
         f"The top-1 next token by hand equals the library's at **{agree:,} of "
         f"{counted(n, 'position')}**; the largest difference of any logit anywhere is "
-        f"**{worst:.4g}** (the model computes in bfloat16, about 3 significant digits: the "
-        "library's fused attention rounds in another order than the lesson's)."
+        f"**{worst:.4g}**: {worst.said()}, the largest logit at that position. The model "
+        f"computes in {precision.name(dtype)}: {precision.significant_bits(dtype)} "
+        f"significant bits, about {precision.decimal_digits(dtype):.1f} decimal digits. "
+        + ("The lesson functions round where the library's plain (eager) attention does, and "
+           "give its logits bit for bit (tested); the model here runs its fused "
+           f"{kind} attention, which adds in another order"
+           + (" and keeps the scores and weights in float32" if dtype != torch.float32
+              else "") + ", so the two differ in the last bits." if kind != "eager" else
+           "The model runs the library's plain (eager) attention, which the lessons "
+           "reproduce operation by operation.")
     )
     differ = (seen.top_hand != seen.top_library).nonzero().flatten().tolist()
     if differ:
@@ -94,12 +110,15 @@ def render(loaded, view) -> str:
         "top-1 by hand": [show(tokenizer, i) for i in seen.top_hand.tolist()],
         "top-1 by the library": [show(tokenizer, i) for i in seen.top_library.tolist()],
         "max |difference|": seen.logit_gaps.tolist(),
+        "in steps of the dtype": [seen.logit_gap(p).said() for p in range(n)],
     })
     st.dataframe(table, hide_index=True, height=min(35 * n + 38, 320))
     st.markdown("The residual stream after each layer, by hand against the library's "
-                "forward (each layer fed the previous by-hand result):")
+                "forward (each layer fed the previous by-hand result, so a difference is "
+                "carried on and can grow):")
     st.dataframe(pd.DataFrame({"after layer": range(f.layers),
-                               "max |by hand − library|": seen.layer_gaps}),
+                               "max |by hand − library|": map(float, seen.layer_gaps),
+                               "in steps of the dtype": [d.said() for d in seen.layer_gaps]}),
                  hide_index=True, height=min(35 * f.layers + 38, 320))
     parts = parameters(loaded.model)
     total = sum(parts.values())
@@ -107,8 +126,10 @@ def render(loaded, view) -> str:
         "Where the parameters are, counted from the weights: "
         + ", ".join(f"{part} {count:,} ({count / total:.0%})" for part, count in parts.items()
                     if count)
-        + f"; **{total:,} in all**. The forward above took {seen.seconds:.2f} s here "
-        "(the library's forward and the one by hand)."
+        + f"; **{total:,} in all**. Opening the model on your text took {seen.seconds:.2f} s "
+        "here: the library's forward with every layer opened by the lessons, one cached step "
+        "(section 9), then the forward by hand."
     )
     return (f"The model is embed → {f.layers} × (x += attention(norm(x)); x += mlp(norm(x))) "
-            "→ norm → × tableᵀ. Rebuilt from its weights, it gives the library's logits.")
+            "→ norm → × tableᵀ. Rebuilt from its weights, it gives the library's logits, to "
+            f"the last bits of {precision.name(f.dtype)}.")

@@ -3,10 +3,13 @@
 import streamlit as st
 import torch
 
+from token_by_token import precision
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 
 TITLE = "RMSNorm — every vector to the same scale"
+READS = IDS | {"position", "layer"}
 
 
 def rms_norm(x, weight, eps):
@@ -15,8 +18,8 @@ def rms_norm(x, weight, eps):
     rms = sqrt(mean(x²)) is a vector's typical magnitude; dividing by
     it (rsqrt is 1 / sqrt) puts every position on the same scale, and
     the learned `weight` stretches each coordinate. eps avoids a
-    division by zero. The arithmetic runs in float32, even for a
-    bfloat16 model, as the library does.
+    division by zero. As in the library, the division runs in float32;
+    its result is rounded back to x's dtype before the weight multiplies.
     """
     dtype = x.dtype
     x = x.float()
@@ -27,6 +30,10 @@ def rms_norm(x, weight, eps):
 def norm(module, x):
     """One of the model's RMSNorm layers, by hand: its weight, its eps."""
     return rms_norm(x, module.weight, module.variance_epsilon)
+
+
+# the lesson functions this section shows
+LESSONS = [rms_norm, norm]
 
 
 def render(loaded, view) -> str:
@@ -56,5 +63,8 @@ def render(loaded, view) -> str:
         "after the last layer)."
     )
     st.dataframe(view.checks_table(["input RMSNorm"]), hide_index=True)
-    return ("RMSNorm = x / sqrt(mean(x²) + eps) × weight, in float32: every position reaches "
+    st.caption(view.rounding(["input RMSNorm"]))
+    where = ("all in float32" if facts.dtype == torch.float32 else "the division in float32, "
+             f"the product with the weight in the model's {precision.name(facts.dtype)}")
+    return (f"RMSNorm = x / sqrt(mean(x²) + eps) × weight, {where}: every position reaches "
             "each layer at the same scale.")

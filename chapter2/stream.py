@@ -1,16 +1,21 @@
 """Section 8 — the residual stream: what each layer's attention and MLP add to it."""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 import torch
 
 from token_by_token import charts
-from token_by_token.memo import Slot, memo_of
+from token_by_token.memo import Slot
+from token_by_token.precision import name
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import markdown_literal, show
 from token_by_token.trace import traced
 
 TITLE = "The residual stream — what each layer adds"
+READS = IDS | {"position"}
 
 
 def push(model, update, token_id, scale):
@@ -26,13 +31,25 @@ def push(model, update, token_id, scale):
     return (update / scale * weight) @ row
 
 
-PUSHES: Slot[tuple] = Slot("chapter2.pushes")
+@dataclass(frozen=True)
+class Pushes:
+    """Section 8's numbers at the last position: its top-1 token, the final norm's scale
+    there, push() of every layer's two updates on that token (and the last one traced), the
+    embedding's own push, and the library's logit of that token."""
+    token: int
+    scale: float
+    pushes: list[list[float]]
+    trace: object
+    embedded: float
+    logit: float
 
 
-def _pushes(model, seen, eps: float):
-    """The top-1 token at the last position, the final norm's scale there, and push() of
-    every layer's two updates on that token (kept per ids: no control changes them)."""
-    if (same := memo_of(st.session_state).get(PUSHES, seen.ids)) is not None:
+PUSHES: Slot[Pushes] = Slot("chapter2.pushes")
+
+
+def pushes_of(model, seen, eps: float, memo) -> Pushes:
+    """The pushes of the learner's ids (kept per ids: no control changes them)."""
+    if (same := memo.get(PUSHES, seen.ids)) is not None:
         return same
     final = seen.stream[-1, -1].float()
     token = int(seen.top_library[-1])
@@ -41,7 +58,13 @@ def _pushes(model, seen, eps: float):
         pushes = [[float(push(model, u, token, scale)) for u in opened.last]
                   for opened in seen.layers]
         trace = traced(push, model, seen.layers[-1].last[1], token, scale)[1]
-    return memo_of(st.session_state).put(PUSHES, seen.ids, (token, scale, pushes, trace))
+        embedded = float(push(model, seen.stream[0, -1].float(), token, scale))
+        logit = float(model.lm_head(model.model.norm(seen.stream[-1, -1]))[token])
+    return memo.put(PUSHES, seen.ids, Pushes(token, scale, pushes, trace, embedded, logit))
+
+
+# the lesson functions this section shows
+LESSONS = [push]
 
 
 def render(loaded, view) -> str:
@@ -57,7 +80,9 @@ def render(loaded, view) -> str:
                           "update": ["attention"] * f.layers + ["MLP"] * f.layers,
                           "value": sizes.T.flatten().tolist()})
     st.vega_lite_chart(table, charts.fast_spec(charts.layer_bars, table), width="stretch")
-    token, scale, pushes, trace = _pushes(loaded.model, seen, f.eps)
+    token, scale, pushes, trace, embedded, logit = (
+        view.pushes.token, view.pushes.scale, view.pushes.pushes, view.pushes.trace,
+        view.pushes.embedded, view.pushes.logit)
     st.markdown(
         "Which layers push the prediction? At the last position the model's top-1 next token "
         f"is “{markdown_literal(show(tokenizer, token))}” (id {token}). Each update's push "
@@ -70,5 +95,17 @@ def render(loaded, view) -> str:
     best = pushed.melt("layer").sort_values("value").iloc[-1]
     st.caption(f"The largest push comes from layer {int(best['layer'])}'s {best['variable']} "
                f"({best['value']:+.3g}). Approximate: the final norm's division is held fixed.")
+    total = embedded + sum(map(sum, pushes))
+    st.markdown(
+        f"The stream at the end is the embedding plus every update, so with the final norm's "
+        f"division fixed at its end value ({scale:.4g}) the pushes add up: the embedding's own "
+        f"push **{embedded:+.3g}** and the {2 * f.layers} updates' give **{total:.4g}**; the "
+        f"library's logit of “{markdown_literal(show(tokenizer, token))}” is **{logit:.4g}** "
+        f"(the updates here are the lessons' and the library rounds each addition to "
+        f"{name(f.dtype)}: the last digits differ). What is approximate is each "
+        "share: without an update the stream would also have another size, so its push is "
+        "not exactly what the score would lose without it."
+    )
     return ("x only ever grows by addition: each layer's attention and MLP add an update, and "
-            "the updates' pushes on a token's score add up to its logit, roughly.")
+            "with the final norm's division held fixed, the embedding's push and the updates' "
+            "add up to the token's logit.")

@@ -14,6 +14,7 @@ from playwright.sync_api import expect, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CI = os.environ.get("CI") == "true"  # .ci/run sets it: there, a missing tool is a failure
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -66,8 +67,22 @@ def streamlit_server(model_dir: Path | str | None, timeout: float = 120,
         log.close()
 
 
+def need_chromium() -> None:
+    """Chromium, or one clear message: a failure in CI (.ci/run installs it), a skip in a
+    test run elsewhere, an exit outside pytest (the benchmark)."""
+    if Path(CHROMIUM).is_file():
+        return
+    message = (f"Chromium is not at {CHROMIUM}: install it (Debian: apt-get install "
+               "chromium) or set CHROMIUM to a Chromium binary")
+    if "pytest" not in sys.modules:
+        raise SystemExit(message)
+    import pytest
+    pytest.fail(message) if CI else pytest.skip(message)
+
+
 @contextmanager
 def chromium():
+    need_chromium()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:

@@ -26,6 +26,12 @@ def use_tiny(tiny_dir, monkeypatch):
     monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", str(tiny_dir))
 
 
+@pytest.fixture(scope="session")
+def peaked_dir(tmp_path_factory):
+    """A tiny Qwen3 with large random weights (--init-std 0.5): attention far from uniform."""
+    return tiny_model.build(tmp_path_factory.mktemp("peaked"), init_std=0.5)
+
+
 @pytest.fixture
 def loaded(tiny_dir):
     """The shared model and tokenizer exactly as the app loads them."""

@@ -18,6 +18,33 @@ CHAPTER3 = str(ROOT / "chapter3" / "page.py")
 README = str(ROOT / "readme.py")
 
 
+IDS = [(37 * i + 11) % 1500 for i in range(40)]  # 40 positions, ids below every vocab
+_MODELS = {}
+
+
+def load(path, dtype, eager=False):
+    """A model of its own (not the app's shared one), loaded once per (path, dtype);
+    eager=True: a deep copy on eager attention, the library's plain-torch reference."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+    key = (str(path), dtype, eager)
+    if key not in _MODELS:
+        if eager:
+            model = copy.deepcopy(load(path, dtype))
+            model.set_attn_implementation("eager")
+        else:
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
+            model.requires_grad_(False)
+        _MODELS[key] = model
+    return _MODELS[key]
+
+
+def logits_of(model, ids):
+    with torch.inference_mode():
+        return model(torch.tensor([ids])).logits[0].float()
+
+
 def run_app(page: str | None = None, timeout: float = 60, **state):
     """A fresh learner session: main.py, optionally switched to a page, after setting state.
     Fails on any exception the page raised."""

@@ -167,6 +167,18 @@ def switch_on_autoregression(page):
     return generate
 
 
+def test_generate_after_a_one_token_text(page):
+    """Generate on a one-token text: the first step adds Section 2's rows slider above the
+    nested sampling fragment, which must keep its place (and its sidebar) all the same."""
+    type_text(page, "a")
+    generate = switch_on_autoregression(page)
+    for n in (1, 2):
+        generate.click()
+        expect(page.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
+        wait_idle(page)
+        no_errors(page)
+
+
 def test_rapid_generate_clicks_append_exactly_one_id_each(page):
     generate = switch_on_autoregression(page)
     for _ in range(6):  # as fast as a learner can click: no waiting between clicks

@@ -6,16 +6,14 @@ loaded in float32 and in bfloat16 (the app's dtype). "eager" is a deep copy swit
 eager attention, the library's plain-torch reference; the shared model keeps sdpa.
 """
 
-import ast
 import copy
-import inspect
-import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 import tiny_model
 import torch
+from helpers import IDS, load, logits_of
 from transformers import AutoModelForCausalLM
 from transformers.models.qwen3 import modeling_qwen3 as qwen3
 
@@ -28,30 +26,6 @@ from token_by_token import model as models
 from token_by_token.capture import capture, forward_capturing
 
 LESSON_MODULES = [embeddings, rmsnorm, attn, mlp, rebuild, lens, stream, kvcache]
-IDS = [(37 * i + 11) % 1500 for i in range(40)]  # 40 positions, ids below every vocab
-
-
-@pytest.fixture(scope="session")
-def peaked_dir(tmp_path_factory):
-    return tiny_model.build(tmp_path_factory.mktemp("chapter2_peaked"), init_std=0.5)
-
-
-_MODELS = {}
-
-
-def load(path, dtype, eager=False):
-    """A model loaded once per (path, dtype); eager=True: a deep copy on eager attention."""
-    key = (str(path), dtype, eager)
-    if key not in _MODELS:
-        if eager:
-            model = copy.deepcopy(load(path, dtype))
-            model.set_attn_implementation("eager")
-        else:
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
-            model.requires_grad_(False)
-        _MODELS[key] = model
-    return _MODELS[key]
-
 
 @pytest.fixture(params=[
     ("peaked", torch.float32), ("pocket", torch.float32),
@@ -69,11 +43,6 @@ def pair32(request, peaked_dir):
     """(model, its eager copy) in float32."""
     path = peaked_dir if request.param == "peaked" else models.POCKET_DIR
     return load(path, torch.float32), load(path, torch.float32, eager=True)
-
-
-def logits_of(model, ids):
-    with torch.inference_mode():
-        return model(torch.tensor([ids])).logits[0].float()
 
 
 def relative(ours, theirs):
@@ -243,14 +212,14 @@ def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
     """pattern_of() (the page's: ROWS query rows, scores in float32) on a float32 model:
     the eager library's weights for those rows, in the first and last layer; and the page's
     own check of those rows (made when the layer was opened) says so."""
-    from chapter2 import inside
+    from chapter2 import patterns, pipeline
     from token_by_token.memo import Memo
     model, eager = pair32
-    ids = some_ids(model, inside.ROWS + 20)  # the window starts at position 20
+    ids = some_ids(model, patterns.ROWS + 20)  # the window starts at position 20
     library = eager_weights(eager, ids)
-    seen = inside.look_inside(model, ids, Memo())
+    seen = pipeline.look_inside(model, ids, Memo())
     for layer in (0, model.config.num_hidden_layers - 1):
-        pattern = inside.pattern_of(model, seen, layer, len(ids) - 1, Memo())
+        pattern = patterns.pattern_of(model, seen, layer, len(ids) - 1, Memo())
         assert pattern.rows == range(20, len(ids))
         rows = library[layer][0][:, pattern.rows]
         assert (pattern.weights - rows).abs().max() <= 1e-5
@@ -259,7 +228,7 @@ def test_the_pages_pattern_window_equals_the_eager_library_in_float32(pair32):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_linear32_gives_the_modules_numbers(dtype):
-    from chapter2.inside import linear32
+    from chapter2.patterns import linear32
     torch.manual_seed(0)
     linear = torch.nn.Linear(256, 128, bias=True).to(dtype)
     x = torch.randn(64, 256).to(dtype)
@@ -456,95 +425,6 @@ def test_a_cached_step_gives_the_logits_of_recomputing_everything(pair32, n):
     whole = logits(model, ids)[-1]
     assert (again - whole).abs().max() <= 1e-4
     assert not torch.equal(again, logits(model, ids[:-1] or ids)[-1]) or n == 1
-
-
-# --- capture --------------------------------------------------------------------------------
-
-def hook_counts(model):
-    return {name: len(module._forward_hooks) for name, module in model.named_modules()}
-
-
-def test_capture_records_and_removes_its_hooks(peaked_dir):
-    model = load(peaked_dir, torch.bfloat16)
-    implementation = model.config._attn_implementation
-    logits_of(model, IDS)
-    model(torch.tensor([IDS[:2]]), output_hidden_states=True)  # the library's own hooks
-    before = hook_counts(model)
-    with capture({"norm": model.model.norm, "layer": model.model.layers[0]}) as seen:
-        assert hook_counts(model) != before
-        expected = logits_of(model, IDS)
-        logits_of(model, IDS[:5])
-    assert hook_counts(model) == before
-    assert [call.x.shape[1] for call in seen["norm"]] == [len(IDS), 5]
-    assert seen.input("layer", 0).shape == (1, len(IDS), model.config.hidden_size)
-    assert model.config._attn_implementation == implementation
-    logits_of(model, IDS)  # runs after the block: not recorded
-    assert len(seen["norm"]) == 2
-    output, seen = forward_capturing(model, IDS, [model.lm_head])
-    assert torch.equal(output.logits[0].float(), expected)
-    assert torch.equal(seen.output("0")[0].float(), expected)
-    assert hook_counts(model) == before
-
-
-def test_capture_removes_its_hooks_when_the_forward_raises(peaked_dir):
-    model = load(peaked_dir, torch.bfloat16)
-    before = hook_counts(model)
-    vocab = model.config.vocab_size
-    with pytest.raises(IndexError), capture([model.model.norm], lock=True):
-        assert models.FORWARD_LOCK.locked()
-        logits_of(model, [vocab + 5])  # an id outside the table
-    assert hook_counts(model) == before
-    assert not models.FORWARD_LOCK.locked()
-    assert model.config._attn_implementation == "sdpa"
-
-
-def test_capture_ignores_forwards_of_other_threads(peaked_dir):
-    model = load(peaked_dir, torch.bfloat16)
-    with capture([model.model.norm]) as seen:
-        other = threading.Thread(target=logits_of, args=(model, IDS))
-        other.start()
-        other.join()
-        assert seen["0"] == []
-        logits_of(model, IDS[:3])
-    assert len(seen["0"]) == 1
-
-
-def test_nested_captures_both_record(peaked_dir):
-    model = load(peaked_dir, torch.bfloat16)
-    with capture([model.model.norm]) as outer, capture([model.lm_head]) as inner:
-        logits_of(model, IDS)
-    assert len(outer["0"]) == len(inner["0"]) == 1
-
-
-# --- the lesson functions are lessons -------------------------------------------------------
-
-def lesson_functions():
-    for module in LESSON_MODULES:
-        for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ == module.__name__ and not drawing(name):
-                yield f"{module.__name__}.{name}", function
-
-
-def drawing(name: str) -> bool:
-    """The page's code in a section module (render, render_*, private helpers): not lessons."""
-    return name.startswith(("render", "_"))
-
-
-def test_lesson_functions_are_short_documented_and_narrow():
-    found = dict(lesson_functions())
-    assert {"chapter2.rebuild.forward_by_hand", "chapter2.attention.attention_weights",
-            "chapter2.lens.logit_lens"} <= set(found)
-    for name, function in found.items():
-        source = inspect.getsource(function)
-        assert max(map(len, source.splitlines())) <= 80, name
-        node = ast.parse(source).body[0]
-        docstring = ast.get_docstring(node)
-        assert docstring, name
-        body = node.body[1:]  # without the docstring
-        code_lines = body[-1].end_lineno - body[0].lineno + 1
-        assert code_lines <= 15, (name, code_lines)
-        assert "streamlit" not in source and "st." not in source, name
-
 
 
 # --- the Qwen3-0.6B shape (random weights, bf16): ~35 s to build, run on its own ------------

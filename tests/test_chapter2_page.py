@@ -2,12 +2,14 @@
 library, numbers read from the loaded model, one forward per change of ids, controls that run
 none."""
 
+import re
+
 import pytest
 import torch
 from helpers import CHAPTER1, CHAPTER2, counting_forwards, page_text, run_app
 
-import chapter2.inside as inside
 from chapter1.tokenizer import tokenize
+from chapter2 import patterns, pipeline
 from token_by_token.memo import Memo
 from token_by_token.tokens import markdown_literal, show
 
@@ -17,11 +19,11 @@ def opened_of(at):
 
 
 def pattern_of(at):
-    return at.session_state["_memo"].latest(inside.PATTERN)
+    return at.session_state["_memo"].latest(patterns.PATTERN)
 
 
 def inside_of(at):
-    return at.session_state["_memo"].latest(inside.INSIDE)
+    return at.session_state["_memo"].latest(pipeline.INSIDE)
 
 
 def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
@@ -86,8 +88,8 @@ def test_a_wrong_lesson_is_caught_by_the_checks(loaded, monkeypatch, broken, cau
     if broken == "rotate_half":
         monkeypatch.setattr(attention, "rotate_half", interleaved)
     else:
-        monkeypatch.setattr(inside, "causal_mask", no_mask)
-    seen = inside.look_inside(loaded.model, ids, Memo())
+        monkeypatch.setattr(patterns, "causal_mask", no_mask)
+    seen = pipeline.look_inside(loaded.model, ids, Memo())
     _, difference, size = seen.layers[0].checks[caught]
     assert difference > 0.05 * size
 
@@ -167,7 +169,7 @@ def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loa
     # contract in the model's bfloat16 (as the library's eager attention does)
     whole = attention_weights(loaded.model, ids, pattern.layer)
     assert loaded.model.dtype == torch.bfloat16
-    assert pattern.rows == range(max(len(ids) - inside.ROWS, 0), len(ids))
+    assert pattern.rows == range(max(len(ids) - patterns.ROWS, 0), len(ids))
     assert (pattern.weights - whole[:, pattern.rows]).abs().max() < 5e-3
     rows = window_of(len(ids) - 1, 8)
     assert list(rows) == list(range(len(ids) - 8, len(ids)))
@@ -197,7 +199,7 @@ def test_a_pattern_keeps_a_window_of_rows_at_the_cap(loaded):
     pattern, n = pattern_of(at), len(inside_of(at).ids)
     assert n == loaded.max_tokens and not at.exception
     heads = loaded.model.config.num_attention_heads
-    assert pattern.weights.shape == (heads, inside.ROWS, n)
+    assert pattern.weights.shape == (heads, patterns.ROWS, n)
     at.sidebar.select_slider(key="position").set_value(10).run()
     assert pattern_of(at).rows == range(0, 11) and pattern_of(at).weights.shape == (heads, 11, 11)
     assert torch.allclose(pattern_of(at).weights.sum(-1), torch.ones(heads, 11), atol=1e-5)
@@ -245,7 +247,7 @@ def test_the_pattern_reads_its_keys_from_chapter_ones_cache_or_computes_them(loa
     seen, page = inside_of(at), pattern_of(at)
     assert at.session_state["_memo"].get(FORWARD, seen.ids) is not None
     assert page.layer == last and page.rows.start > 0
-    computed = inside.pattern_of(loaded.model, seen, last, len(seen.ids) - 1, Memo())
+    computed = patterns.pattern_of(loaded.model, seen, last, len(seen.ids) - 1, Memo())
     assert computed.rows == page.rows
     assert (page.weights - computed.weights).abs().max() < 1e-3
 
@@ -284,11 +286,13 @@ def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
                                    for o in seen.layers], rel=1e-4)
 
 
-def test_the_kv_cache_section_reads_chapter_ones_cache_and_the_forward_keeps_none(loaded):
-    """The page opened after Chapter 1 (run_app starts there): Chapter 1's forward of the same
-    ids has a KV cache, so Chapter 2's forward keeps none (use_cache=False: 117 MB less at
-    the peak at the cap, Qwen3 shape), section 9 reads Chapter 1's and leaves it whole."""
+def test_the_kv_cache_section_reads_the_learners_one_cache_and_the_forward_keeps_none(loaded):
+    """The page opened after Chapter 1 (run_app starts there): the learner's KV cache of the
+    same ids exists (Chapter 1's forward keeps it in the engine's slot), so Chapter 2's
+    forward keeps none (use_cache=False: 117 MB less at the peak at the cap, Qwen3 shape),
+    section 9 reads that one and leaves it whole."""
     from chapter1.pipeline import FORWARD
+    from token_by_token import kvcache
     uses = []
     hook = loaded.model.register_forward_pre_hook(
         lambda module, args, kwargs: uses.append(kwargs.get("use_cache")), with_kwargs=True)
@@ -296,18 +300,36 @@ def test_the_kv_cache_section_reads_chapter_ones_cache_and_the_forward_keeps_non
         at = run_app(CHAPTER2)
     finally:
         hook.remove()
-    seen = inside_of(at)
-    chapter1 = at.session_state["_memo"].get(FORWARD, seen.ids)
-    assert seen.cached.borrowed and chapter1 is not None
+    seen, memo = inside_of(at), at.session_state["_memo"]
+    chapter1 = memo.get(FORWARD, seen.ids)
+    assert chapter1 is not None and kvcache.cache_of(memo, seen.ids) is chapter1.cache
     assert uses[-2:] == [False, None]  # Chapter 2's forward, then section 9's cached step
     assert chapter1.cache.get_seq_length() == len(seen.ids)  # whole again after the step
-    assert "Chapter 1 holds this cache for your" in page_text(at)
+    assert "The cache the model keeps for your" in page_text(at)
     # Chapter 1 goes on from it: Generate appends one id with one cached step
     at.switch_page(CHAPTER1).run()
     at.sidebar.toggle(key="autoregressive").set_value(True).run()
     at.sidebar.button(key="generate").click().run()
     assert not at.exception
-    assert at.session_state["_memo"].latest(FORWARD).ids[:-1] == seen.ids
+    assert memo.latest(FORWARD).ids[:-1] == seen.ids
+
+
+def test_chapter2_says_the_same_whatever_was_visited_first(loaded):
+    """Opened first, Chapter 2's forward keeps the cache as the learner's; opened after
+    Chapter 1, it reads Chapter 1's: the page says the same either way (timings aside)."""
+    from chapter1.pipeline import FORWARD
+    from token_by_token import kvcache
+    from token_by_token.state import DEFAULT_TEXT
+    first = run_app(CHAPTER2, text="")  # no ids: Chapter 1 ran no forward
+    first.sidebar.text_area(key="text").input(DEFAULT_TEXT).run()  # typed in Chapter 2
+    memo = first.session_state["_memo"]
+    assert memo.latest(FORWARD) is None
+    assert kvcache.cache_of(memo, inside_of(first).ids) is not None  # the forward's own
+    after = run_app(CHAPTER2)  # Chapter 1 first
+
+    def said(at):
+        return [re.sub(r"[\d,.]+ ms|\d+(\.\d+)? s\b", "…", m.value) for m in at.markdown]
+    assert said(first) == said(after)
 
 
 def test_the_kv_cache_section_reads_the_forwards_own_cache(loaded):
@@ -326,6 +348,6 @@ def test_the_kv_cache_section_reads_the_forwards_own_cache(loaded):
     assert f"Largest difference from the whole forward's last row of logits: " \
         f"**{cached.gap:.3g}**" in page_text(at)
     # without Chapter 1's forward (a fresh memo), the forward's own cache is read
-    own = inside.look_inside(loaded.model, list(seen.ids), Memo()).cached
-    assert not own.borrowed and own.keys == cached.keys and own.nbytes == cached.nbytes
+    own = pipeline.look_inside(loaded.model, list(seen.ids), Memo()).cached
+    assert own.keys == cached.keys and own.nbytes == cached.nbytes
     assert own.same_top and own.gap <= 0.02 * float(whole.abs().max())

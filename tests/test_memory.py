@@ -52,14 +52,16 @@ def chapter2_bytes(layers, hidden, heads, positions, itemsize, lens_columns=0, h
     """What Chapter 2 means to keep for one learner: the residual stream [layers + 1,
     positions, hidden] and the halfway stream of the last HALFWAY positions (the model's
     dtype); per layer and position the RMS and two update norms (float32), per layer both
-    updates at the last position; per position the logit gap, margin (float32) and two top-1
-    ids (int64); the picked layer's attention rows [heads, ≤ ROWS, positions] (float32); per
+    updates at the last position; per position the logit gap, the largest |logit| it is
+    judged at (Inside.logit_scales), margin (float32) and two top-1 ids (int64); the picked
+    layer's attention rows [heads, ≤ ROWS, positions] (float32); per
     lens column the top 5 probabilities (float32) and ids (int64) at every depth."""
-    from chapter2.inside import HALFWAY, ROWS
+    from chapter2.lens import HALFWAY
+    from chapter2.patterns import ROWS
     stream = (layers + 1) * positions * hidden * itemsize
     kept_halfway = layers * min(positions, HALFWAY) * hidden * itemsize
     per_layer = layers * (3 * positions * 4 + 2 * hidden * 4)
-    logits = positions * (4 + 4 + 8 + 8)
+    logits = positions * (4 + 4 + 4 + 8 + 8)
     pattern = heads * min(positions, ROWS) * positions * 4
     depths = layers + 1 + (layers if halfway else 0)
     return (stream + kept_halfway + per_layer + logits + pattern
@@ -68,8 +70,9 @@ def chapter2_bytes(layers, hidden, heads, positions, itemsize, lens_columns=0, h
 
 def chapter2_held(at) -> int:
     """What Chapter 2's slots of the learner's Memo hold (Chapter 1's are counted above)."""
-    from chapter2.inside import INSIDE, PATTERN
     from chapter2.lens import LENS
+    from chapter2.patterns import PATTERN
+    from chapter2.pipeline import INSIDE
     memo = session_of(at)
     return sum(held_bytes(memo.latest(slot)) for slot in (INSIDE, PATTERN, LENS))
 

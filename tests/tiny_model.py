@@ -8,7 +8,10 @@ tests and the benchmarks run the real code path without the model hub:
   Qwen's, added tokens that are not special (`<think>`, ...); `--vocab-size 151669` grows it to
   Qwen3's size with words of the standard library's source (unmerged: for lookup timings);
 - a randomly initialised `Qwen3ForCausalLM` (`--shape tiny`, the default, or `--shape qwen3-0.6b`
-  for the exact Qwen3-0.6B dimensions used by the benchmarks).
+  for the exact Qwen3-0.6B dimensions used by the benchmarks); `--arch` gives another
+  architecture of the same size instead, from its transformers config class (ARCHS: Llama with
+  Llama 3's RoPE scaling, Qwen2, Mistral and Qwen3 with a sliding window, Gemma 3, Phi-3,
+  GPT-2), with the same tokenizer.
 
 `--init-std` scales the random weights: a larger value gives peaked, far-from-uniform next-token
 distributions, so that top-k, top-p and min-p really remove tokens in tests.
@@ -19,6 +22,7 @@ import ast
 import json
 import re
 import sysconfig
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -32,7 +36,17 @@ from tokenizers import (
     pre_tokenizers,
     trainers,
 )
-from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3TextConfig,
+    GenerationConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Phi3Config,
+    Qwen2Config,
+    Qwen3Config,
+)
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
@@ -98,6 +112,12 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
+@lru_cache(maxsize=2)
+def trained(vocab_size: int) -> str:
+    """The tokenizer trained once per process and size (a test run builds several models)."""
+    return train_tokenizer(stdlib_docstrings(), vocab_size).to_str()
+
+
 def words_of_stdlib() -> list[str]:
     """Distinct words of the standard library's source, with and without a leading space."""
     words: dict[str, None] = {}
@@ -157,8 +177,63 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
+WINDOW = 16  # the sliding window of the architectures that have one: shorter than a test text
+
+
+def qwen3(dims, **common):
+    return Qwen3Config(**dims, rope_theta=1_000_000.0, **common)
+
+
+def qwen3_sliding(dims, **common):
+    """Qwen3 configured with a sliding window on its first layer (Qwen3's own option)."""
+    return Qwen3Config(**dims, rope_theta=1_000_000.0, use_sliding_window=True,
+                       sliding_window=WINDOW, max_window_layers=1, **common)
+
+
+def llama(dims, **common):
+    """Llama 3's shape: RoPE frequencies rescaled for long contexts (rope_type llama3)."""
+    return LlamaConfig(**dims, rope_parameters={
+        "rope_type": "llama3", "rope_theta": 500_000.0, "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 256}, **common)
+
+
+def qwen2(dims, **common):
+    return Qwen2Config(**dims, rope_theta=1_000_000.0, **common)  # biases on q, k and v
+
+
+def mistral(dims, **common):
+    return MistralConfig(**dims, sliding_window=WINDOW, **common)
+
+
+def gemma3(dims, **common):
+    """Gemma 3: (1 + weight) RMSNorms, a scaled embedding, sliding layers between global."""
+    return Gemma3TextConfig(**dims, sliding_window=WINDOW, query_pre_attn_scalar=dims["head_dim"],
+                            layer_types=["sliding_attention", "full_attention"], **common)
+
+
+def phi3(dims, **common):
+    """Phi-3: q, k and v in one fused projection, gate and up in another."""
+    dims = {k: v for k, v in dims.items() if k != "head_dim"}
+    return Phi3Config(**dims, **common)
+
+
+def gpt2(dims, **common):
+    """GPT-2: LayerNorm, learned position vectors, a GELU MLP, one head per key."""
+    return GPT2Config(vocab_size=dims["vocab_size"], n_embd=dims["hidden_size"],
+                      n_layer=dims["num_hidden_layers"], n_head=dims["num_attention_heads"],
+                      n_positions=common["max_position_embeddings"],
+                      initializer_range=common["initializer_range"],
+                      bos_token_id=common["bos_token_id"], eos_token_id=common["eos_token_id"],
+                      tie_word_embeddings=True)
+
+
+ARCHS = {"qwen3": qwen3, "qwen3-sliding": qwen3_sliding, "llama": llama, "qwen2": qwen2,
+         "mistral": mistral, "gemma3": gemma3, "phi3": phi3, "gpt2": gpt2}
+
+
 def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
-          vocab_size: int = 2048, unused_rows: int = 0) -> Path:
+          vocab_size: int = 2048, unused_rows: int = 0, arch: str = "qwen3") -> Path:
     """Write tokenizer and randomly initialised model to out_dir; returns the directory.
 
     `unused_rows`: rows the model's tables have beyond the tokenizer's last id (Qwen3 pads its
@@ -166,15 +241,14 @@ def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(stdlib_docstrings(), vocab_size)
+    tokenizer = Tokenizer.from_str(trained(vocab_size))
     tokenizer.add_tokens([AddedToken(token, special=False, normalized=False)
                           for token in ADDED_TOKENS])
     ids = {token: tokenizer.token_to_id(token) for token in SPECIAL_TOKENS}
     dims = {"vocab_size": tokenizer.get_vocab_size() + unused_rows, **SHAPES[shape]}
-    config = Qwen3Config(
-        **dims,
+    config = ARCHS[arch](
+        dims,
         max_position_embeddings=40960 if shape == "qwen3-0.6b" else 2048,
-        rope_theta=1_000_000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
         initializer_range=init_std,
@@ -182,8 +256,10 @@ def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
         dtype="bfloat16",
-    )
-    model = Qwen3ForCausalLM(config)
+    ) if arch != "gpt2" else gpt2(dims, max_position_embeddings=2048,
+                                  initializer_range=init_std, bos_token_id=ids["<|endoftext|>"],
+                                  eos_token_id=ids["<|im_end|>"])
+    model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
         pad_token_id=ids["<|endoftext|>"],
@@ -204,9 +280,10 @@ def main() -> None:
                         help="tokens before the added ones (151669: Qwen3's vocabulary size)")
     parser.add_argument("--unused-rows", type=int, default=0,
                         help="model rows beyond the tokenizer's last id")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="qwen3")
     args = parser.parse_args()
     out = build(args.out_dir, args.shape, args.init_std, args.seed, args.vocab_size,
-                args.unused_rows)
+                args.unused_rows, args.arch)
     print(f"wrote {out}")
 
 

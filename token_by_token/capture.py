@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from token_by_token.locks import FORWARD_LOCK
+
 
 @dataclass
 class Call:
@@ -84,7 +86,6 @@ def capture(modules, lock: bool = False) -> Iterator[Captured]:
 
     with ExitStack() as stack:
         if lock:
-            from token_by_token.model import FORWARD_LOCK  # imports Streamlit: only if asked
             stack.enter_context(FORWARD_LOCK)
         for name, module in named.items():
             handle = module.register_forward_hook(recorder(name), with_kwargs=True)

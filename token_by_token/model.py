@@ -9,9 +9,11 @@ with the pocket model as the automatic fallback when Qwen3 can't be had.
 import atexit
 import ctypes
 import gc
+import json
 import os
 import threading
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 import streamlit as st
@@ -26,6 +28,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from token_by_token.locks import FORWARD_LOCK  # noqa: F401  (every forward holds it)
 from token_by_token.tokens import markdown_literal, vocabulary
 
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
@@ -34,9 +37,6 @@ POCKET_DIR = Path(__file__).parent / "pocket"
 MAX_TOKENS = 1024  # the context cap for the learner's text plus generated tokens
 FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]  # what from_pretrained reads
 
-# One forward at a time in this process: concurrent learners queue instead of fighting for
-# the same CPU cores (two forwards at once are each slower than one after the other).
-FORWARD_LOCK = threading.Lock()
 
 
 def return_large_blocks_to_the_system() -> None:
@@ -218,6 +218,21 @@ class ProgressBar(tqdm):
             self._bar.empty()
 
 
+@cache
+def pocket_corpus() -> str:
+    """What the pocket model was trained on, read from its training_report.json: "26.8 million
+    characters of documentation: 2.1 million (8%) from Python's standard library …"."""
+    corpus = json.loads((POCKET_DIR / "training_report.json").read_text())["corpus"]
+    sources, total = corpus["sources"], corpus["characters"]
+    python = sources["python"]["characters"]
+    others = sorted((s for s in sources if s != "python"),
+                    key=lambda s: sources[s]["characters"], reverse=True)
+    return (f"{total / 1e6:.1f} million characters of documentation: "
+            f"{python / 1e6:.1f} million ({python / total:.0%}) from Python's standard library "
+            f"(its docstrings and language reference), the rest docstrings of "
+            f"{', '.join(others[:3])} and {len(others) - 3} more libraries this app installs")
+
+
 def load_or_explain() -> Loaded:
     """load(), or a clear message in the page (never a traceback) and the page stops.
     When the pocket model stands in for Qwen3, a banner says why and how to get Qwen3."""
@@ -231,7 +246,7 @@ def load_or_explain() -> Loaded:
             st.warning(
                 f"**Running on the pocket model.** {DEFAULT_MODEL} could not be loaded: "
                 f"{loaded.fallback}\n\nThe pocket model is a small Qwen3-architecture model "
-                "built into this app, trained on Python's own documentation. It works fully "
+                f"built into this app, trained on {pocket_corpus()}. It works fully "
                 "offline and its next-token guesses are real, but it knows far less than "
                 f"{DEFAULT_MODEL}. To switch, connect to the internet and press the button "
                 "(a one-time download of about 1.5 GB).", icon="🎒")

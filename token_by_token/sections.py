@@ -1,13 +1,16 @@
 """The section scaffold every chapter uses, and how a lesson's code is shown.
 
-A chapter is an ordered list of section modules. Each module has a TITLE ("Tokenizer — Byte
-Pair Encoding"), its lesson function(s), and `render(loaded, view) -> str`, which draws the
-section's body and returns its one-line summary. The scaffold draws the rest: the numbered
-header with its anchor (the module's name), the summary box, the progress bar, and the links
-in the sidebar. A section that can be read before the learner has typed anything (the
-tokenizer) says NEEDS_IDS = False. A page may draw its sections in parts (each part in its
-own st.fragment, so a control reruns only the sections that depend on it).
+A chapter is an ordered list of section modules (its package's SECTIONS; token_by_token/
+chapter.py builds the page from it). Each module has a TITLE ("Tokenizer — Byte Pair
+Encoding"), READS (the session-state keys its drawing reads), its lesson function(s), and
+`render(loaded, view) -> str`, which draws the section's body from the view and returns its
+one-line summary; it only reads. The scaffold draws the rest: the numbered header with its
+anchor (the module's name), the summary box, the progress bar, and the links in the sidebar.
+A section that can be read before the learner has typed anything (the tokenizer) says
+NEEDS_IDS = False; one that draws widgets of its own lists their keys in WIDGETS.
 """
+
+import sys
 
 import streamlit as st
 
@@ -24,21 +27,21 @@ def links(modules) -> str:
                       for number, module in enumerate(modules, start=1))
 
 
-def draw(chapter: str, modules, loaded, view, part: slice = slice(None)) -> bool:
-    """The chapter's sections in order (or the `part` of them a fragment of the page draws),
-    numbered in the whole chapter. Returns False, after saying why, at the first section
-    that needs token ids when there are none: the sections after it can't be drawn."""
-    numbered = list(enumerate(modules, start=1))[part]
-    for number, module in numbered:
-        if not view.ids and getattr(module, "NEEDS_IDS", True):
-            st.info("Type some text in the sidebar: the model needs at least one token.")
-            return False
-        st.header(f"{number}. {module.TITLE}", anchor=anchor(module))
-        summary = module.render(loaded, view)
-        st.success(f"**Summary.** {summary}")
-        st.progress(number / len(modules),
-                    text=f"{chapter} · section {number} of {len(modules)}")
-    return True
+def draw_one(chapter: str, modules, index: int, loaded, view) -> None:
+    """Section `index` of the chapter's `modules`: its numbered header (with the module's name
+    as anchor), its body (render), its summary box and the progress bar."""
+    module, number = modules[index], index + 1
+    st.header(f"{number}. {module.TITLE}", anchor=anchor(module))
+    summary = module.render(loaded, view)
+    st.success(f"**Summary.** {summary}")
+    st.progress(number / len(modules), text=f"{chapter} · section {number} of {len(modules)}")
+
+
+def number(module) -> int:
+    """The section's number in its chapter (from the chapter package's SECTIONS), for prose:
+    f"section {number(patterns)}" stays true when sections move."""
+    package = sys.modules[module.__name__.rsplit(".", 1)[0]]
+    return package.SECTIONS.index(module) + 1
 
 
 def lesson(*parts: Trace | object, note: str | None = None) -> None:

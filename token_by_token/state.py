@@ -14,8 +14,20 @@ import streamlit as st
 
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
 
-# Qwen3's recommended sampling settings for non-thinking mode.
+# The sampling sliders when the page opens: Qwen3's model card advises these for non-thinking
+# mode (enable_thinking=False; the page opens with Thinking off). For thinking mode it advises
+# THINKING, "the default setting in generation_config.json" (what Qwen3's file holds).
 SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0}
+THINKING = {"temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0}
+
+# keys of buttons: a click is an action, not a choice (a button's value can't be set)
+BUTTONS = frozenset({"generate", "play", "stop", "resample", "reset", "branch", "proof"})
+
+# the choices the next id is drawn with: a section that shows a sample READS these
+SAMPLE = frozenset({*SAMPLING_DEFAULTS, "seed", "resamples"})
+# what the text box and the modes change (a text edit also clears the generated ids)
+TEXT_CHOICES = frozenset({"text", "chat", "thinking", "autoregressive", "generated",
+                          "previous_ids"})
 
 DEFAULTS = {
     "text": DEFAULT_TEXT,
@@ -33,6 +45,10 @@ DEFAULTS = {
     "position": None,        # Chapter 2: the position looked at (None: the last)
     "window": 16,            # Chapter 2: query positions the attention heatmaps show
     "halfway": False,        # Chapter 2: the logit lens also reads halfway through each layer
+    "lookup": "",            # Chapter 1: the vocabulary lookup's query
+    "heatmap_rows": 12,      # Chapter 1: positions the logits heatmap shows (at most the text's)
+    "branch_step": None,     # Chapter 1: the generated step a branch starts at (None: the last)
+    "branch_token": None,    # Chapter 1: the token the branch takes there (None: the first)
     "batch_length": 1024,    # Chapter 3 § 2: tokens per sequence, for the KV-cache memory sum
     "flash_block": 4,        # Chapter 3 § 3: keys per block of the online softmax
     "quant_scheme": "int8",  # Chapter 3 § 4: "int8" or "4-bit"
@@ -90,25 +106,6 @@ def id_list(value: str) -> list[int]:
 SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
           "seed": int, "chat": flag, "thinking": flag, "autoregressive": flag,
           "generated": id_list}
-
-
-def slider(key: str) -> None:
-    """The sampling slider for `key`, as defined once in SLIDERS."""
-    r = SLIDERS[key]
-    st.slider(r.label, r.low, r.high, step=r.step, key=key)
-
-
-def text_box() -> None:
-    """The learner's text, in the sidebar of every chapter (one key: the same text)."""
-    st.text_area("Your text", key="text", on_change=text_edited, height=120,
-                 disabled=st.session_state["autoregressive"],
-                 help="Everything on this page is computed from this text. Locked while "
-                      "Autoregressive mode is on (Chapter 1).")
-
-
-def seed_input() -> None:
-    r = RANGES["seed"]
-    st.number_input(r.label, r.low, r.high, key="seed")
 
 
 def init() -> None:
@@ -220,9 +217,82 @@ def write_share_link(loaded) -> str | None:
     return note
 
 
-def reset_sampling() -> None:
-    """on_click for "Reset to defaults": the sampling sliders back to Qwen3's values."""
-    st.session_state.update(SAMPLING_DEFAULTS)
+def model_sampling(generation_config) -> dict | None:
+    """The sampling settings `model.generate()` uses for this model when called without any:
+    its generation_config.json's, and for what the file leaves unset the library's global
+    defaults (transformers' GenerationConfig._get_default_generation_params, as generate()'s
+    _prepare_generation_config fills them in); a setting generate() leaves off (min_p None,
+    top_k 0) is the slider's off value. None when the file doesn't sample (do_sample unset or
+    false: generate() then decodes greedily and applies none of them)."""
+    if not getattr(generation_config, "do_sample", False):
+        return None
+    from transformers import GenerationConfig  # (not for the floor page: bench/floor.py)
+    defaults = GenerationConfig._get_default_generation_params()
+    value = {key: getattr(generation_config, key, None) for key in SAMPLING_DEFAULTS}
+    value = {key: defaults.get(key) if v is None else v for key, v in value.items()}
+    off = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0}
+    return {key: off[key] if v is None else type(off[key])(v) for key, v in value.items()}
+
+
+def unset(generation_config) -> list[str]:
+    """The sampling settings a generation_config leaves unset, and what generate() does with
+    each: "min_p unset: off", "top_p unset: the library's default, 1"."""
+    from transformers import GenerationConfig
+    defaults = GenerationConfig._get_default_generation_params()
+    return [f"{key} unset: " + ("off" if defaults.get(key) is None else
+                                f"the library's default, {defaults[key]:g}")
+            for key in SAMPLING_DEFAULTS if getattr(generation_config, key, None) is None]
+
+
+@dataclass(frozen=True)
+class Reset:
+    """What the sampling Reset button sets, its label and its help (whose values they are)."""
+    values: dict
+    label: str
+    help: str
+
+
+def said(values: dict) -> str:
+    """Sampling settings as the help text names them: temperature 0.6, top_k 20, …"""
+    return ", ".join(f"{key} {value:g}" for key, value in values.items())
+
+
+def on_sliders(values: dict) -> dict:
+    """Values as the sliders can hold them: within each slider's range, on its steps."""
+    kept = {}
+    for key, value in values.items():
+        r = SLIDERS[key]
+        value = min(max(value, r.low), r.high)
+        kept[key] = type(value)(round(round((value - r.low) / r.step) * r.step + r.low, 6))
+    return kept
+
+
+def sampling_reset(generation_config) -> Reset:
+    """The Reset button for this model: its own generation_config's sampling settings when it
+    has some (what generate() samples with), else the values the page opens with."""
+    found = model_sampling(generation_config)
+    if found is None:
+        return Reset(dict(SAMPLING_DEFAULTS), "Reset to the page's starting values",
+                     f"{said(SAMPLING_DEFAULTS)}: the values the page opens with, Qwen3's "
+                     "model-card advice for non-thinking mode (for thinking mode it advises "
+                     f"{said(THINKING)}). This model's generation_config.json has no sampling "
+                     "settings: its generate() decodes greedily unless told to sample.")
+    values, defaulted = on_sliders(found), unset(generation_config)
+    mode = [name for name, advice in (("thinking", THINKING),
+                                      ("non-thinking", SAMPLING_DEFAULTS)) if advice == found]
+    return Reset(values, "Reset to the model's generation_config",
+                 f"{said(values)}: this model's generation_config.json"
+                 + (f" ({'; '.join(defaulted)})" if defaulted else "")
+                 + ", what model.generate() samples with when called without settings"
+                 + (f", to the sliders' steps (it says {said(found)})" if values != found else "")
+                 + (f"; Qwen3's model card advises them for {mode[0]} mode" if mode else "")
+                 + f". The page opens at {said(SAMPLING_DEFAULTS)}, Qwen3's advice for "
+                 "non-thinking mode.")
+
+
+def reset_sampling(values: dict = SAMPLING_DEFAULTS) -> None:
+    """on_click of the Reset button: the sampling sliders to `values` (Reset.values)."""
+    st.session_state.update(values)
 
 
 def resample() -> None:

@@ -1,0 +1,68 @@
+"""Every architecture gets a page, never a traceback: tiny offline models of Llama, Qwen2,
+Mistral, Gemma 3, Phi-3, GPT-2 and a Qwen3 with a sliding-window layer (their transformers
+config classes, the tiny tokenizer). Chapter 1 renders, edits and generates on each; Chapter 2
+opens the model or says plainly what it is and how its layers differ."""
+
+import pytest
+import tiny_model
+import torch
+from helpers import CHAPTER2, code_starting, forward_of, generated_ids, run_app
+
+from chapter1.logits import logits
+from chapter1.tokenizer import tokenize
+
+OTHERS = [arch for arch in tiny_model.ARCHS if arch != "qwen3"]
+LONG = "The quick brown fox jumps over the lazy dog, and the dog sleeps on in the sun."
+WHAT_DIFFERS = {  # what Chapter 2 must say about each, from the model's own modules
+    "llama": "no QK-norm", "qwen2": "q, k and v carry biases", "mistral": "sliding window",
+    "gemma3": "sliding window", "phi3": "fused projection", "gpt2": "no `model.layers`",
+    "qwen3-sliding": "1 of its 2 layers attend through a sliding window of 16 positions",
+}
+
+
+@pytest.fixture(scope="module")
+def arch_dirs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("archs")
+    return {arch: tiny_model.build(root / arch, arch=arch) for arch in OTHERS}
+
+
+@pytest.fixture
+def arch_model(request, arch_dirs, monkeypatch):
+    """The app on the tiny model of one architecture; yields (arch, loaded)."""
+    from token_by_token import model
+    arch = request.param
+    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", str(arch_dirs[arch]))
+    return arch, model.load()
+
+
+@pytest.mark.parametrize("arch_model", OTHERS, indirect=True)
+def test_chapter1_renders_edits_and_generates(arch_model):
+    arch, loaded = arch_model
+    at = run_app(text=LONG)  # fails on any exception
+    ids = tokenize(loaded.tokenizer, LONG)
+    assert len(ids) > tiny_model.WINDOW  # past the sliding window, where it has one
+    for text in (LONG[:30], LONG[:31], "a", LONG):  # shorten, extend, one token, longer
+        at.sidebar.text_area(key="text").input(text).run()
+        assert not at.exception, (arch, text, [e.value for e in at.exception])
+        ids = tokenize(loaded.tokenizer, text)
+        assert code_starting(at, "tokens = ").startswith(f"tokens = {ids}")
+        fresh = logits(loaded.model, ids)[-1]  # what a forward of the whole text gives
+        assert torch.allclose(forward_of(at).last, fresh, atol=0.05), (arch, text)
+    at.sidebar.toggle(key="autoregressive").set_value(True).run()
+    for n in range(1, 4):
+        shown = int(code_starting(at, "next_id = ").split()[2])
+        at.sidebar.button(key="generate").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert generated_ids(at)[-1] == shown and len(generated_ids(at)) == n
+
+
+@pytest.mark.parametrize("arch_model", OTHERS, indirect=True)
+def test_chapter2_explains_what_it_cannot_open(arch_model):
+    arch, loaded = arch_model
+    at = run_app(CHAPTER2)
+    [message] = [i.value for i in at.info]
+    assert f"this one is `{type(loaded.model).__name__}`" in message
+    assert f"`model_type` {loaded.model.config.model_type}" in message
+    assert WHAT_DIFFERS[arch] in message
+    assert "Chapter 1 works on it in full" in message
+    assert not any(h.value.startswith("1.") for h in at.header)  # no section half-drawn

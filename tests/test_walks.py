@@ -1,0 +1,325 @@
+"""Random walks of a learner through the whole app (AppTest): any action, in any order, on any
+page, and after every step the page holds together.
+
+One rule per learner action of every chapter (text edits, each slider, the seed, Resample,
+Reset, the toggles, Generate, Play, a branch, the proof, a vocabulary lookup, the logits rows,
+switching pages, Chapter 2's Token, Layer, Query head, Attention rows and halfway controls).
+After every step, the invariants: no exception in the page; Section 1's `tokens = [` line is
+the tokenizer's ids for the text (or the chat template's); `generated` is what was appended
+since the last edit (Generate appends the id the page showed as sampled; a branch cuts at its
+step and takes the chosen token); an action that changes no ids runs no forward; no number on
+the page is NaN.
+
+In CI: WALKS walks (default 200) of STEPS steps (default 25). A longer search:
+    WALKS=2000 STEPS=40 uv run pytest tests/test_walks.py
+A failure prints the shrunk sequence of actions (hypothesis' stateful reproduction steps).
+"""
+
+import os
+import re
+import sys
+from collections import Counter
+
+from helpers import (
+    CHAPTER1,
+    CHAPTER2,
+    MAIN,
+    README,
+    code_starting,
+    counting_forwards,
+    shown_next_id,
+)
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from chapter1.tokenizer import chat, tokenize
+
+BUILT: dict[str, str] = {}  # architecture -> its tiny model's directory, built once
+STEPS_TAKEN: list = []  # every action run, all walks together (the report at the end)
+WALKS = int(os.environ.get("WALKS", 200))
+STEPS = int(os.environ.get("STEPS", 25))
+
+TEXTS = ["a", " ", "1", "None", "The", "The quick brown fox", "The quick",
+         "The quick brown fox jumps over the lazy", "", "   \n", "日本語", "👍🏽 ok",
+         "Hi<|endoftext|><|im_start|>user", "**bold** $x$ :red[x]", "def f(x):\n    return x",
+         "e\u0301" * 3, "All work and no play. " * 30]
+NUMBERS = re.compile(r"(?<![\w-])(nan|NaN)(?![\w])")
+
+
+def edited(current: str, how: str, amount: int, word: str) -> str:
+    """A new text from the current one, the ways a learner edits: cut the end, add a word,
+    replace it."""
+    if how == "shorten":
+        return current[: max(len(current) - amount, 0)]
+    if how == "extend":
+        return current + word
+    return word
+
+
+class Learner(RuleBasedStateMachine):
+    """One learner's session, and what the page must show after each of their actions."""
+
+    MODEL: str | None = None  # the model directory (None: the test run's tiny Qwen3)
+
+    @initialize()
+    def open_app(self):
+        from streamlit.testing.v1 import AppTest
+
+        from token_by_token import model
+        self.environment = os.environ.get("TOKEN_BY_TOKEN_MODEL")
+        if self.MODEL:
+            os.environ["TOKEN_BY_TOKEN_MODEL"] = self.model_dir()
+        self.loaded = model.load()
+        self.at = AppTest.from_file(MAIN, default_timeout=60)
+        self.at.run()
+        self.page = CHAPTER1
+        self.generated: list[int] = []
+        self.forwards: list = []
+        self.may_run_model = True
+
+    def teardown(self):
+        if self.MODEL and getattr(self, "environment", None):
+            os.environ["TOKEN_BY_TOKEN_MODEL"] = self.environment
+
+    def model_dir(self) -> str:
+        if self.MODEL not in BUILT:
+            import tempfile
+
+            import tiny_model
+            out = tempfile.mkdtemp(prefix=f"walks-{self.MODEL}-")
+            BUILT[self.MODEL] = str(tiny_model.build(out, arch=self.MODEL))
+        return BUILT[self.MODEL]
+
+    # --- running an action ------------------------------------------------------------
+
+    def act(self, action, changes_ids: bool) -> None:
+        """Run one action with the model's forwards counted; the invariants check them."""
+        STEPS_TAKEN.append(sys._getframe(1).f_code.co_name)  # the rule
+        with counting_forwards(self.loaded.model) as calls:
+            action()
+        self.forwards, self.may_run_model = calls, changes_ids
+
+    def widget(self, kind: str, key: str):
+        """The widget with this key on the page (sidebar or main), or None."""
+        for found in getattr(self.at, kind):
+            if getattr(found, "key", None) == key:
+                return found
+        return None
+
+    def usable(self, kind: str, key: str) -> bool:
+        found = self.widget(kind, key)
+        return found is not None and not getattr(found, "disabled", False)
+
+    def on(self, page: str) -> bool:
+        return self.page == page
+
+    # --- Chapter 1 ----------------------------------------------------------------------
+
+    @precondition(lambda self: self.usable("text_area", "text"))
+    @rule(how=st.sampled_from(["shorten", "extend", "replace"]),
+          amount=st.integers(1, 12), word=st.sampled_from(TEXTS) | st.text(max_size=12))
+    def edit_text(self, how, amount, word):
+        before = self.at.session_state["text"]
+        text = edited(before, how, amount, word)
+        self.act(lambda: self.widget("text_area", "text").input(text).run(), True)
+        if text != before:  # a new text is a new sequence: nothing generated yet
+            self.generated = []
+
+    @precondition(lambda self: self.usable("slider", "temperature"))
+    @rule(key=st.sampled_from(["temperature", "top_k", "top_p", "min_p"]), data=st.data())
+    def move_a_sampling_slider(self, key, data):
+        slider = self.widget("slider", key)
+        value = data.draw(st.sampled_from(slider_values(slider)))
+        self.act(lambda: slider.set_value(value).run(), False)
+
+    @precondition(lambda self: self.usable("number_input", "seed"))
+    @rule(seed=st.integers(0, 2**31 - 1))
+    def set_the_seed(self, seed):
+        self.act(lambda: self.widget("number_input", "seed").set_value(seed).run(), False)
+
+    @precondition(lambda self: self.usable("button", "resample"))
+    @rule()
+    def resample(self):
+        self.act(lambda: self.widget("button", "resample").click().run(), False)
+
+    @precondition(lambda self: any(b.label.startswith("Reset") for b in self.at.button))
+    @rule()
+    def reset_sampling(self):
+        button = next(b for b in self.at.button if b.label.startswith("Reset"))
+        self.act(lambda: button.click().run(), False)
+
+    @precondition(lambda self: self.usable("toggle", "chat"))
+    @rule()
+    def toggle_chat(self):
+        toggle = self.widget("toggle", "chat")
+        self.act(lambda: toggle.set_value(not toggle.value).run(), True)
+
+    @precondition(lambda self: self.usable("toggle", "thinking"))
+    @rule()
+    def toggle_thinking(self):
+        toggle = self.widget("toggle", "thinking")
+        self.act(lambda: toggle.set_value(not toggle.value).run(), True)
+
+    @precondition(lambda self: self.usable("toggle", "autoregressive"))
+    @rule()
+    def toggle_autoregression(self):
+        toggle = self.widget("toggle", "autoregressive")
+        turning_off = toggle.value
+        self.act(lambda: toggle.set_value(not toggle.value).run(), turning_off)
+        if turning_off:
+            self.generated = []  # handed back to the text box
+
+    @precondition(lambda self: self.usable("button", "generate"))
+    @rule()
+    def generate(self):
+        shown = shown_next_id(self.at)
+        self.act(lambda: self.widget("button", "generate").click().run(), True)
+        self.generated.append(shown)
+
+    @precondition(lambda self: self.usable("button", "play"))
+    @rule(tokens=st.integers(1, 6))
+    def play(self, tokens):
+        self.widget("number_input", "play_tokens").set_value(tokens).run()
+        before = list(self.generated)
+        self.act(lambda: self.widget("button", "play").click().run(), True)
+        now = list(self.at.session_state["generated"])
+        assert now[: len(before)] == before
+        assert 1 <= len(now) - len(before) <= tokens
+        self.generated = now
+
+    @precondition(lambda self: self.usable("number_input", "branch_step"))
+    @rule(data=st.data())
+    def branch(self, data):
+        step_input = self.widget("number_input", "branch_step")
+        at_step = data.draw(st.integers(step_input.min, step_input.max))
+        self.act(lambda: step_input.set_value(at_step).run(), False)
+        radio = self.widget("radio", "branch_token")
+        chosen = data.draw(st.sampled_from(list(radio.options)))
+        index = list(radio.options).index(chosen)
+        self.act(lambda: radio.set_value(radio.options[index]).run(), False)
+        token_id = self.widget("radio", "branch_token").value
+        self.act(lambda: self.widget("button", "branch").click().run(), True)
+        self.generated = [*self.generated[: at_step - 1], int(token_id)]
+
+    @precondition(lambda self: self.usable("button", "proof"))
+    @rule()
+    def prove(self):
+        self.act(lambda: self.widget("button", "proof").click().run(), True)
+
+    @precondition(lambda self: self.usable("text_input", "lookup"))
+    @rule(query=st.sampled_from(["the", "1234", "151,668", "␣fox", "<|", "", "x" * 40])
+          | st.text(max_size=8))
+    def look_up(self, query):
+        self.act(lambda: self.widget("text_input", "lookup").input(query).run(), False)
+
+    @precondition(lambda self: self.usable("slider", "heatmap_rows"))
+    @rule(data=st.data())
+    def logits_rows(self, data):
+        slider = self.widget("slider", "heatmap_rows")
+        value = data.draw(st.integers(slider.min, slider.max))
+        self.act(lambda: slider.set_value(value).run(), False)
+
+    # --- pages --------------------------------------------------------------------------
+
+    @rule(page=st.sampled_from([CHAPTER1, CHAPTER2, README]))
+    def switch_page(self, page):
+        self.act(lambda: self.at.switch_page(page).run(), True)
+        self.page = page
+
+    # --- Chapter 2 ----------------------------------------------------------------------
+
+    @precondition(lambda self: self.usable("select_slider", "position"))
+    @rule(data=st.data())
+    def pick_a_token(self, data):
+        slider = self.widget("select_slider", "position")
+        value = data.draw(st.sampled_from(list(slider.options)))
+        self.act(lambda: slider.set_value(list(slider.options).index(value)).run(), False)
+
+    @precondition(lambda self: self.usable("slider", "layer"))
+    @rule(key=st.sampled_from(["layer", "head", "window"]), data=st.data())
+    def move_a_chapter2_slider(self, key, data):
+        slider = self.widget("slider", key)
+        value = data.draw(st.integers(slider.min, slider.max))
+        self.act(lambda: slider.set_value(value).run(), False)
+
+    @precondition(lambda self: self.usable("toggle", "halfway"))
+    @rule()
+    def toggle_halfway(self):
+        toggle = self.widget("toggle", "halfway")
+        self.act(lambda: toggle.set_value(not toggle.value).run(), False)
+
+    # --- after every step ---------------------------------------------------------------
+
+    @invariant()
+    def no_exception(self):
+        assert not self.at.exception, [e.value for e in self.at.exception]
+
+    @invariant()
+    def the_ids_are_the_tokenizers(self):
+        if not self.on(CHAPTER1):
+            return
+        s, tokenizer = self.at.session_state, self.loaded.tokenizer
+        if s["chat"] and tokenizer.chat_template:
+            ids = chat(tokenizer, s["text"], s["thinking"])
+        else:
+            ids = tokenize(tokenizer, s["text"])
+        assert code_starting(self.at, "tokens = ").startswith(
+            f"tokens = {ids[: self.loaded.max_tokens]}")
+
+    @invariant()
+    def generated_is_what_was_appended(self):
+        assert list(self.at.session_state["generated"]) == self.generated
+
+    @invariant()
+    def no_forward_unless_the_ids_change(self):
+        if not self.may_run_model:
+            assert self.forwards == [], self.forwards
+
+    @invariant()
+    def every_number_is_finite(self):
+        if self.on(README):
+            return  # prose about the app, not numbers of a page
+        shown = [e.value for e in [*self.at.markdown, *self.at.caption, *self.at.success,
+                                   *self.at.info, *self.at.warning, *self.at.metric]]
+        assert not [text for text in shown if NUMBERS.search(str(text))]
+
+
+def slider_values(slider) -> list:
+    """A few positions of a slider: its ends, its middle, and one step from each end."""
+    low, high, step = slider.min, slider.max, slider.step
+    values = {low, high, low + step, high - step, low + (high - low) / 2}
+    kind = type(slider.value)
+    return sorted(kind(round(v / step) * step) if kind is int else round(v, 6)
+                  for v in values if low <= v <= high)
+
+
+class SlidingLearner(Learner):
+    """The same learner on a model whose every layer keeps a sliding window of 16 positions
+    (Mistral's): its KV cache can't be cropped, so edits and branches read the text afresh."""
+    MODEL = "mistral"
+
+
+def walk_settings(walks: int):
+    return settings(
+        max_examples=walks, stateful_step_count=STEPS, deadline=None,
+        suppress_health_check=list(HealthCheck), print_blob=True,
+        phases=[p for p in Phase if os.environ.get("SHRINK", "1") == "1" or p != Phase.shrink])
+
+
+Learner.TestCase.settings = walk_settings(WALKS)
+SlidingLearner.TestCase.settings = walk_settings(max(WALKS // 5, 1))
+TestWalks = Learner.TestCase
+TestWalksOnASlidingWindowModel = SlidingLearner.TestCase
+
+
+def test_report_the_walks():
+    """(Runs after the walks:) how many actions they took, for the log."""
+    print(f"\n{len(STEPS_TAKEN):,} learner actions in {WALKS} walks of up to {STEPS} steps:",
+          ", ".join(f"{rule} {n}" for rule, n in Counter(STEPS_TAKEN).most_common()))

@@ -1,0 +1,192 @@
+"""A chapter is a declaration: its sections in order, the sidebar's controls, and its view. The
+page, its fragments and the tests all follow from it.
+
+Each section module declares what it reads: READS, the session-state keys its drawing depends
+on (besides those, only the model). Each block of controls declares what it changes. From
+those alone, `run()` builds the page: a control reruns exactly the sections that read what it
+changes, in an `st.fragment` of their own, and never the others. Controls whose readers are
+every section belong to the page run. A section's own widgets (drawn by its render, listed in
+its WIDGETS) rerun the sections that read them.
+
+The fragments nest by the sections they redraw (Chapter 2: the Layer slider redraws sections
+2–6, inside it the Query head redraws 3 and 6, inside that the Attention rows redraw 6). Of
+two groups that overlap without nesting, the larger reruns the part that holds both (Chapter
+2's Token, read by most sections, reruns the page). Every section has a place on the page,
+made by the page run in order, and is drawn there by the innermost fragment that covers it.
+
+A fragment that finds, when it reruns alone, that a choice read by a section outside it
+changed (Chapter 1's Branch button, in Section 5, cuts the generated ids that Section 2 reads
+too) reruns the page, so no section is left showing an older choice.
+"""
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from token_by_token import sections
+from token_by_token.memo import Slot, memo_of
+
+
+@dataclass(frozen=True)
+class Controls:
+    """A block of widgets in the sidebar, drawn together, and the choices they change.
+    `draw(loaded, view)` draws them; `after(loaded, view)`, if any, runs once the sections
+    they rerun are drawn."""
+    changes: frozenset[str]
+    draw: Callable | None = None
+    after: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """Everything a chapter's page is made of."""
+    name: str              # "Chapter 1"
+    sections: list         # the section modules, in order
+    controls: list         # the blocks of Controls in the sidebar, in order
+    view: Callable         # view(loaded, state): what every section's render reads
+    opening: Callable | None = None  # opening(loaded, view), in the first section's place
+    # before any section is drawn (Chapter 2: a spinner while the model is opened)
+
+    def readers(self, keys) -> frozenset[int]:
+        """The sections (their indexes) whose READS meet `keys`."""
+        return frozenset(i for i, module in enumerate(self.sections)
+                         if set(module.READS) & set(keys))
+
+    def parts(self) -> "Part":
+        """The page as a tree of parts: the page run at the root, a fragment per group of
+        controls that rerun the same sections, nested by the sections they rerun."""
+        everything = frozenset(range(len(self.sections)))
+        blocks = [*self.controls, *(Controls(frozenset(getattr(m, "WIDGETS", ())))
+                                    for m in self.sections if getattr(m, "WIDGETS", ()))]
+        groups: dict[frozenset[int], list[Controls]] = {}
+        root = []
+        for block in blocks:
+            readers = self.readers(block.changes)
+            (root if readers in (everything, frozenset()) else
+             groups.setdefault(readers, [])).append(block)
+        while overlap := next(((a, b) for a in groups for b in groups
+                               if a & b and not (a <= b or b <= a)), None):
+            # two groups overlap without one holding the other: the larger one's controls
+            # go to the part that holds both (the page run at worst), the smaller keeps its
+            # fragment (Chapter 2's Token, read by most sections, reruns the page)
+            larger = max(overlap, key=len)
+            holders = [g for g in groups if larger | min(overlap, key=len) < g]
+            (groups[min(holders, key=len)] if holders else root).extend(groups.pop(larger))
+        parts = {covered: Part(covered, blocks) for covered, blocks in groups.items()}
+        top = Part(everything, root)
+        for covered in sorted(parts, key=len):  # each inside the smallest part holding it
+            holders = [p for c, p in parts.items() if covered < c]
+            parent = min(holders, key=lambda p: len(p.sections)) if holders else top
+            parent.children.append(parts[covered])
+        for part in [top, *parts.values()]:  # in the order of their sections
+            part.children.sort(key=lambda p: min(p.sections))
+        return top
+
+
+@dataclass
+class Part:
+    """Sections redrawn together, the controls that rerun them, and the parts inside."""
+    sections: frozenset[int]
+    controls: list
+    children: list = field(default_factory=list)
+
+    def own(self) -> list[int]:
+        """The sections this part draws itself: those no part inside it draws."""
+        inner = set().union(*(c.sections for c in self.children))
+        return sorted(self.sections - inner)
+
+
+DRAWN: Slot[dict] = Slot("chapter.drawn")  # what the page drew, and with which choices
+
+
+def run(chapter: Chapter, loaded) -> bool:
+    """Draw the chapter: its links and controls in the sidebar, every section in its place.
+    Returns whether the sections could be drawn (False: no token ids, and the page said so)."""
+    token = _WITHIN.set(True)  # the fragments called below run as part of the page run
+    try:
+        st.sidebar.markdown(sections.links(chapter.sections))
+        places = [st.container() for _ in chapter.sections]  # each section's place, in order
+        view = chapter.view(loaded, st.session_state)
+        if chapter.opening is not None and view.ids:
+            with places[0]:
+                chapter.opening(loaded, view)
+        _draw_part(chapter, loaded, chapter.parts(), places, view)
+        return bool(view.ids)
+    finally:
+        _WITHIN.reset(token)
+
+
+# True while a page run or a fragment's run is drawing: a fragment called then runs as part of
+# it; a fragment that starts without it is one Streamlit reruns alone (its own widget)
+_WITHIN: ContextVar[bool] = ContextVar("token_by_token_chapter_run", default=False)
+
+
+def _drawn(loaded) -> dict:
+    """This learner's record of what each chapter's page drew: per section, the choices it
+    was drawn with."""
+    memo = memo_of(st.session_state).for_model(loaded.model_id)
+    if (drawn := memo.get(DRAWN, "all")) is None:
+        drawn = memo.put(DRAWN, "all", {})
+    return drawn
+
+
+def _draw_part(chapter, loaded, part: Part, places, view) -> None:
+    """A part's controls (in the sidebar), its own sections (each in its place), then the
+    parts inside it, each in its fragment."""
+    with st.sidebar:
+        for block in part.controls:
+            if block.draw is not None:
+                block.draw(loaded, view)
+    view = chapter.view(loaded, st.session_state)  # as the controls left the choices
+    for index in part.own():
+        with places[index]:
+            _draw_section(chapter, loaded, index, view)
+    for child in part.children:
+        _fragment(chapter, loaded, child, places)
+    with st.sidebar:
+        for block in part.controls:
+            if block.after is not None:
+                block.after(loaded, view)
+
+
+@st.fragment
+def _fragment(chapter, loaded, part: Part, places) -> None:
+    """A part of the page in a fragment: its controls rerun it alone. Rerun alone, it first
+    checks the sections outside it: if a choice one of them reads has changed since it was
+    drawn (the part's own widgets changed it), the whole page reruns."""
+    state = st.session_state
+    if not _WITHIN.get():  # rerun alone
+        drawn = _drawn(loaded)
+        for index, module in enumerate(chapter.sections):
+            before = drawn.get((chapter.name, index))
+            if index not in part.sections and before not in (None, _choices(state, module)):
+                st.rerun()
+    token = _WITHIN.set(True)
+    try:
+        _draw_part(chapter, loaded, part, places, chapter.view(loaded, state))
+    finally:
+        _WITHIN.reset(token)
+
+
+def _choices(state, module) -> dict:
+    """The choices a section reads, as it reads them now."""
+    return {key: _frozen(state.get(key)) for key in sorted(module.READS)}
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _draw_section(chapter, loaded, index: int, view) -> None:
+    """One section in its place; without token ids, the first section that needs them says
+    so and the others stay empty."""
+    module = chapter.sections[index]
+    _drawn(loaded)[chapter.name, index] = _choices(st.session_state, module)
+    if not view.ids and getattr(module, "NEEDS_IDS", True):
+        needing = [i for i, m in enumerate(chapter.sections) if getattr(m, "NEEDS_IDS", True)]
+        if index == needing[0]:
+            st.info("Type some text in the sidebar: the model needs at least one token.")
+        return
+    sections.draw_one(chapter.name, chapter.sections, index, loaded, view)
