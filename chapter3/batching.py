@@ -14,16 +14,27 @@ import streamlit as st
 import torch
 from transformers import DynamicCache
 
-from chapter3.measure import BUDGET, Measured, fastest, forget, measured, next_time
+from chapter3 import paged, roofline
+from chapter3.measure import (
+    BUDGET,
+    Measured,
+    duration,
+    fastest,
+    forget,
+    measured,
+    next_time,
+    size,
+)
 from chapter3.roofline import bytes_per_token, decode_point, kv_bytes_per_position
-from chapter3.view import View, duration, size
-from token_by_token import charts
-from token_by_token.sections import lesson
+from token_by_token import charts, controls
+from token_by_token.sections import lesson, number
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
 
 TITLE = "Batching — many sequences for the price of one"
-READS = frozenset({"batch_length"})
+READS = IDS | {"batch_length", "batching_again"}
+WIDGETS = {"batch_length", "batching_again"}
 
 BATCHES = (1, 2, 4, 8, 16)
 CONTEXT = 64  # positions of the learner's text each sequence of the batch has read
@@ -56,52 +67,77 @@ def sequences_that_fit(memory, model, length):
     return max(free // (length * kv_bytes_per_position(model)), 0)
 
 
+LESSONS = [decode_batch, tokens_per_second, sequences_that_fit]
+
+
 # --- what the page measures and computes (not lessons) -----------------------------------
 
-def time_batches(model, ids) -> tuple[tuple[int, float], ...]:
-    """Seconds of one decode step for each batch size: `ids` read once (prefill), the KV
-    cache copied for B sequences, then one step in which sequence i appends token id i (the
-    cache cropped back after each try). Stops before a size whose predicted time would pass
-    the budget. (The time depends on B and the length, not on which tokens: the page says it
-    was measured once per length in this process.)"""
+def time_batches(model, ids) -> tuple[tuple[tuple[int, float], ...], object]:
+    """Seconds of one decode step for each batch size, and decode_batch() traced on the
+    largest: `ids` read once (prefill), the KV cache copied for B sequences, then one step in
+    which sequence i appends token id i (the cache cropped back after each try). Stops before
+    a size whose predicted time would pass the budget. (The time depends on B and the length,
+    not on which tokens: the page says it was measured once per length in this process.)"""
     next_ids = list(range(max(BATCHES)))
     cache = DynamicCache(config=model.config)
-    model(torch.tensor([ids]), cache=cache)
-    times, spent = [], 0.0
+    model(torch.tensor([ids]), cache=cache, logits_to_keep=1)
+    times, spent, shown = [], 0.0, None
     for b in BATCHES:
         if times and spent + 3 * next_time(times, b) > BUDGET:
             break  # (a warm-up and a try or two)
         start = time.perf_counter()
         batch = copy.deepcopy(cache)
         batch.batch_repeat_interleave(b)
+        traces = []
 
-        def step(batch=batch, b=b):
-            decode_batch(model, batch, next_ids[:b])
+        def step(batch=batch, b=b, traces=traces):
+            if traces:
+                decode_batch(model, batch, next_ids[:b])
+            else:  # the warm-up: traced, for the page (ids 0.., no learner's token)
+                traces.append(traced(decode_batch, model, batch, next_ids[:b])[1])
             batch.crop(-1)
         times.append((b, fastest(step, tries=3, budget=0.25)))
+        shown = traces[0]
         spent += time.perf_counter() - start
-    return tuple(times)
+    return tuple(times), shown
 
 
 @dataclass(frozen=True)
 class Batching:
-    steps: Measured           # ((B, seconds), ...)
+    steps: Measured           # ((B, seconds), ...) and decode_batch() traced on the last B
     context: int              # positions each sequence had read
     length: int               # the learner's length for the memory question
     fits: int                 # sequences of that length that fit in this machine's memory
+    weights: int              # bytes_per_token(model)
+    kv: int                   # kv_bytes_per_position(model)
+    table: pd.DataFrame       # per B: the step's time, tokens/s, intensity
+    traces: dict
+
+    @property
+    def times(self) -> tuple[tuple[int, float], ...]:
+        return self.steps.value[0]
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model, ids = loaded.model, list(base.ids)
-    context = ids[-CONTEXT:]
-    steps = measured(("batch", base.model_id, len(context)),
-                     lambda: time_batches(model, context))
-    length = min(max(int(state["batch_length"]), 1), loaded.max_tokens)
-    fits, trace = traced(sequences_that_fit, base.machine.memory, model, length)
-    b, seconds = steps.value[-1]
-    traces = {"sequences_that_fit": trace,
+def batching_of(model, model_id: str, ids: tuple[int, ...], length: int,
+                memory: int) -> Batching:
+    """The step times (measured once per process and context length) and the memory sum for
+    sequences of `length` tokens in `memory` bytes."""
+    context = list(ids[-CONTEXT:])
+    steps = measured(("batch", model_id, len(context)), lambda: time_batches(model, context))
+    fits, trace = traced(sequences_that_fit, memory, model, length)
+    b, seconds = steps.value[0][-1]
+    traces = {"sequences_that_fit": trace, "decode_batch": steps.value[1],
               "tokens_per_second": traced(tokens_per_second, b, seconds)[1]}
-    return View(base, Batching(steps, len(context), length, fits), traces)
+    one, rows = steps.value[0][0][1], []
+    for b, seconds in steps.value[0]:
+        point = decode_point(model, len(context) + 1, seconds, batch=b)
+        rows.append({"batch size B": b, "ms per step": seconds * 1000,
+                     "tokens/s": tokens_per_second(b, seconds),
+                     "tokens/s if a step of B cost B steps of 1": tokens_per_second(1, one),
+                     "× the tokens/s of B = 1": one * b / seconds,
+                     "FLOPs per byte": point.intensity})
+    return Batching(steps, len(context), length, fits, bytes_per_token(model),
+                    kv_bytes_per_position(model), pd.DataFrame(rows), traces)
 
 
 def again(model_id: str) -> None:
@@ -110,19 +146,19 @@ def again(model_id: str) -> None:
 
 
 def render(loaded, view) -> str:
-    part: Batching = view.part
-    model = loaded.model
-    steps = part.steps.value
+    part: Batching = view.batching
+    steps = part.times
     one = steps[0][1]
     st.markdown(
         "A server rarely serves one person. If B people are each waiting for their next "
         "token, their B steps can run as one forward: a **batch**. The model's input is then "
         "B tokens, one per sequence, each with its own KV cache; every weight is read once "
-        "and multiplied with B vectors instead of one. Section 1 showed that a step mostly "
-        "waits for the weights to arrive, so B vectors cost little more than one, until the "
-        "arithmetic, which grows with B, catches up with the reading."
+        f"and multiplied with B vectors instead of one. Section {number(roofline)} showed that "
+        "a step mostly waits for the weights to arrive, so B vectors cost little more than "
+        "one, until the arithmetic, which grows with B, catches up with the reading."
     )
-    lesson(decode_batch, view.trace(tokens_per_second))
+    lesson(view.trace(decode_batch), view.trace(tokens_per_second),
+           note=f"decode_batch() traced on the batch of {steps[-1][0]} (its warm-up).")
     st.markdown(
         f"Measured on this machine for sequences as long as yours (up to {CONTEXT}): a text of "
         f"{counted(part.context, 'token')} read once, its KV cache copied for B sequences, "
@@ -130,15 +166,7 @@ def render(loaded, view) -> str:
         f"{part.context + 1:,} positions. The time depends on B and the length, not on which "
         "tokens: it is measured once per length in this server process."
     )
-    rows = []
-    for b, seconds in steps:
-        point = decode_point(model, part.context + 1, seconds, batch=b)
-        rows.append({"batch size B": b, "ms per step": seconds * 1000,
-                     "tokens/s": tokens_per_second(b, seconds),
-                     "tokens/s if a step of B cost B steps of 1": tokens_per_second(1, one),
-                     "× the tokens/s of B = 1": one * b / seconds,
-                     "FLOPs per byte": point.intensity})
-    data = pd.DataFrame(rows)
+    data = part.table
     st.vega_lite_chart(data, charts.fast_spec(charts.batching, data), width="stretch")
     st.dataframe(data, hide_index=True)
     b, last = steps[-1]
@@ -154,7 +182,7 @@ def render(loaded, view) -> str:
             f"**{duration(last)}**: {b} tokens in {last / one:,.2f}× the time, "
             f"**{one * b / last:,.1f}× the tokens per second**. The intensity grows with B "
             "(FLOPs per byte in the table): batching walks a decode step along the roofline "
-            "of section 1, towards its compute roof."
+            f"of section {number(roofline)}, towards its compute roof."
         )
         if len(steps) < len(BATCHES):
             st.caption(f"Batches over {b} were not measured: they would pass the "
@@ -168,24 +196,21 @@ def render(loaded, view) -> str:
             "(**continuous batching**), so the batch stays full."
         )
     st.subheader("What caps the batch: the KV cache")
-    st.slider("Tokens per sequence", 1, loaded.max_tokens, key="batch_length",
-              help="The length of every sequence, for the memory sum below.")
+    controls.batch_length_slider(loaded.max_tokens)
     lesson(view.trace(sequences_that_fit))
-    per = part.length * kv_bytes_per_position(model)
-    memory = view.base.machine.memory
+    per = part.length * part.kv
+    memory = view.machine.memory
     st.markdown(
         f"Each sequence of {counted(part.length, 'token')} keeps a KV cache of "
-        f"**{size(per)}** ({kv_bytes_per_position(model):,} bytes per position, "
-        f"section 1). This machine has {size(memory)} of memory: beside the "
-        f"{size(bytes_per_token(model))} of weights, at most **{part.fits:,} such "
-        "sequences** fit, with nothing left for anything else. The weights are shared by "
-        "every sequence; the caches are not, and they decide how large a batch can be "
-        "(section 6 packs them tighter)."
+        f"**{size(per)}** ({part.kv:,} bytes per position, section {number(roofline)}). "
+        f"This machine has {size(memory)} of memory: beside the {size(part.weights)} of "
+        f"weights, at most **{part.fits:,} such sequences** fit, with nothing left for "
+        "anything else. The weights are shared by every sequence; the caches are not, and "
+        f"they decide how large a batch can be (section {number(paged)} packs them tighter)."
     )
-    st.caption(f"Steps {part.steps.stamp()}; {view.base.machine.describe()}.")
-    st.button("Measure again", key="batching_again", on_click=again,
-              args=(view.base.model_id,),
-              help="Forget these step times and measure them again (a few seconds).")
+    st.caption(f"Steps {part.steps.stamp()}; {view.machine.describe()}.")
+    controls.measure_again("batching_again", again, (loaded.model_id,),
+                           help="Forget these step times and measure them again.")
     if b == 1:
         return ("A batch shares one reading of the weights among its sequences (not measured "
                 "here this time); the KV caches, one per sequence, cap the batch.")

@@ -14,19 +14,20 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
+from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb, repeat_kv
 
-from chapter2.attention import angles, causal_mask, qkv, scores, softmax
-from chapter2.embeddings import embed
-from chapter2.rmsnorm import norm
-from chapter3.view import View, size
+from chapter3.measure import size
+from token_by_token import controls
+from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.model import FORWARD_LOCK
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import Trace, traced
 
 TITLE = "Attention by blocks — no positions × positions table"
-READS = frozenset({"flash_block"})
+READS = IDS | {"flash_block"}
+WIDGETS = {"flash_block"}
 
 BLOCKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)  # the block sizes offered
 MOST_BLOCKS = 128  # more blocks than this (a tiny block, a long text): a larger block is used
@@ -68,21 +69,37 @@ def attention_tiled(q, k, v, block):
 
 
 def attention_plain(q, k, v):
-    """The same attention the plain way (Chapter 2): the whole table of
-    scores, masked, softmax, then the values mixed. float32."""
-    weights = softmax(causal_mask(scores(q.float(), k.float())))
-    return weights @ v.float()
+    """The same attention the plain way: softmax(q·kᵀ/√d + mask)·v,
+    the whole positions × positions table of scores at once (the
+    mask: −∞ above the diagonal, where a key is in the query's future).
+    float32."""
+    q, k, v = q.float(), k.float(), v.float()
+    scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    mask = torch.full(scores.shape[-2:], float("-inf")).triu(1)
+    return torch.softmax(scores + mask, dim=-1) @ v
+
+
+LESSONS = [block_scores, attention_tiled, attention_plain]
 
 
 # --- what the page computes (not lessons) ------------------------------------------------
 
 def first_layer_qkv(model, ids):
-    """q, k, v of the first layer for `ids`, by Chapter 2's lessons (its input is the
-    embeddings: no forward needed), k and v shared out to the query heads."""
-    block = model.model.layers[0]
-    with torch.inference_mode():
-        x = norm(block.input_layernorm, embed(model, ids))
-        return qkv(block, x, *angles(model, len(ids)))
+    """q, k, v of the first layer for `ids`, by the library's own modules: its input is the
+    embeddings, so no forward of the model is needed. QK-norm where the model has it, RoPE by
+    the library's apply_rotary_pos_emb, k and v shared out to the query heads by its
+    repeat_kv: [heads, positions, head_dim] each, in the model's dtype."""
+    layer, x = model.model.layers[0], model.model.embed_tokens(torch.tensor([ids]))
+    attn, h = layer.self_attn, layer.input_layernorm(x)
+    shape = (1, len(ids), -1, attn.head_dim)
+    q, k, v = (linear(h).view(shape) for linear in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if hasattr(attn, "q_norm"):  # Qwen3: each head's q and k normalised before RoPE
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    cos, sin = model.model.rotary_emb(x, torch.arange(len(ids))[None])
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    groups = q.shape[1] // k.shape[1]
+    return q[0], repeat_kv(k, groups)[0], repeat_kv(v, groups)[0]
 
 
 @cache
@@ -112,14 +129,19 @@ class Tiled:
     gap_plain: float         # max |tiled − plain|
     gap_library: float       # max |tiled − torch's scaled_dot_product_attention|
     largest: float           # max |plain|
+    gap_cache: float         # max |k − the keys of layer 0 in the learner's KV cache|
     steps: pd.DataFrame      # the last query's running max and sum, block by block (head 0)
     shown: Trace             # attention_tiled traced on the first SHOWN blocks
     shown_positions: int
+    algorithm: str | None    # the algorithm PyTorch's attention picks here (library_algorithm)
+
+    @property
+    def traces(self) -> dict:
+        return {"attention_tiled": self.shown}
 
 
 QKV: Slot[tuple] = Slot("chapter3.flash.qkv")  # per ids: the first layer's q, k, v
-REFERENCE: Slot[tuple] = Slot("chapter3.flash.reference")  # per ids: plain, library
-TILED: Slot[Tiled] = Slot("chapter3.flash.tiled")
+TILED: Slot[Tiled] = Slot("chapter3.flash.tiled")  # per ids and block
 
 
 def qkv_of(model, ids: tuple[int, ...], memo) -> tuple:
@@ -147,33 +169,32 @@ def running(q, k, block: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def prepare(loaded, base, state, memo) -> View:
-    ids, n = base.ids, len(base.ids)
-    block = effective_block(int(state["flash_block"]), n)
-    key = (ids, block)
-    if (tiled := memo.get(TILED, key)) is None:
-        q, k, v = qkv_of(loaded.model, ids, memo)
-        if (found := memo.get(REFERENCE, ids)) is None:
-            with FORWARD_LOCK, torch.inference_mode():
-                found = memo.put(REFERENCE, ids, (attention_plain(q, k, v),
-                                                  F.scaled_dot_product_attention(
-                                                      q.float(), k.float(), v.float(),
-                                                      is_causal=True)))
-        plain, library = found
+def tiled_of(model, ids: tuple[int, ...], asked: int, cached_keys, memo) -> Tiled:
+    """attention_tiled() on the first layer's q, k, v of the learner's ids, in blocks of
+    `asked` (or the larger block effective_block() gives), against the plain way and PyTorch's
+    own attention (kept per ids and block: the block slider runs no module of the model).
+    `cached_keys`: layer 0's keys in the learner's KV cache [kv heads, positions, head_dim],
+    which k must be."""
+    block = effective_block(asked, len(ids))
+    if (tiled := memo.get(TILED, (ids, block))) is None:
+        q, k, v = qkv_of(model, ids, memo)
         with FORWARD_LOCK, torch.inference_mode():
-            out = attention_tiled(q, k, v, block)
-            shown = min(n, SHOWN * block)
+            out, plain = attention_tiled(q, k, v, block), attention_plain(q, k, v)
+            library = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                     is_causal=True)
+            shown = min(len(ids), SHOWN * block)
             _, trace = traced(attention_tiled, q[:, :shown], k[:, :shown], v[:, :shown], block)
-        tiled = memo.put(TILED, key, Tiled(
-            block, int(state["flash_block"]), n, q.shape[0], q.shape[-1],
+        tiled = memo.put(TILED, (ids, block), Tiled(
+            block, asked, len(ids), q.shape[0], q.shape[-1],
             float((out - plain).abs().max()), float((out - library).abs().max()),
-            float(plain.abs().max()), running(q, k, block), trace, shown))
-    asked = replace(tiled, asked=int(state["flash_block"]))  # blocks of 1 and 4 may use 8
-    return View(base, asked, {"attention_tiled": tiled.shown})
+            float(plain.abs().max()),
+            float((k[:: q.shape[0] // len(cached_keys)] - cached_keys).abs().max()),
+            running(q, k, block), trace, shown, library_algorithm()))
+    return replace(tiled, asked=asked)  # blocks of 1 and 4 may both use 8
 
 
 def render(loaded, view) -> str:
-    t: Tiled = view.part
+    t: Tiled = view.tiled
     n, heads = t.n, t.heads
     st.markdown(
         "Chapter 2 computed attention the plain way: a table of scores, one per query and key "
@@ -189,8 +210,7 @@ def render(loaded, view) -> str:
         "first keeps every exp at most 1, and softmax does not change when all the scores "
         "of a row move by the same amount.)"
     )
-    st.select_slider("Block size (keys per block)", options=BLOCKS, key="flash_block",
-                     help="How many keys and values each step of the loop reads.")
+    controls.flash_block_slider(BLOCKS)
     if t.block != t.asked:
         st.caption(f"Blocks of {t.asked} would make {math.ceil(n / t.asked):,} blocks for your "
                    f"{counted(n, 'token')}: the page uses blocks of {t.block} (at most "
@@ -201,8 +221,11 @@ def render(loaded, view) -> str:
                 f"ran the same function on all {n:,} for the check below.")
     st.markdown(
         f"On your text, the first layer's q, k and v ({heads} query heads × {n:,} positions × "
-        f"{t.head_dim}, computed from your embeddings with Chapter 2's lessons), in blocks of "
-        f"**{t.block}** ({counted(math.ceil(n / t.block), 'block')}): the largest difference "
+        f"{t.head_dim}), computed from your embeddings by the library's own modules "
+        "(`first_layer_qkv` in this chapter's code; its keys are your KV cache's first layer's, "
+        + ("bit for bit" if t.gap_cache == 0 else f"to {t.gap_cache:.2g}")
+        + f"), in blocks of **{t.block}** ({counted(math.ceil(n / t.block), 'block')}): "
+        "the largest difference "
         f"from the plain way is **{t.gap_plain:.2g}** (the outputs reach {t.largest:.3g}), and "
         f"from PyTorch's own `scaled_dot_product_attention` **{t.gap_library:.2g}**: float32 "
         "sums taken in another order. The same attention."
@@ -222,7 +245,7 @@ def render(loaded, view) -> str:
         f"blocks of {t.block}, at most {heads} × {n:,} × {min(t.block, n)} scores exist at a "
         f"time, **{size(tiles)}**, plus m and s: two numbers per query and head."
     )
-    machine = view.base.machine
+    machine = view.machine
     st.markdown(
         "Why GPUs need it more than this CPU does: a GPU's arithmetic is so fast that reading "
         "its main memory (HBM) is the bottleneck, and its fast on-chip memory is small (on an "
@@ -233,7 +256,7 @@ def render(loaded, view) -> str:
         + " on this machine) and far less arithmetic to feed, so the plain table hurts less."
         + (f" PyTorch blocks it anyway: on this machine its `scaled_dot_product_attention`, "
            f"which the model calls, picks its `{algorithm}` algorithm (asked with "
-           "`torch._fused_sdp_choice`)." if (algorithm := library_algorithm()) else "")
+           "`torch._fused_sdp_choice`)." if (algorithm := t.algorithm) else "")
     )
     return (f"Attention by blocks of {t.block}, with a running max and sum per query, equals "
             f"softmax attention (largest difference {t.gap_plain:.2g}) without the "

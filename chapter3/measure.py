@@ -1,7 +1,7 @@
 """Chapter 3's measurements of this machine: taken once per process and input size, kept,
 and taken again only when a learner asks (a button whose callback forgets them).
 
-A measurement times the CPU, so it holds token_by_token.model.FORWARD_LOCK while it runs: no
+A measurement times the CPU, so it holds token_by_token.locks.FORWARD_LOCK while it runs: no
 learner's forward runs at the same time, and two measurements never overlap. What it found is
 kept in MEASURED, keyed by what was measured, the model and the input size, for every learner
 of this process (a machine's speed is not a learner's choice). Anything computed from one
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from token_by_token.model import FORWARD_LOCK
+from token_by_token.locks import FORWARD_LOCK
 
 BUDGET = 2.0  # seconds one measurement may take at most (on the Qwen3-0.6B shape)
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions for bfloat16 arithmetic
@@ -42,6 +42,23 @@ def fastest(run, tries=5, budget=0.5):
         took = time.perf_counter() - start
         best, spent = min(best, took), spent + took
         if spent > budget:
+            break
+    return best
+
+
+def alternately(runs: dict, tries: int = 3, budget: float = BUDGET / 2) -> dict:
+    """Seconds of each of `runs` (name -> function), the fastest of a few tries taken in
+    turns, so that a busy moment of the machine slows them all alike: one untimed warm-up
+    each, then turns until `tries` turns or `budget` seconds (at least one turn)."""
+    for run in runs.values():
+        run()  # warm-up, not timed
+    best, start = {}, time.perf_counter()
+    for _ in range(tries):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            best[name] = min(best.get(name, math.inf), time.perf_counter() - began)
+        if time.perf_counter() - start > budget:
             break
     return best
 
@@ -172,9 +189,36 @@ def known(key: tuple) -> bool:
     return key in MEASURED
 
 
+_FORGOTTEN = [0]  # how many times measurements were forgotten in this process
+
+
 def forget(*prefix) -> None:
-    """on_click of a "Measure again" button: drop what was measured under keys that start
-    with `prefix`; the page measures them again when it next needs them."""
+    """(In a "Measure again" button's callback:) drop what was measured under keys that
+    start with `prefix`; the page measures them again when it next needs them."""
     with _KEYS:
         for key in [k for k in MEASURED if k[: len(prefix)] == prefix]:
             del MEASURED[key]
+        _FORGOTTEN[0] += 1
+
+
+def version() -> int:
+    """Changes whenever measurements are forgotten: a learner's view made before is stale."""
+    return _FORGOTTEN[0]
+
+
+# --- how the page says a measurement --------------------------------------------------------
+
+def size(nbytes: float) -> str:
+    """Bytes for reading: 256 bytes, 411 KB, 1.19 GB (decimal units, 3 significant digits)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.3g} {unit}" if nbytes < 1000 * scale or unit != "GB" \
+                else f"{nbytes / scale:,.0f} {unit}"
+    return f"{nbytes:,.0f} bytes"
+
+
+def duration(seconds: float) -> str:
+    """Seconds for reading: 0.72 ms, 68.1 ms, 1.24 s."""
+    if seconds >= 1:
+        return f"{seconds:,.2f} s"
+    return f"{seconds * 1000:,.3g} ms" if seconds < 0.1 else f"{seconds * 1000:,.0f} ms"

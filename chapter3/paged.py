@@ -12,21 +12,23 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
-from chapter2.attention import attend, scores, share_kv, softmax
 from chapter3.flash import qkv_of
+from chapter3.measure import size
 from chapter3.roofline import kv_bytes_per_position
-from chapter3.view import View, size
-from token_by_token import charts
+from token_by_token import charts, controls
+from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.model import FORWARD_LOCK
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 from token_by_token.trace import traced
 
 TITLE = "A paged KV cache — memory in blocks"
-READS = frozenset({"paged_block", "paged_learners", "paged_length", "paged_prefix"})
+READS = IDS | {"paged_block", "paged_learners", "paged_length", "paged_prefix"}
+WIDGETS = {"paged_block", "paged_learners", "paged_length", "paged_prefix"}
 
 BLOCK_SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+MOST_LEARNERS = 200  # the Learners slider's end
 
 
 def blocks_needed(length, block_size):
@@ -54,12 +56,16 @@ def read_paged(pool, table, length):
 
 
 def paged_attention(q, k_pool, v_pool, table, length):
-    """A new token's attention with its keys and values read through
-    the block table. q: [heads, 1, head_dim]; nothing to mask, the new
-    token may read every position before it."""
-    k = share_kv(read_paged(k_pool, table, length), len(q))
-    v = share_kv(read_paged(v_pool, table, length), len(q))
-    return attend(softmax(scores(q, k)), v)
+    """A new token's attention, its keys and values read through the
+    block table. q: [heads, 1, head_dim]; each key/value head serves
+    a group of query heads. Nothing to mask: the new token may read
+    every position before it. float32."""
+    k = read_paged(k_pool, table, length).float()
+    v = read_paged(v_pool, table, length).float()
+    group = len(q) // len(k)  # query heads per key/value head
+    k, v = k.repeat_interleave(group, 0), v.repeat_interleave(group, 0)
+    scores = q.float() @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    return torch.softmax(scores, dim=-1) @ v
 
 
 def contiguous_bytes(sequences, cap, per_position):
@@ -75,6 +81,10 @@ def paged_bytes(lengths, block_size, per_position, shared=0):
     common = shared // block_size
     own = sum(blocks_needed(n, block_size) - common for n in lengths)
     return (common + own) * block_size * per_position
+
+
+LESSONS = [blocks_needed, write_paged, read_paged, paged_attention, contiguous_bytes,
+           paged_bytes]
 
 
 # --- what the page computes (not lessons) ------------------------------------------------
@@ -98,6 +108,7 @@ class Paged:
     length: int
     prefix: int
     memory: dict              # allocation -> bytes
+    traces: dict
 
     @property
     def block(self) -> int:
@@ -113,20 +124,20 @@ def free_list(pool_blocks: int) -> list[int]:
     return torch.randperm(pool_blocks, generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def pages_of(model, base, block: int, memo) -> Pages:
-    """The learner's first-layer keys and values (the library's KV cache) written into a pool
-    of blocks, and the last token's attention read through the table (kept per ids and
-    block size)."""
-    key = (base.ids, block)
+def pages_of(model, ids: tuple[int, ...], cache, block: int, memo) -> Pages:
+    """The first layer's keys and values of the learner's KV cache written into a pool of
+    blocks, and the last token's attention read through the table (kept per ids and block
+    size: the class-size sliders run no module of the model)."""
+    key = (ids, block)
     if (found := memo.get(PAGES, key)) is not None:
         return found
-    n, traces = len(base.ids), {}
-    cache = base.forward.cache.layers[0]  # the library's cache, layer 0
-    keys, values = cache.keys[0], cache.values[0]  # [kv_heads, positions, head_dim]
+    n, traces = len(ids), {}
+    layer = cache.layers[0]  # the library's cache, layer 0
+    keys, values = layer.keys[0], layer.values[0]  # [kv_heads, positions, head_dim]
     needed = blocks_needed(n, block)
     pool_blocks = 2 * needed + 2
     table = free_list(pool_blocks)[:needed]
-    q = qkv_of(model, base.ids, memo)[0][:, -1:]  # the last token's query, layer 0
+    q = qkv_of(model, ids, memo)[0][:, -1:]  # the last token's query, layer 0
     k_pool = keys.new_zeros(pool_blocks, keys.shape[0], block, keys.shape[2])
     v_pool = torch.zeros_like(k_pool)
     with FORWARD_LOCK, torch.inference_mode():
@@ -134,36 +145,36 @@ def pages_of(model, base, block: int, memo) -> Pages:
         write_paged(v_pool, table, values)
         out, traces["paged_attention"] = traced(paged_attention, q, k_pool, v_pool, table, n)
         _, traces["read_paged"] = traced(read_paged, k_pool, table, n)
-        whole_k, whole_v = share_kv(keys, len(q)), share_kv(values, len(q))
-        contiguous = attend(softmax(scores(q, whole_k)), whole_v).float()
-        library = F.scaled_dot_product_attention(q.float(), whole_k.float(), whole_v.float())
+        group = len(q) // len(keys)
+        whole_k, whole_v = (t.float().repeat_interleave(group, 0) for t in (keys, values))
+        weights = torch.softmax(q.float() @ whole_k.transpose(-2, -1) * q.shape[-1] ** -0.5,
+                                dim=-1)
+        contiguous = weights @ whole_v
+        library = F.scaled_dot_product_attention(q.float(), whole_k, whole_v)
     return memo.put(PAGES, key, Pages(
-        block, table, pool_blocks, float((out.float() - contiguous).abs().max()),
-        float((out.float() - library).abs().max()), float(contiguous.abs().max()), traces))
+        block, table, pool_blocks, float((out - contiguous).abs().max()),
+        float((out - library).abs().max()), float(contiguous.abs().max()), traces))
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model = loaded.model
-    block = int(state["paged_block"]) if state["paged_block"] in BLOCK_SIZES else 16
-    learners = max(int(state["paged_learners"]), 1)
-    length = min(max(int(state["paged_length"]), 1), loaded.max_tokens)
-    prefix = min(max(int(state["paged_prefix"]), 0), length)
+def paged_of(model, pages: Pages, learners: int, length: int, prefix: int,
+             cap: int) -> Paged:
+    """The memory sums for a class of `learners` with `length` tokens each, `prefix` of them
+    shared, against reserving the cap for each."""
     per = kv_bytes_per_position(model)
-    pages = pages_of(model, base, block, memo)
     lengths = [length] * learners
-    contiguous, t_contiguous = traced(contiguous_bytes, learners, loaded.max_tokens, per)
-    shared, t_paged = traced(paged_bytes, lengths, block, per, prefix)
-    memory = {f"contiguous, room for {loaded.max_tokens:,} each": contiguous,
-              f"blocks of {block}": paged_bytes(lengths, block, per),
-              f"blocks of {block}, the first {prefix:,} positions shared": shared}
+    contiguous, t_contiguous = traced(contiguous_bytes, learners, cap, per)
+    shared, t_paged = traced(paged_bytes, lengths, pages.block, per, prefix)
+    memory = {f"contiguous, room for {cap:,} each": contiguous,
+              f"blocks of {pages.block}": paged_bytes(lengths, pages.block, per),
+              f"blocks of {pages.block}, the first {prefix:,} positions shared": shared}
     traces = {**pages.traces, "contiguous_bytes": t_contiguous, "paged_bytes": t_paged}
-    return View(base, Paged(pages, learners, length, prefix, memory), traces)
+    return Paged(pages, learners, length, prefix, memory, traces)
 
 
 def render(loaded, view) -> str:
-    part: Paged = view.part
+    part: Paged = view.paged
     pages = part.pages
-    tokenizer, ids, n, f = loaded.tokenizer, view.ids, len(view.ids), view.base.facts
+    tokenizer, ids, n, f = loaded.tokenizer, view.ids, len(view.ids), view.facts
     per = kv_bytes_per_position(loaded.model)
     cap = loaded.max_tokens
     st.markdown(
@@ -177,8 +188,7 @@ def render(loaded, view) -> str:
         "cache** does the same for keys and values: a **pool** of blocks of B positions, and "
         "per sequence a **block table**. That is vLLM's **PagedAttention** (Kwon et al., 2023)."
     )
-    st.select_slider("Block size (positions per block)", options=BLOCK_SIZES,
-                     key="paged_block")
+    controls.paged_block_slider(BLOCK_SIZES)
     lesson(blocks_needed, view.trace(write_paged), view.trace(read_paged))
     rows = [{"table entry": i, "pool block": b,
              "positions": f"{i * part.block}–{min((i + 1) * part.block, n) - 1}",
@@ -203,12 +213,7 @@ def render(loaded, view) -> str:
         "into a copy first; vLLM's kernel reads each block where it lies, through the table."
     )
     st.subheader("A class of learners: memory")
-    with st.container(horizontal=True):
-        st.slider("Learners", 1, 200, key="paged_learners")
-        st.slider("Tokens per learner", 1, cap, key="paged_length")
-        st.slider("Shared prefix (tokens)", 0, cap, key="paged_prefix",
-                  help="Positions every sequence starts with: a system prompt, a chat "
-                       "template. Stored once when blocks are shared.")
+    controls.class_sliders(MOST_LEARNERS, cap)
     lesson(view.trace(contiguous_bytes), view.trace(paged_bytes))
     unit, scale = (("GB", 1e9) if max(part.memory.values()) >= 1e9 else ("MB", 1e6))
     memory = pd.DataFrame({"allocation": list(part.memory),

@@ -17,19 +17,31 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from chapter2.embeddings import tied
-from chapter3.measure import BUDGET, Measured, fastest, forget, measured, one_thread
-from chapter3.roofline import bytes_per_token, machine_speeds
+from chapter3 import roofline
+from chapter3.measure import (
+    BUDGET,
+    MEASURED,
+    Measured,
+    alternately,
+    duration,
+    forget,
+    measured,
+    one_thread,
+    size,
+)
+from chapter3.roofline import bytes_per_token
 from chapter3.twin import twin
-from chapter3.view import View, duration, size
+from token_by_token import controls
+from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.model import FORWARD_LOCK
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, number
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
 
 TITLE = "Quantization — fewer bits per weight"
-READS = frozenset({"quant_scheme"})
+READS = IDS | {"quant_scheme", "quantize_again"}
+WIDGETS = {"quant_scheme", "quantize_again"}
 
 SCHEMES = ("int8", "4-bit")  # the quant_scheme values
 GROUP = 128  # numbers per scale in the 4-bit scheme (fewer where a row is not a multiple)
@@ -97,6 +109,10 @@ def perplexity(bits):
     return 2 ** bits.mean()
 
 
+LESSONS = [quantize_int8, dequantize, quantize_groups, dequantize_groups, kl_divergence,
+           surprisals, perplexity]
+
+
 # --- the quantized model the page runs (not lessons) -------------------------------------
 
 def group_for(columns: int) -> int:
@@ -162,10 +178,26 @@ def modules_of(model) -> list[tuple[torch.nn.Module, str, Quantized]]:
 class Twin:
     """The model with every layer's matrices quantized, and how they multiply."""
     model: torch.nn.Module
+    scheme: str
     kernel: bool            # PyTorch's integer kernels run here
     check: float | None     # kernel against the lessons' dequantized matrix: max difference
     why_not: str | None     # why no kernel ran
     seconds: float          # building it took
+
+    @property
+    def about(self) -> "Built":
+        """What the page says about it (not the model: a learner's view must not keep a
+        twin alive)."""
+        return Built(self.scheme, self.kernel, self.check, self.why_not, self.seconds)
+
+
+@dataclass(frozen=True)
+class Built:
+    scheme: str
+    kernel: bool
+    check: float | None
+    why_not: str | None
+    seconds: float
 
 
 def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
@@ -177,21 +209,22 @@ def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
     return float((fast(x).float() - x.float() @ slow.weight_back().T).abs().max())
 
 
-_TWINS: dict[tuple, Twin] = {}  # (model id, scheme) -> the quantized twin, for the process
+_TWIN: dict[tuple, Twin] = {}  # (model id, scheme) -> the quantized twin: one at a time
+BUILT: dict[tuple, Built] = {}  # (model id, scheme) -> what was found building its twin
 _BUILDING = threading.Lock()
 
 
 def quantized_twin(model, model_id: str, scheme: str) -> Twin:
     """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
-    is shared and never changed), built once per scheme and kept for the process (on the
-    Qwen3-0.6B shape, 0.44 GB of int8 integers, 0.22 GB of packed 4-bit ones). It holds
-    FORWARD_LOCK (0.45 s for int8, 1.9 s for 4-bit on the Qwen3-0.6B shape here)."""
+    is shared and never changed). One twin lives in the process at a time (on the Qwen3-0.6B
+    shape 0.44 GB of int8 integers, 0.22 GB of packed 4-bit ones): asking for the other
+    scheme drops it first, then quantizes anew. Built one layer at a time, on one thread,
+    holding FORWARD_LOCK."""
     key = (model_id, scheme)
     with _BUILDING:
-        if (found := _TWINS.get(key)) is not None:
+        if (found := _TWIN.get(key)) is not None:
             return found
-        for old in [k for k in _TWINS if k[0] != model_id]:  # another model's twins
-            del _TWINS[old]
+        _TWIN.clear()  # the other scheme's (or another model's) twin goes first
         start = time.perf_counter()
         with FORWARD_LOCK, torch.inference_mode(), one_thread():
             try:
@@ -202,29 +235,28 @@ def quantized_twin(model, model_id: str, scheme: str) -> Twin:
             double = twin(model)
             for parent, name, linear in matrices(double):
                 setattr(parent, name, Quantized(linear, scheme, kernel=why_not is None))
-        found = _TWINS[key] = Twin(double, why_not is None, check, why_not,
-                                   time.perf_counter() - start)
+        found = _TWIN[key] = Twin(double, scheme, why_not is None, check, why_not,
+                                  time.perf_counter() - start)
+        BUILT[key] = found.about
         return found
+
+
+STEP_CONTEXT = 16  # tokens each model has read before its timed decode step
 
 
 def time_steps(model, quantized, ids) -> dict:
     """One decode step of the loaded model and of its quantized twin (PyTorch's integer
-    kernels), after reading `ids`: alternately, twice each, the fastest of a few tries."""
+    kernels), after reading ids[:-1]: in turns, the fastest of a few tries each."""
     steps = {}
     for name, m in (("original", model), ("quantized", quantized)):
         cache = DynamicCache(config=m.config)
-        m(torch.tensor([ids[:-1]]), cache=cache)
+        m(torch.tensor([ids[:-1]]), cache=cache, logits_to_keep=1)
 
         def step(m=m, cache=cache):
             m(torch.tensor([ids[-1:]]), cache=cache)
             cache.crop(-1)
         steps[name] = step
-    times, start = {}, time.perf_counter()
-    for turn, (name, step) in enumerate([*steps.items()] * 2):
-        if turn == 2 and time.perf_counter() - start > BUDGET / 2:
-            break  # a busy machine: one turn each must do
-        times[name] = min(times.get(name, math.inf), fastest(step, tries=3, budget=0.15))
-    return times
+    return alternately(steps, tries=3, budget=BUDGET / 4)
 
 
 @dataclass(frozen=True)
@@ -283,12 +315,13 @@ def once(traces: dict, function, *args):
 class Quantization:
     scheme: str
     compared: Compared
-    twin: Twin
+    built: Built
     steps: Measured | None     # decode steps, original and quantized (None: no kernel)
-    bandwidth: float           # bytes/s, measured in section 1
     sizes: pd.DataFrame        # bytes per scheme
     matrix: str                # the matrix the traced lessons quantized
     error: tuple[float, float]  # its largest |w − dequantized| and its largest half step
+    weights: int               # bytes_per_token(model)
+    traces: dict
 
 
 def sizes(model) -> pd.DataFrame:
@@ -306,25 +339,28 @@ def sizes(model) -> pd.DataFrame:
     })
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model, ids = loaded.model, list(base.ids)
-    scheme = state["quant_scheme"] if state["quant_scheme"] in SCHEMES else SCHEMES[0]
-    quantized = quantized_twin(model, base.model_id, scheme)
-    kept = memo.get(COMPARED, base.ids)
+def quantization_of(model, model_id: str, ids: tuple[int, ...], scheme: str,
+                    memo) -> Quantization:
+    """The learner's text read by the original and by the scheme's twin (kept per ids and
+    scheme), and the decode steps timed (once per process and scheme, where PyTorch's integer
+    kernel runs). The twin is built only when one of them is missing."""
+    kept = memo.get(COMPARED, ids)
     if kept is None:
-        kept = memo.put(COMPARED, base.ids, {})
+        kept = memo.put(COMPARED, ids, {})
     if scheme not in kept:
-        kept[scheme] = compare(model, quantized.model, ids, scheme, memo)
-    context = (ids * 16)[-16:]  # 16 tokens of the text (repeated if it is shorter)
-    steps = None
-    if quantized.kernel:
-        steps = measured(("kernel", base.model_id, scheme, len(context)),
-                         lambda: time_steps(model, quantized.model, context))
-    bandwidth = machine_speeds(model.dtype)[0].value[0]
+        quantized = quantized_twin(model, model_id, scheme).model
+        kept[scheme] = compare(model, quantized, list(ids), scheme, memo)
+    if (built := BUILT.get((model_id, scheme))) is None:
+        built = quantized_twin(model, model_id, scheme).about
+    steps, key = None, ("kernel", model_id, scheme, STEP_CONTEXT)
+    if built.kernel and (steps := MEASURED.get(key)) is None:
+        quantized = quantized_twin(model, model_id, scheme).model  # (outside the lock)
+        context = (list(ids) * STEP_CONTEXT)[-STEP_CONTEXT:]  # (repeated if shorter)
+        steps = measured(key, lambda: time_steps(model, quantized, context))
     where, errors, traces = one_matrix(model)
-    traces = {**traces, **kept[scheme].traces}
-    return View(base, Quantization(scheme, kept[scheme], quantized, steps, bandwidth,
-                                   sizes(model), where, errors[scheme]), traces)
+    return Quantization(scheme, kept[scheme], built, steps, sizes(model), where,
+                        errors[scheme], bytes_per_token(model),
+                        {**traces, **kept[scheme].traces})
 
 
 @cache
@@ -349,23 +385,23 @@ def again(model_id: str) -> None:
     forget("kernel", model_id)
 
 
+LABELS = {"int8": "8 bits, a scale per row", "4-bit": f"4 bits, a scale per {GROUP} numbers"}
+
+
 def render(loaded, view) -> str:
-    part: Quantization = view.part
-    model, n, c = loaded.model, len(view.ids), part.compared
-    dtype = str(model.dtype).removeprefix("torch.")
-    bits = model.dtype.itemsize * 8
+    part: Quantization = view.quantization
+    n, c, f = len(view.ids), part.compared, view.facts
+    dtype = f.dtype_name
+    bits = f.dtype.itemsize * 8
     st.markdown(
-        f"Section 1 showed that a decode step must read every weight: "
-        f"{size(bytes_per_token(model))} in {dtype}, {bits} bits per number. Store "
+        f"Section {number(roofline)} showed that a decode step must read every weight: "
+        f"{size(part.weights)} in {dtype}, {bits} bits per number. Store "
         "them in fewer bits and there is less to read. **Quantization** does that: each "
         "weight becomes a small integer, and a few **scales** in full precision say what one "
         "step of the integers is worth. Multiply back (**dequantize**) and you get the weight, "
         "off by at most half a step."
     )
-    st.radio("Quantize to", SCHEMES, key="quant_scheme", horizontal=True,
-             format_func=lambda s: {"int8": "8 bits, a scale per row",
-                                    "4-bit": f"4 bits, a scale per {GROUP} numbers"}[s],
-             help="The scheme applied to every matrix of every layer.")
+    controls.quant_scheme_radio(LABELS)
     st.markdown("**8 bits, one scale per output row** (absmax; the weights' half of "
                 "LLM.int8()'s vector-wise scheme):")
     lesson(view.trace(quantize_int8), view.trace(dequantize))
@@ -379,7 +415,7 @@ def render(loaded, view) -> str:
         f"**{largest:.3g}**, within half a step ({half:.3g} for the coarsest row or group). The "
         "page quantizes every matrix of every layer this way; "
         + ("the embedding table, which is also the output layer here, stays as it is."
-           if tied(model) else "the embedding table and the output layer stay as they are.")
+           if f.tied else "the embedding table and the output layer stay as they are.")
     )
     st.subheader("The same text, read by the quantized model")
     lesson(view.trace(kl_divergence), view.trace(surprisals), view.trace(perplexity),
@@ -395,46 +431,50 @@ def render(loaded, view) -> str:
                                            f"{c.perplexity[1]:,.2f} quantized")
     st.dataframe(pd.DataFrame({"": list(rows), part.scheme: list(rows.values())}),
                  hide_index=True)
+    built = part.built
     st.caption(f"Both models read your {counted(n, 'token')} in one forward each "
                f"({duration(c.seconds)}); the quantized one "
-               + ("multiplies with PyTorch's integer kernels (below)." if part.twin.kernel else
+               + ("multiplies with PyTorch's integer kernels (below)." if built.kernel else
                   "multiplies by the dequantized matrices, rebuilt by the lessons above at "
                   "every product."))
     st.subheader("Memory and speed")
     table = part.sizes.copy()
     table["size"] = [size(b) for b in table["bytes"]]
-    table["a step at section 1's bandwidth, ms"] = table["bytes"] / part.bandwidth * 1000
     st.dataframe(table, hide_index=True)
     original, small = table["bytes"].iloc[0], table["bytes"].iloc[1 + SCHEMES.index(part.scheme)]
     st.markdown(
         f"In {part.scheme} the weights a step reads shrink from {size(original)} to "
-        f"**{size(small)}** (the integers packed, the scales in 2 bytes each): at "
-        f"section 1's bandwidth, a step could take {small / original:.0%} of the time. That is "
-        "computed from the roofline, not measured."
+        f"**{size(small)}** (the integers packed, the scales in 2 bytes each): a step that "
+        f"only waited for its weights to arrive (section {number(roofline)}) could take "
+        f"{small / original:.0%} of the time, {original / small:,.2f}× faster. That is "
+        "computed from the bytes, not measured."
     )
-    twin = part.twin
     if part.steps is None:
         st.markdown(f"PyTorch's integer kernel for this scheme did not run here "
-                    f"({twin.why_not}): the quantized model multiplies by the dequantized "
+                    f"({built.why_not}): the quantized model multiplies by the dequantized "
                     "matrices instead, and no quantized step was measured.")
     else:
         k = part.steps.value
         ratio = k["original"] / k["quantized"]
         st.markdown(
             f"Measured with PyTorch's own CPU kernels, which multiply by the integers "
-            f"directly (they agree with the lessons' dequantized matrix to {twin.check:.2g}): "
+            f"directly (they agree with the lessons' dequantized matrix to {built.check:.2g}): "
             f"a decode step took **{duration(k['quantized'])} quantized against "
             f"{duration(k['original'])}** in {dtype}: "
             + (f"{ratio:,.2f}× faster" if ratio >= 1 else f"{1 / ratio:,.2f}× slower")
-            + f", where the roofline promised {original / small:,.2f}×. A kernel must also "
+            + f", where the bytes promised {original / small:,.2f}×. A kernel must also "
             "turn the integers back into numbers as it goes, and a step is not all reading "
-            "(section 1)."
+            f"(section {number(roofline)})."
         )
-        st.caption(f"Steps {part.steps.stamp()}, after 16 tokens of a text; quantizing the "
-                   f"model took {duration(twin.seconds)} (once per process). "
-                   f"{view.base.machine.describe()}.")
-    st.button("Measure again", key="quantize_again", on_click=again,
-              args=(view.base.model_id,), help="Time the quantized decode step again.")
+        st.caption(f"Steps {part.steps.stamp()}: each model read {STEP_CONTEXT - 1} tokens "
+                   "of a text, then one more token is its timed step (the time depends on the "
+                   "length, not on which tokens: measured once per scheme in this server "
+                   "process), the fastest of a few tries taken in turns; quantizing the "
+                   f"model took {duration(built.seconds)} when {part.scheme} was last picked "
+                   "in this server process. "
+                   f"{view.machine.describe()}.")
+    controls.measure_again("quantize_again", again, (loaded.model_id,),
+                           help="Time the decode steps, original and quantized, again.")
     return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "
             f"text the top-1 token stays the same at {c.agree:,} of {n:,} positions, with a mean "
             f"KL divergence of {mean_kl:.3g} bits.")

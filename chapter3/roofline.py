@@ -13,17 +13,28 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from chapter1.pipeline import PREFILL_CHUNK
-from chapter2.kvcache import last_step_cached
-from chapter3.measure import BUDGET, Measured, fastest, forget, measured, next_time
-from chapter3.view import View, duration, size
-from token_by_token import charts
+from chapter3.measure import (
+    BUDGET,
+    Measured,
+    duration,
+    fastest,
+    forget,
+    measured,
+    next_time,
+    size,
+)
+from token_by_token import charts, controls
+from token_by_token.kvcache import PREFILL_CHUNK
+from token_by_token.locks import FORWARD_LOCK
+from token_by_token.memo import Slot
 from token_by_token.sections import lesson
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
 
 TITLE = "Prefill and decode — the roofline of your CPU"
-READS = frozenset()  # the ids only (its button forgets measurements; it keeps no state)
+READS = IDS | {"roofline_again"}
+WIDGETS = {"roofline_again"}
 
 
 def bytes_per_token(model):
@@ -107,6 +118,15 @@ def prefill(model, ids):
         return model(torch.tensor([ids]), logits_to_keep=1).logits[0, -1]
 
 
+def decode_step(model, cache, ids):
+    """One decode step: the last token of `ids` through the KV cache
+    of all the others (its own keys and values dropped first, so the
+    cache holds `ids` again after it)."""
+    cache.crop(len(ids) - 1 - cache.get_seq_length())  # keep ids[:-1]
+    with torch.inference_mode():
+        return model(torch.tensor([ids[-1:]]), cache=cache).logits[0, -1]
+
+
 def roof(intensity, bandwidth, peak):
     """The most FLOP/s a computation can reach: the roofline model.
 
@@ -115,6 +135,11 @@ def roof(intensity, bandwidth, peak):
     lower. Below the ridge (peak / bandwidth) it waits on memory.
     """
     return min(bandwidth * intensity, peak)
+
+
+LESSONS = [bytes_per_token, kv_bytes_per_position, decode_bytes, matrix_multiply_adds,
+           attention_multiply_adds, prefill_multiply_adds, fastest, read_bandwidth,
+           matmul_throughput, roof, prefill, decode_step]
 
 
 # --- what the page measures and computes (not lessons) -----------------------------------
@@ -189,6 +214,9 @@ class Roofline:
     decode: Measured      # seconds of one cached step at the learner's length
     lengths: tuple[int, ...]  # the prefill lengths asked for
     points: list[Point]
+    weights: int          # bytes_per_token(model)
+    kv: int               # kv_bytes_per_position(model)
+    traces: dict
 
     @property
     def step(self) -> Point:
@@ -199,15 +227,23 @@ class Roofline:
         return self.throughput.value[0] / self.bandwidth.value[0]
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model, ids, n = loaded.model, list(base.ids), len(base.ids)
+ROOFLINE: Slot[Roofline] = Slot("chapter3.roofline")
+
+
+def roofline_of(model, model_id: str, ids: tuple[int, ...], cache, cap: int, memo,
+                version: int) -> Roofline:
+    """The counts for the learner's length, this machine's speeds, the prefills and the
+    decode step at the learner's length timed (each measured once per process and size, in
+    measure.MEASURED), and the lessons traced on the learner's ids (kept per ids)."""
+    if (found := memo.get(ROOFLINE, (ids, version))) is not None:
+        return found
+    n = len(ids)
     bandwidth, throughput = machine_speeds(model.dtype)
-    lengths = tuple(length for length in PREFILL_LENGTHS if length <= loaded.max_tokens)
-    prefills = measured(("prefill", base.model_id, lengths),
+    lengths = tuple(length for length in PREFILL_LENGTHS if length <= cap)
+    prefills = measured(("prefill", model_id, lengths),
                         lambda: time_prefills(model, ids, lengths))
-    cache = base.forward.cache
-    decode = measured(("decode", base.model_id, n),
-                      lambda: fastest(lambda: last_step_cached(model, cache, ids)))
+    decode = measured(("decode", model_id, n),
+                      lambda: fastest(lambda: decode_step(model, cache, list(ids))))
     points = [decode_point(model, n, decode.value),
               *(prefill_point(model, length, seconds) for length, seconds in prefills.value)]
     traces = {f.__name__: traced(f, model, *args)[1] for f, *args in [
@@ -217,7 +253,15 @@ def prepare(loaded, base, state, memo) -> View:
     traces["roof"] = traced(roof, points[0].intensity, bw, top)[1]
     traces["read_bandwidth"], traces["matmul_throughput"] = (bandwidth.value[1],
                                                              throughput.value[1])
-    return View(base, Roofline(bandwidth, throughput, prefills, decode, lengths, points), traces)
+    with FORWARD_LOCK:  # the two timed functions, once more on the learner's own ids
+        traces["prefill"] = traced(prefill, model, list(ids[:SHOWN]))[1]
+        traces["decode_step"] = traced(decode_step, model, cache, list(ids))[1]
+    return memo.put(ROOFLINE, (ids, version), Roofline(
+        bandwidth, throughput, prefills, decode, lengths, points, bytes_per_token(model),
+        kv_bytes_per_position(model), traces))
+
+
+SHOWN = 4  # tokens of the learner's text the traced prefill() reads
 
 
 def again(model_id: str) -> None:
@@ -259,18 +303,17 @@ def points_table(points: list[Point], bandwidth: float, peak: float) -> pd.DataF
 
 
 def render(loaded, view) -> str:
-    part: Roofline = view.part
-    model, n, f = loaded.model, len(view.ids), view.base.facts
-    dtype = str(model.dtype).removeprefix("torch.")
+    part: Roofline = view.roofline
+    n, f = len(view.ids), view.facts
+    dtype = f.dtype_name
     step = part.step
-    weights = bytes_per_token(model)
-    kv = kv_bytes_per_position(model)
+    weights, kv = part.weights, part.kv
     bw, peak = part.bandwidth.value[0], part.throughput.value[0]
     st.markdown(
         "Chapter 1 ran the model in two different ways. Your text went in all together, "
-        f"{counted(n, 'token')}, many positions per forward (up to {PREFILL_CHUNK} there): the "
-        "**prefill**. Then each Generate click ran one token through the KV cache: a **decode** "
-        "step. Every forward must bring every matrix of the model from memory to the "
+        f"{counted(n, 'token')}, many positions per forward (up to {PREFILL_CHUNK} at a time): "
+        "the **prefill**. Then each Generate click ran one token through the KV cache: a "
+        "**decode** step. Every forward must bring every matrix of the model from memory to the "
         "processor, whether it then multiplies one token's vector or a thousand. How long that "
         "takes, against how long the arithmetic takes, decides the speed."
     )
@@ -285,7 +328,7 @@ def render(loaded, view) -> str:
     )
     lesson(view.trace(matrix_multiply_adds), view.trace(attention_multiply_adds),
            view.trace(prefill_multiply_adds))
-    mac = matrix_multiply_adds(model) + attention_multiply_adds(model, n)
+    mac = step.flops // 2  # the step's multiply-adds: matrices and attention
     st.markdown(
         f"One token at your length: **{mac:,} multiply-adds**, {2 * mac:,} floating-point "
         "operations (**FLOPs**: a multiply-add is two). Divided by the bytes read: "
@@ -306,6 +349,9 @@ def render(loaded, view) -> str:
     reading, computing = step.nbytes / bw, step.flops / peak
     share = step.bytes_per_second / bw
     st.subheader("Your text on the roofline")
+    lesson(view.trace(prefill), view.trace(decode_step),
+           note=f"prefill() traced on the first {counted(min(n, SHOWN), 'token')} of your "
+                "text, decode_step() on all of it.")
     st.markdown(
         f"A decode step at your length read **{size(step.nbytes)} in {duration(step.seconds)}: "
         f"{step.bytes_per_second / 1e9:.1f} GB/s, {share:.0%} of this machine's "
@@ -342,12 +388,12 @@ def render(loaded, view) -> str:
         f"more through its KV cache, {part.decode.stamp()}; prefills: {part.prefills.stamp()}"
         + (f" (not {', '.join(map(str, left))} tokens: over the {BUDGET:g} s a measurement "
            "may take)" if left else "")
-        + f". {view.base.machine.describe()}; the model in {dtype}. Each time is the fastest "
+        + f". {view.machine.describe()}; the model in {dtype}. Each time is the fastest "
         "of a few tries: other programs on a shared machine make the others slower."
     )
-    st.button("Measure again", key="roofline_again", on_click=again,
-              args=(view.base.model_id,),
-              help="Forget this section's measurements and take them again (a few seconds).")
+    controls.measure_again("roofline_again", again, (loaded.model_id,),
+                           help="Forget this section's measurements (this machine's speeds, "
+                                "the prefills, the decode step) and take them again.")
     bound = "memory-bound" if step.intensity < part.ridge else "compute-bound"
     return (f"A decode step reads every weight ({size(weights)}) to make one token: at "
             f"{step.intensity:.2f} FLOPs per byte it is {bound} on this machine (ridge "

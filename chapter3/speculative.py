@@ -17,24 +17,30 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from chapter1.sampling import many_draws, total_variation
-from chapter3.measure import BUDGET, one_thread
+from chapter3 import batching
+from chapter3.measure import BUDGET, duration, one_thread
 from chapter3.twin import twin
-from chapter3.view import View, duration
-from token_by_token.memo import Slot, memo_of
-from token_by_token.model import FORWARD_LOCK
-from token_by_token.sections import lesson
+from token_by_token import controls
+from token_by_token.locks import FORWARD_LOCK
+from token_by_token.memo import Slot
+from token_by_token.sections import lesson, number
+from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 from token_by_token.trace import traced
 
 TITLE = "Speculative decoding — guess, then check in one forward"
-READS = frozenset({"spec_draft", "spec_layers", "spec_k", "spec_temperature", "seed"})
+SPEC = frozenset({"spec_draft", "spec_layers", "spec_k", "spec_temperature"})
+READS = IDS | SPEC | {"seed", "speculative_again"}  # the seed: Chapter 1's
+WIDGETS = SPEC | {"speculative_again"}
 
 DRAFTS = ("layers", "lookup")  # the spec_draft values
 TOKENS = 16  # tokens each run generates (speculative, then plain, for the speed)
-TRIES = 2  # runs of each, alternately; the fastest of each is kept
+TRIES = 2  # turns of each at most (one when the first took over BUDGET / 4); the fastest counts
 RUN_BUDGET = BUDGET / 5  # seconds one timed generation may take (a round is never cut)
-ROUNDS = 600  # seeded verify() calls for the distribution check (above temperature 0)
+ROUNDS = 600  # seeded verify() calls for the distribution check at most (above temperature 0)
+MOST_K = 8  # the most tokens the draft may guess per round
+DRAFT_LABELS = {"layers": "the model's first layers", "lookup": "prompt lookup"}
+TEMPERATURES = (0.0, 1.5, 0.1)  # the temperature slider: low, high, step
 NGRAM = 3  # prompt lookup: the longest tail of tokens it looks for
 
 
@@ -135,6 +141,30 @@ def speculative_step(model, cache, ids, guess, temperature, generator):
 
 # --- the runs the page times (not lessons) -----------------------------------------------
 
+def first_ids(p, q, rounds, seed):
+    """How often each id comes first out of verify() in `rounds`
+    seeded rounds, each with a fresh guess drawn from q[0] (the later
+    guesses can't change the first id). Share of the rounds, per id."""
+    counts = torch.zeros(p.shape[1])
+    for r in range(rounds):
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + r)
+        x = draw(q[0], generator)
+        counts[verify(p[:2], q[:1], [x], generator)[0]] += 1
+    return counts / rounds
+
+
+def total_variation(p, q):
+    """How far apart two distributions are: half of Σ |p − q|.
+    0: the same; 1: nothing in common."""
+    return float((p - q).abs().sum() / 2)
+
+
+LESSONS = [distribution, draw, verify, first_layers, propose, prompt_lookup, check,
+           speculative_step, first_ids, total_variation]
+
+
+# --- the runs the page times (not lessons) -----------------------------------------------
+
 @dataclass(frozen=True)
 class Round:
     guesses: list[int]
@@ -156,10 +186,12 @@ class Run:
     plain_seconds: float
     made: int                 # tokens the fastest speculative try made
     plain_made: int           # tokens the fastest plain try made
-    first: tuple              # the first round's (p, q, guesses) for the distribution check
+    tries: int                # timed tries of each
     traces: dict
     check: tuple[float, float] | None  # TV of verify's first ids against p[0], and of
-    # as many draws straight from p[0]; None at temperature 0
+    # as many draws straight from p[0]; None at temperature 0 or without guesses
+    check_rounds: int         # the rounds of that check
+    seconds_in_all: float     # the whole run, the check included
 
     @property
     def proposed(self) -> int:
@@ -185,8 +217,9 @@ def start_caches(model, cache, ids, draft):
 
 
 def speculate(model, draft, cache, ids, tokens, k, temperature, generator, budget=None):
-    """Speculative decoding from `ids` until `tokens` more (or `budget` seconds): the
-    rounds, traced lessons of the first one, and the first round's p, q and guesses."""
+    """Speculative decoding from `ids` until `tokens` more (or `budget` seconds, a round
+    never cut): the ids, the rounds, traced lessons of the first round, and its p, q and
+    guesses."""
     mine, theirs = start_caches(model, cache, ids, draft)
     vocab = model.lm_head.weight.shape[0]
     if draft is None:
@@ -210,7 +243,8 @@ def speculate(model, draft, cache, ids, tokens, k, temperature, generator, budge
 
 
 def plain(model, cache, ids, tokens, temperature, generator, budget=None):
-    """The same number of tokens the usual way: one forward per token."""
+    """The same number of tokens the usual way: one forward per token (or until `budget`
+    seconds)."""
     mine, _ = start_caches(model, cache, ids, None)
     out, start = list(ids), time.perf_counter()
     new = ids[-1:]
@@ -222,105 +256,92 @@ def plain(model, cache, ids, tokens, temperature, generator, budget=None):
     return out
 
 
-def first_ids(p, q, rounds, seed):
-    """The first id verify() returns in `rounds` seeded rounds, each with a fresh draft token
-    drawn from q[0] (the later guesses can't change the first id): how often each came out."""
-    counts = torch.zeros(p.shape[1])
-    for r in range(rounds):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + r)
-        x = draw(q[0], generator)
-        counts[verify(p[:2], q[:1], [x], generator)[0]] += 1
-    return counts / rounds
-
-
-DRAFTS_KEPT: dict[tuple, torch.nn.Module] = {}  # (model id, layers) -> draft, per process
+_DRAFT: dict[tuple, torch.nn.Module] = {}  # (model id, layers) -> the draft: one at a time
 
 
 def draft_model(model, model_id: str, layers: int):
-    """first_layers(), built once per process and depth (a twin: its modules only)."""
+    """first_layers(), kept for the next run at the same depth (a twin: its modules only;
+    one at a time in the process)."""
     key = (model_id, layers)
-    if key not in DRAFTS_KEPT:
-        DRAFTS_KEPT[key] = first_layers(model, layers)
-    return DRAFTS_KEPT[key]
+    if key not in _DRAFT:
+        _DRAFT.clear()
+        _DRAFT[key] = first_layers(model, layers)
+    return _DRAFT[key]
 
 
 RUN: Slot[Run] = Slot("chapter3.speculative.run")
 
 
-def choices(state, layers: int) -> tuple:
-    draft = state["spec_draft"] if state["spec_draft"] in DRAFTS else DRAFTS[0]
-    depth = min(max(int(state.get("spec_layers") or 1), 1), max(layers - 1, 1))
-    return (draft, depth, min(max(int(state["spec_k"]), 1), 8),
-            round(float(state["spec_temperature"]), 2), int(state["seed"]))
+def check_rounds(p, q, seed, budget: float) -> int:
+    """How many seeded rounds of first_ids() fit in `budget` seconds here (at most ROUNDS):
+    a few timed, the rest extrapolated."""
+    start = time.perf_counter()
+    first_ids(p, q, FEWEST, seed)
+    each = (time.perf_counter() - start) / FEWEST
+    return max(FEWEST, min(ROUNDS, int(budget / max(each, 1e-9))))
 
 
-def prepare(loaded, base, state, memo) -> View:
-    model, ids = loaded.model, list(base.ids)
-    draft_kind, layers, k, temperature, seed = choices(state, base.facts.layers)
-    key = (base.ids, draft_kind, layers, k, temperature, seed)
-    if (run := memo.get(RUN, key)) is None:
-        draft = draft_model(model, base.model_id, layers) if draft_kind == "layers" else None
-        speeds = {"speculative": [], "plain": []}
-        with FORWARD_LOCK:
-            began = time.perf_counter()
-            for _ in range(TRIES):  # alternately: a busy moment of the machine hits both
-                if time.perf_counter() - began > BUDGET:
-                    break  # a busy machine: one try each must do
-                start = time.perf_counter()
-                out, rounds, traces, first = speculate(
-                    model, draft, base.forward.cache, ids, TOKENS, k, temperature,
-                    torch.Generator().manual_seed(seed), budget=RUN_BUDGET)
-                speeds["speculative"].append((len(out) - len(ids), time.perf_counter() - start))
-                start = time.perf_counter()
-                usual = plain(model, base.forward.cache, ids, TOKENS, temperature,
-                              torch.Generator().manual_seed(seed), budget=RUN_BUDGET)
-                speeds["plain"].append((len(usual) - len(ids), time.perf_counter() - start))
-        p, q, guesses = first
-        check = None  # at temperature 0, p is all on one token: nothing to check
-        if guesses and temperature > 0:
-            with FORWARD_LOCK, one_thread():
-                seen, traces["first_ids"] = traced(first_ids, p, q, ROUNDS, seed)
-            direct = many_draws(p[0], ROUNDS, torch.Generator().manual_seed(seed))
-            check = (total_variation(seen, p[0]), total_variation(direct, p[0]))
-        fastest = {kind: max(tries, key=lambda t: t[0] / t[1]) for kind, tries in speeds.items()}
-        run = memo.put(RUN, key, Run(draft_kind, layers, k, temperature, seed, rounds,
-                                     out[len(ids):], *fastest["speculative"][1:],
-                                     usual[len(ids):], *fastest["plain"][1:],
-                                     fastest["speculative"][0], fastest["plain"][0],
-                                     first, traces, check))
-    return View(base, run, run.traces)
+FEWEST = 20  # rounds the distribution check takes at least
 
 
-def again(state) -> None:
-    """on_click of "Run again": this learner's run is forgotten and made anew."""
-    memo_of(state).put(RUN, None, None)
+def speculation_of(model, model_id: str, ids: tuple[int, ...], cache, draft_kind: str,
+                   layers: int, k: int, temperature: float, seed: int, memo) -> Run:
+    """A speculative generation and a plain one from the learner's ids, timed in turns (a
+    second turn only when the first was quick), then the distribution check above
+    temperature 0; kept per ids and choices in the learner's memo."""
+    key = (ids, draft_kind, layers, k, temperature, seed)
+    if (run := memo.get(RUN, key)) is not None:
+        return run
+    draft = draft_model(model, model_id, layers) if draft_kind == "layers" else None
+    speeds, began = {"speculative": [], "plain": []}, time.perf_counter()
+    with FORWARD_LOCK:
+        for _ in range(TRIES):  # in turns: a busy moment of the machine hits both
+            start = time.perf_counter()
+            out, rounds, traces, first = speculate(
+                model, draft, cache, list(ids), TOKENS, k, temperature,
+                torch.Generator().manual_seed(seed), budget=RUN_BUDGET)
+            speeds["speculative"].append((len(out) - len(ids), time.perf_counter() - start))
+            start = time.perf_counter()
+            usual = plain(model, cache, list(ids), TOKENS, temperature,
+                          torch.Generator().manual_seed(seed), budget=RUN_BUDGET)
+            speeds["plain"].append((len(usual) - len(ids), time.perf_counter() - start))
+            if time.perf_counter() - began > BUDGET / 4:
+                break  # one turn each must do
+    p, q, guesses = first
+    check, rounds_checked = None, 0  # at temperature 0, p is all on one token: no check
+    if guesses and temperature > 0:
+        with FORWARD_LOCK, one_thread():
+            left = BUDGET - (time.perf_counter() - began)
+            rounds_checked = check_rounds(p, q, seed, max(left, BUDGET / 8))
+            seen, traces["first_ids"] = traced(first_ids, p, q, rounds_checked, seed)
+        direct = torch.multinomial(p[0], rounds_checked, replacement=True,
+                                   generator=torch.Generator().manual_seed(seed))
+        direct = torch.bincount(direct, minlength=len(p[0])) / rounds_checked
+        check = (traced(total_variation, seen, p[0]), total_variation(direct, p[0]))
+        traces["total_variation"] = check[0][1]
+        check = (check[0][0], check[1])
+    fastest = {kind: max(tries, key=lambda t: t[0] / t[1]) for kind, tries in speeds.items()}
+    return memo.put(RUN, key, Run(
+        draft_kind, layers, k, temperature, seed, rounds, out[len(ids):],
+        fastest["speculative"][1], usual[len(ids):], fastest["plain"][1],
+        fastest["speculative"][0], fastest["plain"][0], len(speeds["plain"]), traces, check,
+        rounds_checked, time.perf_counter() - began))
 
 
 def render(loaded, view) -> str:
-    run: Run = view.part
-    tokenizer, f = loaded.tokenizer, view.base.facts
+    run: Run = view.speculation
+    tokenizer, f = loaded.tokenizer, view.facts
     st.markdown(
-        "A decode step costs about the same for one token as for a few (section 2: the "
-        "weights are read once either way). So guess several tokens cheaply, then let the "
-        "model check all the guesses in one forward. Where the guesses are right, one forward "
-        "gave several tokens. The check keeps a guess with probability min(1, p(x)/q(x)), p "
+        "A decode step costs about the same for one token as for a few (section "
+        f"{number(batching)}: the weights are read once either way). So guess several "
+        "tokens cheaply, then let the model check all the guesses in one forward. Where the "
+        "guesses are right, one forward gave several tokens. The check keeps a guess with probability min(1, p(x)/q(x)), p "
         "the model's probability and q the guesser's, and at the first refusal draws from "
         "what is left of p: the tokens come out **exactly as the model alone would draw "
         "them** (Leviathan et al. 2023; Chen et al. 2023). That is **speculative decoding**; "
         "the guesser is the **draft**."
     )
-    with st.container(horizontal=True):
-        st.radio("Draft", DRAFTS, key="spec_draft",
-                 format_func=lambda d: {"layers": "the model's first layers",
-                                        "lookup": "prompt lookup"}[d])
-        st.slider("Tokens guessed per round (k)", 1, 8, key="spec_k")
-    with st.container(horizontal=True):
-        if f.layers > 2:  # (drawn even for prompt lookup: a widget not drawn loses its value)
-            st.slider("Draft layers (L)", 1, f.layers - 1, key="spec_layers",
-                      disabled=run.draft != "layers",
-                      help="The draft is the model cut after this many layers.")
-        st.slider("Temperature (0 = greedy)", 0.0, 1.5, step=0.1, key="spec_temperature",
-                  help="Both the model and the draft sample at this temperature.")
+    controls.speculative_controls(DRAFT_LABELS, MOST_K, f.layers, TEMPERATURES)
     lesson(view.trace(verify), draw, distribution)
     if run.draft == "layers":
         st.markdown(
@@ -391,24 +412,29 @@ def render(loaded, view) -> str:
         )
     else:
         seen, direct = run.check
+        n = run.check_rounds
         st.markdown(
-            f"The first round again, {ROUNDS:,} times with different seeds, each with a fresh "
+            f"The first round again, {n:,} times with different seeds, each with a fresh "
             "guess drawn from the draft's q: the first token verify() returns is "
-            f"**{seen:.3f}** from the model's own p (total-variation distance, as in "
-            f"Chapter 1's section 4); {ROUNDS:,} draws straight from p are {direct:.3f} from "
-            "it. The same, up to the noise of a finite number of draws"
+            f"**{seen:.3f}** from the model's own p (the total-variation distance, as Chapter "
+            f"1 measures its sampling); {n:,} draws straight from p (`torch.multinomial`) are "
+            f"{direct:.3f} from it. The same, up to the noise of a finite number of draws"
             + (" (p is spread over so many tokens that no "
-               f"{ROUNDS:,} draws can pin it down, however they are drawn: what matters is "
+               f"{n:,} draws can pin it down, however they are drawn: what matters is "
                "that the two distances are alike)" if direct > 0.2 else "")
             + ". The guesses came from q, yet what comes out follows p."
         )
-        lesson(view.trace(first_ids))
-    st.button("Run again", key="speculative_again", on_click=again,
-              args=(st.session_state,), help="Time both generations again.")
+        lesson(view.trace(first_ids), view.trace(total_variation),
+               note=(f"{n:,} rounds: as many as fit in this machine's time budget here "
+                     f"(at most {ROUNDS:,})." if n < ROUNDS else None))
+    controls.measure_again("speculative_again", view.again, ("speculative",),
+                           label="Run again", help="Make and time both generations again.")
     st.caption(f"Each generation stops at {TOKENS} tokens or after {RUN_BUDGET:g} s, "
-               f"whichever comes first; each ran {TRIES} times, alternately, and the faster "
-               f"try of each counts. Seed {run.seed} (Chapter 1's). "
-               f"{view.base.machine.describe()}.")
+               "whichever comes first (a round of guesses is never cut); "
+               + (f"each ran {run.tries} times, in turns, and the faster try of each counts"
+                  if run.tries > 1 else "each ran once (the first took long enough)")
+               + f"; {duration(run.seconds_in_all)} in all, the check included. Seed "
+               f"{run.seed} (Chapter 1's). {view.machine.describe()}.")
     return (f"The draft's guesses were kept {rate:.0%} of the time: {made / len(run.rounds):.2f} "
             f"tokens per forward of the model, {speed:.2f}× the speed of plain decoding here, "
             "and the same distribution of tokens.")

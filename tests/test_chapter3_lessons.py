@@ -9,21 +9,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, DynamicCache, Qwen3Config, Qwen3ForCausalLM
 
-import chapter3
-from chapter1.tokenizer import tokenize
 from chapter2.attention import angles, qkv
 from chapter2.rmsnorm import norm
 from chapter3 import flash, paged, quantize, roofline, speculative
+from token_by_token.sequence import tokenize
 
 TEXT = "The quick brown fox jumps over the lazy dog, and the quick brown fox jumps again"
-
-
-def test_the_package_exposes_its_sections_without_running_a_page():
-    assert [m.__name__.rsplit(".", 1)[-1] for m in chapter3.SECTIONS] == [
-        "roofline", "batching", "flash", "quantize", "speculative", "paged"]
-    for module in chapter3.SECTIONS:
-        assert module.TITLE and isinstance(module.READS, frozenset)
-        assert callable(module.render) and callable(module.prepare)
 
 
 # --- 1. the roofline --------------------------------------------------------------------
@@ -120,6 +111,28 @@ def test_attention_tiled_on_a_real_layer_equals_the_librarys_attention(loaded):
         for block in (1, 4, 7, len(ids), 64):
             tiled = flash.attention_tiled(q, k, v, block)
             assert float((tiled - reference).abs().max()) < 1e-5
+
+
+def test_the_first_layers_q_k_v_by_the_librarys_modules_are_the_lessons_and_the_cache(loaded):
+    """first_layer_qkv() calls the library's modules (no forward): the same q, k, v as
+    Chapter 2's lessons compute from the weights, and the keys and values the library's own
+    forward leaves in its KV cache for layer 0."""
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT)
+    with torch.inference_mode():
+        q, k, v = flash.first_layer_qkv(model, ids)
+        layer = model.model.layers[0]
+        x = norm(layer.input_layernorm, model.model.embed_tokens(torch.tensor(ids)))
+        lessons = qkv(layer, x, *angles(model, len(ids)))
+        cache = DynamicCache(config=model.config)
+        model(torch.tensor([ids]), cache=cache)
+    heads, kv_heads = q.shape[0], model.config.num_key_value_heads
+    assert q.shape == k.shape == v.shape == (heads, len(ids), model.config.head_dim)
+    for mine, theirs in zip((q, k, v), lessons, strict=True):
+        assert float((mine.float() - theirs.float()).abs().max()) <= 0.02 * float(
+            theirs.float().abs().max())  # bf16: the lessons round in their own order
+    assert torch.equal(k[:: heads // kv_heads], cache.layers[0].keys[0])
+    assert torch.equal(v[:: heads // kv_heads], cache.layers[0].values[0])
 
 
 def test_the_block_used_keeps_the_blocks_few():
@@ -386,31 +399,6 @@ def test_paged_memory_sums():
     # a 32-position prefix shared by three sequences of 40: 2 blocks once, 1 block each
     assert paged.paged_bytes([40] * 3, 16, 10, shared=32) == (2 + 3) * 16 * 10
     assert paged.paged_bytes([40] * 3, 16, 10, shared=20) == (1 + 3 * 2) * 16 * 10
-
-
-def test_lesson_functions_are_short_and_narrow():
-    import inspect
-    lessons = [roofline.bytes_per_token, roofline.kv_bytes_per_position, roofline.decode_bytes,
-               roofline.matrix_multiply_adds, roofline.attention_multiply_adds,
-               roofline.prefill_multiply_adds, roofline.read_bandwidth,
-               roofline.matmul_throughput, roofline.prefill, roofline.roof,
-               chapter3.batching.decode_batch, chapter3.batching.tokens_per_second,
-               chapter3.batching.sequences_that_fit, flash.block_scores,
-               flash.attention_tiled, flash.attention_plain, quantize.quantize_int8,
-               quantize.dequantize, quantize.quantize_groups, quantize.dequantize_groups,
-               quantize.kl_divergence, quantize.surprisals, quantize.perplexity,
-               speculative.distribution, speculative.draw, speculative.verify,
-               speculative.first_layers, speculative.propose, speculative.prompt_lookup,
-               speculative.check, speculative.speculative_step, paged.blocks_needed,
-               paged.write_paged, paged.read_paged, paged.paged_attention,
-               paged.contiguous_bytes, paged.paged_bytes, chapter3.measure.fastest]
-    for function in lessons:
-        source = inspect.getsource(function)
-        body = source.split('"""')[2] if '"""' in source else source
-        code = [line for line in body.splitlines()[1:] if line.strip()]
-        assert len(code) <= 15, (function.__name__, len(code))
-        assert max(map(len, source.splitlines())) <= 80, function.__name__
-        assert function.__doc__, function.__name__
 
 
 @pytest.mark.parametrize("scheme", quantize.SCHEMES)

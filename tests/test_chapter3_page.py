@@ -8,9 +8,9 @@ import pytest
 import torch
 from helpers import CHAPTER3, counting_forwards, held_tensors, page_text, run_app
 
-from chapter1.tokenizer import tokenize
 from chapter3 import batching, flash, measure, paged, quantize, roofline, speculative
-from chapter3.view import size
+from chapter3.measure import size
+from token_by_token.sequence import tokenize
 
 
 def part(at, slot):
@@ -140,7 +140,7 @@ def test_the_distribution_check_above_temperature_zero(loaded):
         pytest.skip("the first round had no guesses")
     seen, direct = run.check
     assert abs(seen - direct) < 0.1  # verify()'s first ids as far from p as direct draws
-    assert "draws straight from p are" in page_text(at)
+    assert "draws straight from p (`torch.multinomial`) are" in page_text(at)
 
 
 def test_measure_again_takes_a_new_measurement(loaded):
@@ -198,8 +198,8 @@ def test_chapter_3_renders_on_the_pocket_model(monkeypatch):
     run = part(at, speculative.RUN)
     from token_by_token.model import load
     assert run.layers == load().model.config.num_hidden_layers // 2
-    assert at.slider(key="spec_layers").value == run.layers
-    at.slider(key="spec_layers").set_value(1).run()
+    assert at.select_slider(key="spec_layers").value == run.layers
+    at.select_slider(key="spec_layers").set_value(1).run()
     assert part(at, speculative.RUN).layers == 1 and not at.exception
 
 

@@ -16,13 +16,13 @@ from token_by_token import state
 SPACE = "␣"  # how the page shows a space in a token
 
 
-def fit(key: str, values) -> None:
-    """Keep st.session_state[key] among `values` (a range or a list): else its default, if
-    allowed, or the nearest end."""
+def fit(key: str, values, default=None) -> None:
+    """Keep st.session_state[key] among `values` (a range or a list): else `default` (the
+    key's default unless given), if allowed, or the nearest end."""
     s = st.session_state
     if s.get(key) in values:
         return
-    default = state.DEFAULTS.get(key)
+    default = state.DEFAULTS.get(key) if default is None else default
     if default in values:
         s[key] = default
     elif isinstance(values, range) and isinstance(s.get(key), int) and len(values):
@@ -146,3 +146,71 @@ def rows_slider(rows: int) -> None:
 def halfway_toggle() -> None:
     st.toggle("Halfway through each layer", key="halfway",
               help="The logit lens also reads the stream between attention and the MLP.")
+
+
+# --- Chapter 3 ------------------------------------------------------------------------------
+
+def measure_again(key: str, on_click, args=(), label: str = "Measure again",
+                  help: str = "Forget this section's measurements and take them again.") -> None:
+    """A section's Measure again: its callback forgets what was measured."""
+    st.button(label, key=key, on_click=on_click, args=args, help=help)
+
+
+def batch_length_slider(cap: int) -> None:
+    fit("batch_length", range(1, cap + 1))
+    st.slider("Tokens per sequence", 1, cap, key="batch_length",
+              help="The length of every sequence, for the memory sum below.")
+
+
+def flash_block_slider(blocks: tuple[int, ...]) -> None:
+    fit("flash_block", blocks)
+    st.select_slider("Block size (keys per block)", options=blocks, key="flash_block",
+                     help="How many keys and values each step of the loop reads.")
+
+
+def quant_scheme_radio(labels: dict[str, str]) -> None:
+    """The quantization scheme: labels maps each scheme to how the page names it."""
+    fit("quant_scheme", list(labels))
+    st.radio("Quantize to", list(labels), key="quant_scheme", horizontal=True,
+             format_func=labels.get,
+             help="The scheme applied to every matrix of every layer.")
+
+
+def speculative_controls(drafts: dict[str, str], most_k: int, layers: int,
+                         temperatures: tuple[float, float, float]) -> None:
+    """The draft (drafts: value -> label), the tokens it guesses per round, its layers (of a
+    model of `layers`: 1 to layers - 1, half of them at first; still drawn, disabled, for a
+    draft that has no layers, so the value survives) and the temperature (low, high, step)."""
+    s = st.session_state
+    fit("spec_draft", list(drafts))
+    fit("spec_k", range(1, most_k + 1))
+    depths = list(range(1, max(layers - 1, 1) + 1))
+    fit("spec_layers", depths, default=max(layers // 2, 1))
+    low, high, step = temperatures
+    with st.container(horizontal=True):
+        st.radio("Draft", list(drafts), key="spec_draft", format_func=drafts.get)
+        st.slider("Tokens guessed per round (k)", 1, most_k, key="spec_k")
+    with st.container(horizontal=True):
+        st.select_slider("Draft layers (L)", options=depths, key="spec_layers",
+                         disabled=s["spec_draft"] != "layers",
+                         help="The draft is the model cut after this many layers.")
+        st.slider("Temperature (0 = greedy)", low, high, step=step, key="spec_temperature",
+                  help="Both the model and the draft sample at this temperature.")
+
+
+def paged_block_slider(sizes: tuple[int, ...]) -> None:
+    fit("paged_block", sizes)
+    st.select_slider("Block size (positions per block)", options=sizes, key="paged_block")
+
+
+def class_sliders(most_learners: int, cap: int) -> None:
+    """A class of learners for the memory sum: how many, how long each, the shared prefix."""
+    fit("paged_learners", range(1, most_learners + 1))
+    fit("paged_length", range(1, cap + 1))
+    fit("paged_prefix", range(0, cap + 1))
+    with st.container(horizontal=True):
+        st.slider("Learners", 1, most_learners, key="paged_learners")
+        st.slider("Tokens per learner", 1, cap, key="paged_length")
+        st.slider("Shared prefix (tokens)", 0, cap, key="paged_prefix",
+                  help="Positions every sequence starts with: a system prompt, a chat "
+                       "template. Stored once when blocks are shared.")

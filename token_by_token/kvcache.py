@@ -23,3 +23,9 @@ def cache_of(memo: Memo, ids) -> DynamicCache | None:
 def keep(memo: Memo, ids, cache: DynamicCache | None) -> None:
     """`cache` holds `ids` now (None, ids None: it is being changed)."""
     memo.put(KV, None if ids is None else tuple(ids), cache)
+
+
+# Positions per forward when a chapter reads a whole text into the cache (chunked prefill):
+# the same keys and values as one forward, without a [1,024 × vocabulary] table of logits in
+# memory at once. Chapter 1's prefill reads this many at a time too (its PREFILL_CHUNK).
+PREFILL_CHUNK = 64

@@ -21,7 +21,9 @@ SAMPLING_DEFAULTS = {"temperature": 0.7, "top_k": 20, "top_p": 0.8, "min_p": 0.0
 THINKING = {"temperature": 0.6, "top_k": 20, "top_p": 0.95, "min_p": 0.0}
 
 # keys of buttons: a click is an action, not a choice (a button's value can't be set)
-BUTTONS = frozenset({"generate", "play", "stop", "resample", "reset", "branch", "proof"})
+BUTTONS = frozenset({"generate", "play", "stop", "resample", "reset", "branch", "proof",
+                     # Chapter 3: each section's Measure again (Run again for § 5)
+                     "roofline_again", "batching_again", "quantize_again", "speculative_again"})
 
 # the choices the next id is drawn with: a section that shows a sample READS these
 SAMPLE = frozenset({*SAMPLING_DEFAULTS, "seed", "resamples"})
