@@ -199,11 +199,11 @@ def render(loaded, view) -> str:
     controls.batch_length_slider(loaded.max_tokens)
     lesson(view.trace(sequences_that_fit))
     per = part.length * part.kv
-    memory = view.machine.memory
+    ram = view.machine.memory
     st.markdown(
         f"Each sequence of {counted(part.length, 'token')} keeps a KV cache of "
         f"**{size(per)}** ({part.kv:,} bytes per position, section {number(roofline)}). "
-        f"This machine has {size(memory)} of memory: beside the {size(part.weights)} of "
+        f"This machine has {size(ram)} of memory: beside the {size(part.weights)} of "
         f"weights, at most **{part.fits:,} such sequences** fit, with nothing left for "
         "anything else. The weights are shared by every sequence; the caches are not, and "
         f"they decide how large a batch can be (section {number(paged)} packs them tighter)."

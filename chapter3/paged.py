@@ -70,7 +70,7 @@ def paged_attention(q, k_pool, v_pool, table, length):
 
 def contiguous_bytes(sequences, cap, per_position):
     """Memory when each sequence reserves room for the longest it may
-    become, as one plain tensor per sequence must."""
+    become: one plain tensor per sequence must (it can't grow in place)."""
     return sequences * cap * per_position
 
 
@@ -216,11 +216,11 @@ def render(loaded, view) -> str:
     controls.class_sliders(MOST_LEARNERS, cap)
     lesson(view.trace(contiguous_bytes), view.trace(paged_bytes))
     unit, scale = (("GB", 1e9) if max(part.memory.values()) >= 1e9 else ("MB", 1e6))
-    memory = pd.DataFrame({"allocation": list(part.memory),
-                           unit: [b / scale for b in part.memory.values()],
-                           "size": [size(b) for b in part.memory.values()]})
-    st.vega_lite_chart(memory, charts.fast_spec(charts.memory_bars, memory), width="stretch")
-    st.dataframe(memory, hide_index=True)
+    bars = pd.DataFrame({"allocation": list(part.memory),
+                         unit: [b / scale for b in part.memory.values()],
+                         "size": [size(b) for b in part.memory.values()]})
+    st.vega_lite_chart(bars, charts.fast_spec(charts.memory_bars, bars), width="stretch")
+    st.dataframe(bars, hide_index=True)
     contiguous, paged, shared = part.memory.values()
     waste = part.learners * (blocks_needed(part.length, part.block) * part.block - part.length)
     st.markdown(

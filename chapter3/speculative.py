@@ -131,7 +131,7 @@ def check(model, cache, ids, guesses, temperature):
 def speculative_step(model, cache, ids, guess, temperature, generator):
     """One round: guess(ids) proposes tokens and their distribution q,
     the model checks them all in one forward, verify() keeps what
-    follows the model's distribution; the cache forgets the rest."""
+    follows the model's distribution; the cache forgets the refused."""
     guesses, q = guess(ids)
     p = check(model, cache, ids, guesses, temperature)
     kept = verify(p, q, guesses, generator)

@@ -8,15 +8,16 @@ import inspect
 from pathlib import Path
 
 import pytest
-from helpers import CHAPTER1, CHAPTER2, README, run_app
+from helpers import CHAPTER1, CHAPTER2, CHAPTER3, README, run_app
 
 import chapter1
 import chapter2
+import chapter3
 from token_by_token import state
 from token_by_token.chapter import Chapter, Controls
 
-CHAPTERS = {"chapter1": chapter1, "chapter2": chapter2}
-PAGES = {"chapter1": CHAPTER1, "chapter2": CHAPTER2}
+CHAPTERS = {"chapter1": chapter1, "chapter2": chapter2, "chapter3": chapter3}
+PAGES = {"chapter1": CHAPTER1, "chapter2": CHAPTER2, "chapter3": CHAPTER3}
 ALL_SECTIONS = [(name, module) for name, package in CHAPTERS.items()
                 for module in package.SECTIONS]
 
@@ -74,7 +75,9 @@ def test_every_section_is_drawn_once_in_order_with_its_lessons(chapter):
 # lessons the default page does not show (another mode, or the contract's whole-model calls)
 NOT_ON_THE_DEFAULT_PAGE = {"chat", "branch", "many_draws", "total_variation", "mid_stream",
                            "logit_lens", "mid_lens", "attention_weights", "window_weights",
-                           "norm", "tied", "nearest", "angles", "rope_theta", "kv_head_of"}
+                           "norm", "tied", "nearest", "angles", "rope_theta", "kv_head_of",
+                           # Chapter 3: the other draft, the check above temperature 0
+                           "prompt_lookup", "first_ids"}
 
 
 def everything(node) -> str:
@@ -101,6 +104,10 @@ CHANGES = {  # a choice per control, and another value for it
     "chapter1": {"temperature": 1.3, "top_k": 5, "top_p": 0.5, "min_p": 0.2, "seed": 7,
                  "heatmap_rows": 3, "lookup": "the"},
     "chapter2": {"layer": 1, "head": 2, "window": 5, "halfway": True, "position": 2},
+    "chapter3": {"batch_length": 16, "flash_block": 8, "quant_scheme": "4-bit",
+                 "spec_draft": "lookup", "spec_layers": 1, "spec_k": 2, "spec_temperature": 0.8,
+                 "paged_block": 4, "paged_learners": 50, "paged_length": 100,
+                 "paged_prefix": 64},
 }
 
 
@@ -140,7 +147,7 @@ def test_a_control_reruns_exactly_the_sections_that_read_it():
 
 # --- the code's structure -------------------------------------------------------------------
 
-PACKAGES = ("chapter1", "chapter2", "token_by_token")
+PACKAGES = ("chapter1", "chapter2", "chapter3", "token_by_token")
 
 
 def project_imports() -> dict[str, set[str]]:
@@ -262,7 +269,8 @@ def test_a_chapter_is_a_list_a_new_section_and_its_control_rerun_only_it():
 
 @pytest.mark.parametrize("page, title", [(None, "Chapter 1: Tokenization & Sampling"),
                                          (CHAPTER1, "Chapter 1: Tokenization & Sampling"),
-                                         (CHAPTER2, "Chapter 2: Inside the Model")])
+                                         (CHAPTER2, "Chapter 2: Inside the Model"),
+                                         (CHAPTER3, "Chapter 3: The Speed of Inference")])
 def test_every_chapter_renders_its_own_page(page, title):
     at = run_app(page)  # fails on any exception
     assert [t.value for t in at.title] == [title]
