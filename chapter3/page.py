@@ -4,6 +4,7 @@ and how servers make it faster, measured on the learner's own text."""
 import streamlit as st
 
 from chapter3 import CHAPTER
+from chapter3.facts import refusal
 from token_by_token import chapter, state
 from token_by_token import model as models
 
@@ -18,6 +19,9 @@ st.markdown(
 loaded = models.load_or_explain()
 if unknown := state.unknown_generated(loaded):  # from a share link
     st.warning(unknown)
+if refused := refusal(loaded.model):
+    st.info(refused, icon="🔒")
+    st.stop()
 if chapter.run(CHAPTER, loaded):
     st.header("Conclusion")
     st.markdown(

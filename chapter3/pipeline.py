@@ -98,7 +98,7 @@ class View:
     @cached_property
     def roofline(self) -> "roofline.Roofline":
         return roofline.roofline_of(self.model, self.model_id, tuple(self.ids), self.cache,
-                                    self.loaded.max_tokens, self.memo, self.version)
+                                    self.loaded.max_tokens, self.memo)
 
     @cached_property
     def batching(self) -> "batching.Batching":

@@ -227,23 +227,22 @@ class Roofline:
         return self.throughput.value[0] / self.bandwidth.value[0]
 
 
-ROOFLINE: Slot[Roofline] = Slot("chapter3.roofline")
+TIMED: Slot[dict] = Slot("chapter3.roofline.timed")  # per ids: prefill(), decode_step() traced
 
 
-def roofline_of(model, model_id: str, ids: tuple[int, ...], cache, cap: int, memo,
-                version: int) -> Roofline:
+def roofline_of(model, model_id: str, ids: tuple[int, ...], cache, cap: int, memo) -> Roofline:
     """The counts for the learner's length, this machine's speeds, the prefills and the
     decode step at the learner's length timed (each measured once per process and size, in
-    measure.MEASURED), and the lessons traced on the learner's ids (kept per ids)."""
-    if (found := memo.get(ROOFLINE, (ids, version))) is not None:
-        return found
+    measure.MEASURED), and the lessons traced on the learner's ids (the two that run the
+    model kept per ids: no forward when only a measurement changed)."""
     n = len(ids)
     bandwidth, throughput = machine_speeds(model.dtype)
     lengths = tuple(length for length in PREFILL_LENGTHS if length <= cap)
     prefills = measured(("prefill", model_id, lengths),
                         lambda: time_prefills(model, ids, lengths))
     decode = measured(("decode", model_id, n),
-                      lambda: fastest(lambda: decode_step(model, cache, list(ids))))
+                      lambda: fastest(lambda: decode_step(model, cache, list(ids)),
+                                      tries=3, budget=0.3))
     points = [decode_point(model, n, decode.value),
               *(prefill_point(model, length, seconds) for length, seconds in prefills.value)]
     traces = {f.__name__: traced(f, model, *args)[1] for f, *args in [
@@ -253,12 +252,13 @@ def roofline_of(model, model_id: str, ids: tuple[int, ...], cache, cap: int, mem
     traces["roof"] = traced(roof, points[0].intensity, bw, top)[1]
     traces["read_bandwidth"], traces["matmul_throughput"] = (bandwidth.value[1],
                                                              throughput.value[1])
-    with FORWARD_LOCK:  # the two timed functions, once more on the learner's own ids
-        traces["prefill"] = traced(prefill, model, list(ids[:SHOWN]))[1]
-        traces["decode_step"] = traced(decode_step, model, cache, list(ids))[1]
-    return memo.put(ROOFLINE, (ids, version), Roofline(
-        bandwidth, throughput, prefills, decode, lengths, points, bytes_per_token(model),
-        kv_bytes_per_position(model), traces))
+    if (timed := memo.get(TIMED, ids)) is None:
+        with FORWARD_LOCK:  # the two timed functions, once more on the learner's own ids
+            timed = memo.put(TIMED, ids, {
+                "prefill": traced(prefill, model, list(ids[:SHOWN]))[1],
+                "decode_step": traced(decode_step, model, cache, list(ids))[1]})
+    return Roofline(bandwidth, throughput, prefills, decode, lengths, points,
+                    bytes_per_token(model), kv_bytes_per_position(model), {**traces, **timed})
 
 
 SHOWN = 4  # tokens of the learner's text the traced prefill() reads

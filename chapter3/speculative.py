@@ -335,11 +335,11 @@ def render(loaded, view) -> str:
         "A decode step costs about the same for one token as for a few (section "
         f"{number(batching)}: the weights are read once either way). So guess several "
         "tokens cheaply, then let the model check all the guesses in one forward. Where the "
-        "guesses are right, one forward gave several tokens. The check keeps a guess with probability min(1, p(x)/q(x)), p "
-        "the model's probability and q the guesser's, and at the first refusal draws from "
-        "what is left of p: the tokens come out **exactly as the model alone would draw "
-        "them** (Leviathan et al. 2023; Chen et al. 2023). That is **speculative decoding**; "
-        "the guesser is the **draft**."
+        "guesses are right, one forward gave several tokens. The check keeps a guess with "
+        "probability min(1, p(x)/q(x)), p the model's probability and q the guesser's, and "
+        "at the first refusal draws from what is left of p: the tokens come out **exactly as "
+        "the model alone would draw them** (Leviathan et al. 2023; Chen et al. 2023). That "
+        "is **speculative decoding**; the guesser is the **draft**."
     )
     controls.speculative_controls(DRAFT_LABELS, MOST_K, f.layers, TEMPERATURES)
     lesson(view.trace(verify), draw, distribution)

@@ -6,7 +6,15 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from helpers import CHAPTER3, counting_forwards, held_tensors, page_text, run_app
+from helpers import (
+    CHAPTER1,
+    CHAPTER2,
+    CHAPTER3,
+    counting_forwards,
+    held_tensors,
+    page_text,
+    run_app,
+)
 
 from chapter3 import batching, flash, measure, paged, quantize, roofline, speculative
 from chapter3.measure import size
@@ -215,7 +223,7 @@ def test_the_shared_model_is_never_changed(loaded):
 
 
 def test_chapter_3_choices_survive_switching_pages():
-    from helpers import CHAPTER1, CHAPTER2
+
     at = run_app(CHAPTER3)
     at.select_slider(key="flash_block").set_value(8).run()
     at.radio(key="quant_scheme").set_value("4-bit").run()
@@ -228,3 +236,64 @@ def test_chapter_3_choices_survive_switching_pages():
         assert not at.exception
     assert {k: at.session_state[k] for k in chosen} == chosen
     assert at.select_slider(key="flash_block").value == 8
+
+
+def reachable(root, kind) -> list:
+    """Every object of `kind` reachable from `root` (gc referents; the shared model and
+    tokenizer left out, as held_tensors does)."""
+    import gc
+
+    from helpers import SHARED_OBJECTS
+    seen, found, todo = set(), [], [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, SHARED_OBJECTS) or type(obj).__name__.endswith(
+                "Tokenizer") or type(obj).__name__.endswith("TokenizerFast"):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, kind):
+            found.append(obj)
+        todo.extend(gc.get_referents(obj))
+    return found
+
+
+def test_the_learner_keeps_one_kv_cache_whichever_chapter_read_it(loaded):
+    """A text typed on Chapter 3 is read into the learner's one KV cache (token_by_token/
+    kvcache.py); Chapter 2 then reads that cache, and once Chapter 1 has a cache of the same
+    ids, Chapter 3's is gone: no chapter keeps a second cache of the learner's ids."""
+    from transformers import DynamicCache
+
+    from token_by_token import kvcache
+    at = run_app(CHAPTER3)  # Chapter 1 first (main.py's default page), then Chapter 3
+    at.sidebar.text_area(key="text").input("A text typed on Chapter 3").run()
+    memo = at.session_state["_memo"]
+    ids = tokenize(loaded.tokenizer, "A text typed on Chapter 3")
+    mine = kvcache.cache_of(memo, ids)
+    assert mine is not None and mine.get_seq_length() == len(ids)
+    at.switch_page(CHAPTER2).run()
+    assert kvcache.cache_of(memo, ids) is mine  # Chapter 2 read it: no cache of its own
+    assert len(reachable(at.session_state, DynamicCache)) == 2  # and Chapter 1's old one
+    at.switch_page(CHAPTER1).run()
+    assert not at.exception
+    caches = reachable(at.session_state, DynamicCache)
+    assert len(caches) == 1 and caches[0] is kvcache.cache_of(memo, ids)
+
+
+def test_one_quantized_twin_lives_at_a_time(loaded):
+    """The int8 twin (the page opens on int8) is dropped when 4-bit is picked: at most one
+    quantized copy of the layers in the process, and no view or memo keeps the other alive.
+    Back on int8, compared and timed already, nothing is quantized again."""
+    import gc
+    import weakref
+    at = run_app(CHAPTER3)
+    int8 = quantize._TWIN.get((loaded.model_id, "int8"))
+    gone = weakref.ref(int8.model) if int8 is not None else (lambda: None)
+    del int8
+    at.radio(key="quant_scheme").set_value("4-bit").run()
+    assert not at.exception
+    assert list(quantize._TWIN) == [(loaded.model_id, "4-bit")]
+    gc.collect()
+    assert gone() is None
+    at.radio(key="quant_scheme").set_value("int8").run()
+    assert list(quantize._TWIN) == [(loaded.model_id, "4-bit")]  # nothing quantized anew
+    assert any(s.value.startswith("**Summary.** int8:") for s in at.success)

@@ -3,12 +3,14 @@ page, and after every step the page holds together.
 
 One rule per learner action of every chapter (text edits, each slider, the seed, Resample,
 Reset, the toggles, Generate, Play, a branch, the proof, a vocabulary lookup, the logits rows,
-switching pages, Chapter 2's Token, Layer, Query head, Attention rows and halfway controls).
+switching pages, Chapter 2's Token, Layer, Query head, Attention rows and halfway controls,
+Chapter 3's sliders, block sizes, scheme, draft and Measure again buttons).
 After every step, the invariants: no exception in the page; Section 1's `tokens = [` line is
 the tokenizer's ids for the text (or the chat template's); `generated` is what was appended
 since the last edit (Generate appends the id the page showed as sampled; a branch cuts at its
-step and takes the chosen token); an action that changes no ids runs no forward; no number on
-the page is NaN.
+step and takes the chosen token); an action that changes no ids runs no forward (but where a
+rule says which forwards it may run: Chapter 3's measurements and speculative runs); no number
+on the page is NaN; Chapter 3 draws its six sections, or says why it can't.
 
 In CI: WALKS walks (default 200) of STEPS steps (default 25). A longer search:
     WALKS=2000 STEPS=40 uv run pytest tests/test_walks.py
@@ -23,6 +25,7 @@ from collections import Counter
 from helpers import (
     CHAPTER1,
     CHAPTER2,
+    CHAPTER3,
     MAIN,
     README,
     code_starting,
@@ -40,6 +43,7 @@ from hypothesis.stateful import (
 )
 
 from chapter1.tokenizer import chat, tokenize
+from chapter3 import measure, quantize
 
 BUILT: dict[str, str] = {}  # architecture -> its tiny model's directory, built once
 STEPS_TAKEN: list = []  # every action run, all walks together (the report at the end)
@@ -83,6 +87,7 @@ class Learner(RuleBasedStateMachine):
         self.generated: list[int] = []
         self.forwards: list = []
         self.may_run_model = True
+        self.allowed = None  # which forwards an action that changes no ids may run
 
     def teardown(self):
         if self.MODEL and getattr(self, "environment", None):
@@ -99,12 +104,14 @@ class Learner(RuleBasedStateMachine):
 
     # --- running an action ------------------------------------------------------------
 
-    def act(self, action, changes_ids: bool) -> None:
-        """Run one action with the model's forwards counted; the invariants check them."""
+    def act(self, action, changes_ids: bool, allowed=None) -> None:
+        """Run one action with the model's forwards counted; the invariants check them.
+        `allowed(forwards)`: for an action that changes no ids but may run the model (a
+        measurement, a speculative run), whether the forwards it ran are those it may."""
         STEPS_TAKEN.append(sys._getframe(1).f_code.co_name)  # the rule
         with counting_forwards(self.loaded.model) as calls:
             action()
-        self.forwards, self.may_run_model = calls, changes_ids
+        self.forwards, self.may_run_model, self.allowed = calls, changes_ids, allowed
 
     def widget(self, kind: str, key: str):
         """The widget with this key on the page (sidebar or main), or None."""
@@ -228,7 +235,7 @@ class Learner(RuleBasedStateMachine):
 
     # --- pages --------------------------------------------------------------------------
 
-    @rule(page=st.sampled_from([CHAPTER1, CHAPTER2, README]))
+    @rule(page=st.sampled_from([CHAPTER1, CHAPTER2, CHAPTER3, README]))
     def switch_page(self, page):
         self.act(lambda: self.at.switch_page(page).run(), True)
         self.page = page
@@ -255,6 +262,56 @@ class Learner(RuleBasedStateMachine):
         toggle = self.widget("toggle", "halfway")
         self.act(lambda: toggle.set_value(not toggle.value).run(), False)
 
+    # --- Chapter 3 ----------------------------------------------------------------------
+    # A control of Chapter 3 changes no ids. Only these run the shared model: a speculative
+    # run (Section 5's controls, Run again) checks the draft's guesses, at most k + 1 ids a
+    # forward, and decodes one id at a time; a Measure again times the model; picking a
+    # quantization scheme whose steps were not timed yet in this process times them.
+
+    def speculative_forwards(self):
+        k = self.at.session_state["spec_k"]
+        return lambda calls: all(len(ids) <= k + 1 for ids in calls)
+
+    @precondition(lambda self: self.usable("slider", "batch_length"))
+    @rule(key=st.sampled_from(["batch_length", "paged_learners", "paged_length",
+                               "paged_prefix", "spec_k", "spec_temperature"]), data=st.data())
+    def move_a_chapter3_slider(self, key, data):
+        slider = self.widget("slider", key)
+        value = data.draw(st.sampled_from(slider_values(slider)))
+        self.act(lambda: slider.set_value(value).run(), False,
+                 self.speculative_forwards() if key.startswith("spec") else None)
+
+    @precondition(lambda self: self.usable("select_slider", "flash_block"))
+    @rule(key=st.sampled_from(["flash_block", "paged_block", "spec_layers"]), data=st.data())
+    def pick_a_block_or_depth(self, key, data):
+        slider = self.widget("select_slider", key)
+        if slider is None or slider.disabled:  # the draft layers, for prompt lookup
+            return
+        value = data.draw(st.sampled_from(list(slider.options)))
+        self.act(lambda: slider.set_value(type(slider.value)(value)).run(), False,
+                 self.speculative_forwards() if key == "spec_layers" else None)
+
+    @precondition(lambda self: self.usable("radio", "quant_scheme"))
+    @rule(scheme=st.sampled_from(quantize.SCHEMES))
+    def pick_a_quantization(self, scheme):
+        timed = measure.known(("kernel", self.loaded.model_id, scheme, quantize.STEP_CONTEXT))
+        self.act(lambda: self.widget("radio", "quant_scheme").set_value(scheme).run(), False,
+                 None if timed else lambda calls: True)
+
+    @precondition(lambda self: self.usable("radio", "spec_draft"))
+    @rule(draft=st.sampled_from(["layers", "lookup"]))
+    def pick_a_draft(self, draft):
+        self.act(lambda: self.widget("radio", "spec_draft").set_value(draft).run(), False,
+                 self.speculative_forwards())
+
+    @precondition(lambda self: self.usable("button", "roofline_again"))
+    @rule(key=st.sampled_from(["roofline_again", "batching_again", "quantize_again",
+                               "speculative_again"]))
+    def measure_again(self, key):
+        self.act(lambda: self.widget("button", key).click().run(), False,
+                 self.speculative_forwards() if key == "speculative_again"
+                 else lambda calls: True)
+
     # --- after every step ---------------------------------------------------------------
 
     @invariant()
@@ -280,7 +337,20 @@ class Learner(RuleBasedStateMachine):
     @invariant()
     def no_forward_unless_the_ids_change(self):
         if not self.may_run_model:
-            assert self.forwards == [], self.forwards
+            if self.allowed is None:
+                assert self.forwards == [], self.forwards
+            else:
+                assert self.allowed(self.forwards), self.forwards
+
+    @invariant()
+    def chapter3_draws_every_section_or_says_why_not(self):
+        if not self.on(CHAPTER3):
+            return
+        if any("Chapter 3 can't run on this model" in i.value for i in self.at.info):
+            return  # a model it can't run (a sliding window): the page said so
+        has_ids = any(h.value.startswith("1. ") for h in self.at.header)
+        assert len(self.at.success) == (6 if has_ids else 0)
+        assert has_ids or any("Type some text" in i.value for i in self.at.info)
 
     @invariant()
     def every_number_is_finite(self):
