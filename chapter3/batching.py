@@ -37,7 +37,7 @@ READS = IDS | {"batch_length", "batching_again"}
 WIDGETS = {"batch_length", "batching_again"}
 
 BATCHES = (1, 2, 4, 8, 16)
-CONTEXT = 64  # positions of the learner's text each sequence of the batch has read
+CONTEXT = 64  # positions each sequence of the batch has read (a text, repeated if shorter)
 
 
 def decode_batch(model, cache, next_ids):
@@ -122,7 +122,7 @@ def batching_of(model, model_id: str, ids: tuple[int, ...], length: int,
                 memory: int) -> Batching:
     """The step times (measured once per process and context length) and the memory sum for
     sequences of `length` tokens in `memory` bytes."""
-    context = list(ids[-CONTEXT:])
+    context = (list(ids) * CONTEXT)[:CONTEXT]  # the time depends on the length only
     steps = measured(("batch", model_id, len(context)), lambda: time_batches(model, context))
     fits, trace = traced(sequences_that_fit, memory, model, length)
     b, seconds = steps.value[0][-1]
@@ -160,11 +160,11 @@ def render(loaded, view) -> str:
     lesson(view.trace(decode_batch), view.trace(tokens_per_second),
            note=f"decode_batch() traced on the batch of {steps[-1][0]} (its warm-up).")
     st.markdown(
-        f"Measured on this machine for sequences as long as yours (up to {CONTEXT}): a text of "
-        f"{counted(part.context, 'token')} read once, its KV cache copied for B sequences, "
-        f"then one step in which each sequence appends a token and attends to "
-        f"{part.context + 1:,} positions. The time depends on B and the length, not on which "
-        "tokens: it is measured once per length in this server process."
+        f"Measured on this machine for sequences of {CONTEXT} tokens: a text of that length "
+        "read once, its KV cache copied for B sequences, then one step in which each sequence "
+        f"appends a token and attends to {part.context + 1:,} positions. The time depends "
+        "on B and the length, not on which tokens: it is measured once in this server "
+        "process (on the first learner's text, repeated to that length)."
     )
     data = part.table
     st.vega_lite_chart(data, charts.fast_spec(charts.batching, data), width="stretch")

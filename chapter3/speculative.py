@@ -35,7 +35,7 @@ WIDGETS = SPEC | {"speculative_again"}
 
 DRAFTS = ("layers", "lookup")  # the spec_draft values
 TOKENS = 16  # tokens each run generates (speculative, then plain, for the speed)
-TRIES = 2  # turns of each at most (one when the first took over BUDGET / 4); the fastest counts
+TRIES = 2  # turns of each at most (one when the first took over BUDGET / 10); the faster counts
 RUN_BUDGET = BUDGET / 5  # seconds one timed generation may take (a round is never cut)
 ROUNDS = 600  # seeded verify() calls for the distribution check at most (above temperature 0)
 MOST_K = 8  # the most tokens the draft may guess per round
@@ -305,14 +305,13 @@ def speculation_of(model, model_id: str, ids: tuple[int, ...], cache, draft_kind
             usual = plain(model, cache, list(ids), TOKENS, temperature,
                           torch.Generator().manual_seed(seed), budget=RUN_BUDGET)
             speeds["plain"].append((len(usual) - len(ids), time.perf_counter() - start))
-            if time.perf_counter() - began > BUDGET / 4:
+            if time.perf_counter() - began > BUDGET / 10:
                 break  # one turn each must do
     p, q, guesses = first
     check, rounds_checked = None, 0  # at temperature 0, p is all on one token: no check
     if guesses and temperature > 0:
         with FORWARD_LOCK, one_thread():
-            left = BUDGET - (time.perf_counter() - began)
-            rounds_checked = check_rounds(p, q, seed, max(left, BUDGET / 8))
+            rounds_checked = check_rounds(p, q, seed, BUDGET / 4)
             seen, traces["first_ids"] = traced(first_ids, p, q, rounds_checked, seed)
         direct = torch.multinomial(p[0], rounds_checked, replacement=True,
                                    generator=torch.Generator().manual_seed(seed))

@@ -49,22 +49,33 @@ def actions(page):
     found = {
         "chapter 1": lambda rng: page.get_by_role("link", name="Chapter 1").first.click(),
         "chapter 2": lambda rng: page.get_by_role("link", name="Chapter 2").first.click(),
+        "chapter 3": lambda rng: page.get_by_role("link", name="Chapter 3").first.click(),
     }
     if visible(page.get_by_role("textbox", name="Your text")):
         found["type"] = lambda rng: type_text(page, rng.choice(TEXTS))
     for label in ("Temperature", "Top-K", "Top-P", "Min-P", "Layer", "Query head",
-                  "Attention rows", "Positions shown"):
+                  "Attention rows", "Positions shown",
+                  # Chapter 3
+                  "Tokens per sequence", "Block size (keys per block)",
+                  "Tokens guessed per round", "Draft layers", "Block size (positions per block)",
+                  "Learners", "Tokens per learner", "Shared prefix"):
         if visible(slider(page, label)):
             found[label] = lambda rng, label=label: press_slider(page, label, rng)
-    for name in ("Resample", "Play", "Continue from here"):
+    for name in ("Resample", "Play", "Continue from here", "Measure again", "Run again"):
         if visible(page.get_by_role("button", name=name)):
-            found[name] = lambda rng, name=name: page.get_by_role("button", name=name).click()
+            found[name] = lambda rng, name=name: rng.choice(
+                page.get_by_role("button", name=name).all()).click()
     if visible(button):
         found["Generate"] = lambda rng: button.click()
     for toggle in ("Autoregressive mode", "Chat mode", "Halfway through each layer"):
         box = page.get_by_test_id("stCheckbox").filter(has_text=toggle)
         if visible(box) and box.first.locator("input").is_enabled():
             found[toggle] = lambda rng, box=box: box.first.click()
+    for choice in ("8 bits, a scale per row", "4 bits, a scale per 128 numbers",
+                   "the model's first layers", "prompt lookup"):  # Chapter 3's radios
+        option = page.get_by_text(choice, exact=True)
+        if visible(option):
+            found[choice] = lambda rng, option=option: option.first.click()
     branch = page.get_by_text("Branch: take another token at any generated step")
     if visible(branch):
         found["open Branch"] = lambda rng: branch.click()
