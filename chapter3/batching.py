@@ -18,6 +18,7 @@ from chapter3 import paged, roofline
 from chapter3.measure import (
     BUDGET,
     Measured,
+    cost,
     duration,
     fastest,
     forget,
@@ -72,6 +73,9 @@ LESSONS = [decode_batch, tokens_per_second, sequences_that_fit]
 
 # --- what the page measures and computes (not lessons) -----------------------------------
 
+STEP_TRIES, STEP_BUDGET = 2, 0.05  # fastest()'s tries and budget for each batch size
+
+
 def time_batches(model, ids) -> tuple[tuple[tuple[int, float], ...], object]:
     """Seconds of one decode step for each batch size, and decode_batch() traced on the
     largest: `ids` read once (prefill), the KV cache copied for B sequences, then one step in
@@ -83,8 +87,8 @@ def time_batches(model, ids) -> tuple[tuple[tuple[int, float], ...], object]:
     model(torch.tensor([ids]), cache=cache, logits_to_keep=1)
     times, spent, shown = [], 0.0, None
     for b in BATCHES:
-        if times and spent + 3 * next_time(times, b) > BUDGET:
-            break  # (a warm-up and a try or two)
+        if times and spent + cost(next_time(times, b), STEP_TRIES, STEP_BUDGET) > BUDGET:
+            break
         start = time.perf_counter()
         batch = copy.deepcopy(cache)
         batch.batch_repeat_interleave(b)
@@ -96,7 +100,7 @@ def time_batches(model, ids) -> tuple[tuple[tuple[int, float], ...], object]:
             else:  # the warm-up: traced, for the page (ids 0.., no learner's token)
                 traces.append(traced(decode_batch, model, batch, next_ids[:b])[1])
             batch.crop(-1)
-        times.append((b, fastest(step, tries=3, budget=0.25)))
+        times.append((b, fastest(step, tries=STEP_TRIES, budget=STEP_BUDGET)))
         shown = traces[0]
         spent += time.perf_counter() - start
     return tuple(times), shown

@@ -63,16 +63,23 @@ def alternately(runs: dict, tries: int = 3, budget: float = BUDGET / 2) -> dict:
     return best
 
 
-def next_time(times: list[tuple[int, float]], size: int) -> float:
+def next_time(times: list[tuple[int, float]], size: int, least: float = 0.0) -> float:
     """A guess at one run's time at `size`, from (size, seconds) measured so far: time grows
-    as size ** e, e read from the last two (between 0, memory-bound, and 1, compute-bound;
-    0.5 with one measurement). Measurements stop before one that would pass the budget."""
+    as size ** e, e read from the last two (between `least` and 1, compute-bound; 0 is
+    memory-bound; 0.5 with one measurement). Measurements stop before one that would pass
+    the budget."""
     (s1, t1) = times[-1]
-    exponent = 0.5
+    exponent = max(0.5, least)
     if len(times) > 1:
         (s0, t0) = times[-2]
-        exponent = min(max(math.log(t1 / t0) / math.log(s1 / s0), 0.0), 1.0)
+        exponent = min(max(math.log(t1 / t0) / math.log(s1 / s0), least), 1.0)
     return t1 * (size / s1) ** exponent
+
+
+def cost(seconds: float, tries: int, budget: float) -> float:
+    """What fastest(run, tries, budget) takes for a run of `seconds`: the warm-up, then tries
+    until they have taken more than `budget` (at least one, at most `tries`)."""
+    return seconds * (1 + min(tries, int(budget / seconds) + 1))
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import torch
 from chapter3.measure import (
     BUDGET,
     Measured,
+    cost,
     duration,
     fastest,
     forget,
@@ -192,16 +193,23 @@ def machine_speeds(dtype) -> tuple[Measured, Measured]:
     return bandwidth, throughput
 
 
+PREFILL_TRIES, PREFILL_BUDGET = 2, 0.05  # fastest()'s tries and budget for each length
+
+
 def time_prefills(model, ids, lengths) -> tuple[tuple[int, float], ...]:
     """Prefill times for growing lengths of `ids` (repeated to reach a length), stopping
-    before a length whose predicted time would pass the measurement's budget."""
+    before a length whose predicted cost would pass the measurement's budget (past 64
+    tokens the guess has the time grow as fast as the length: a long prefill is
+    compute-bound)."""
     times, spent = [], 0.0
     for n in lengths:
-        if times and spent + 3 * next_time(times, n) > BUDGET:
-            break  # (a warm-up and a try or two)
+        if times and spent + cost(next_time(times, n, least=1.0 if n > 64 else 0.0),
+                                  PREFILL_TRIES, PREFILL_BUDGET) > BUDGET:
+            break
         text = (list(ids) * math.ceil(n / len(ids)))[:n]
         start = time.perf_counter()
-        times.append((n, fastest(lambda text=text: prefill(model, text), tries=3, budget=0.3)))
+        times.append((n, fastest(lambda text=text: prefill(model, text), tries=PREFILL_TRIES,
+                                 budget=PREFILL_BUDGET)))
         spent += time.perf_counter() - start
     return tuple(times)
 

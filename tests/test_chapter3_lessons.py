@@ -429,3 +429,15 @@ def test_quantizing_a_few_rows_at_a_time_gives_the_lessons_integers(scheme):
     whole = (quantize.quantize_int8(linear.weight) if scheme == "int8" else
              quantize.quantize_groups(linear.weight, 128))
     assert torch.equal(module.q, whole[0]) and torch.equal(module.scale, whole[1])
+
+
+@pytest.mark.parametrize("out_features", [3072, 592])  # whole blocks of 64 rows, and not
+def test_the_4_bit_kernel_packs_a_few_rows_at_a_time_as_the_whole_matrix(out_features):
+    """Quantized packs each chunk of rows for PyTorch's 4-bit kernel as it goes: the same
+    bytes as packing the lessons' integers of the whole matrix at once."""
+    linear = torch.nn.Linear(1024, out_features, bias=False).to(torch.bfloat16)
+    module = quantize.Quantized(linear, "4-bit", kernel=True)
+    q, scale = quantize.quantize_groups(linear.weight, 128)
+    whole = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q + 8).to(torch.int32), 1)
+    assert torch.equal(module.q, whole)
+    assert torch.equal(module.scale[..., 0], scale.T)
