@@ -8,7 +8,7 @@ model reads the learner's text again, and the two models are compared at every p
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import pandas as pd
@@ -124,12 +124,22 @@ class Quantized(torch.nn.Module):
     """A linear layer kept as the lessons' integers and scales (buffers), multiplied by
     PyTorch's own CPU kernel for them where one runs (`_weight_int8pack_mm`, or
     `_weight_int4pack_mm_for_cpu` on the integers packed two to a byte), else dequantized by
-    the lessons' functions at every product."""
+    the lessons' functions at every product. `lazy`: nothing kept; the same integers are made
+    at each product and dropped after it (one matrix's at a time in memory)."""
 
-    def __init__(self, linear: torch.nn.Linear, scheme: str, kernel: bool):
+    def __init__(self, linear: torch.nn.Linear, scheme: str, kernel: bool,
+                 lazy: bool = False):
         super().__init__()
         self.scheme, self.bias, self.kernel = scheme, linear.bias, kernel
         self.group = group_for(linear.in_features)
+        self.source = (linear.weight,) if lazy else None  # (a tuple: not registered)
+        if not lazy:
+            q, scale = self.quantized(linear.weight)
+            self.register_buffer("q", q, persistent=False)
+            self.register_buffer("scale", scale, persistent=False)
+
+    def quantized(self, weight, pack: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lessons' integers and scales of `weight` (packed for the 4-bit kernel)."""
         # rows are quantized independently: a few at a time gives the same integers, with
         # float32 temporaries under 1 MB (glibc then keeps them in its heap: the app returns
         # larger blocks to the system at once, model.py) and in cache: 6× faster, measured.
@@ -137,15 +147,15 @@ class Quantized(torch.nn.Module):
         # (the kernel packs each block of 64 rows on its own: a chunk of whole blocks packs
         # as the whole matrix would, tested), never a whole int32 copy of the matrix (that
         # copy took 1.8 of the 3.1 s the 4-bit twin took on the Qwen3-0.6B shape, measured)
-        weight, packed = linear.weight, kernel and scheme == "4-bit"
-        rows = max(64, (1 << 19) // (4 * linear.in_features) // 64 * 64)
+        packed = pack and self.kernel and self.scheme == "4-bit"
+        rows = max(64, (1 << 19) // (4 * weight.shape[1]) // 64 * 64)
         q = torch.empty((weight.shape[0], weight.shape[1] // 2) if packed else weight.shape,
                         dtype=torch.uint8 if packed else torch.int8)
-        scale = torch.empty((weight.shape[0],) if scheme == "int8" else
+        scale = torch.empty((weight.shape[0],) if self.scheme == "int8" else
                             (weight.shape[0], weight.shape[1] // self.group))
         for start in range(0, weight.shape[0], rows):
             chunk = weight[start:start + rows]
-            ints, scales = (quantize_int8(chunk) if scheme == "int8" else
+            ints, scales = (quantize_int8(chunk) if self.scheme == "int8" else
                             quantize_groups(chunk, self.group))
             if packed:  # the kernel's layout: two 4-bit numbers (0..15) per byte
                 ints = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
@@ -153,26 +163,40 @@ class Quantized(torch.nn.Module):
             q[start:start + rows], scale[start:start + rows] = ints, scales
         if packed:
             scale = torch.stack([scale.T, torch.zeros_like(scale.T)], dim=-1)
-        self.register_buffer("q", q, persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
+        return q, scale
+
+    def kept(self, pack: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.source is None:
+            return self.q, self.scale
+        with one_thread():  # many small operations: one thread is faster (measure.py)
+            return self.quantized(self.source[0], pack)
 
     def weight_back(self) -> torch.Tensor:
-        """The dequantized weight, by the lessons (the module without a kernel)."""
-        if self.scheme == "int8":
-            return dequantize(self.q, self.scale)
-        return dequantize_groups(self.q, self.scale)
+        """The dequantized weight, by the lessons (not from the 4-bit kernel's packing)."""
+        q, scale = self.kept(pack=False)
+        return dequantize(q, scale) if self.scheme == "int8" else dequantize_groups(q, scale)
 
     def forward(self, x):
         flat = x.reshape(-1, x.shape[-1])
-        if not self.kernel:
+        packed = self.kernel and self.scheme == "4-bit" and self.source is None
+        if not self.kernel or (len(flat) > MANY_ROWS and not packed):
             out = F.linear(flat, self.weight_back().to(x.dtype))
         elif self.scheme == "int8":
-            out = torch.ops.aten._weight_int8pack_mm(flat, self.q, self.scale.to(x.dtype))
+            q, scale = self.kept()
+            out = torch.ops.aten._weight_int8pack_mm(flat, q, scale.to(x.dtype))
         else:
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.q, self.group,
-                                                              self.scale.to(x.dtype))
+            q, scale = self.kept()
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, q, self.group,
+                                                              scale.to(x.dtype))
         out = out.view(*x.shape[:-1], -1)
         return out if self.bias is None else out + self.bias
+
+
+# More rows than this at once (a text read in one forward): the lessons' dequantized matrix
+# multiplies them faster than PyTorch's integer kernels, whose time grows with the rows (one
+# 1,024 × 3,072 matrix, 1,024 rows: int8 kernel 20 ms, 4-bit 19 ms, dequantized 8-14 ms,
+# bfloat16 7 ms; 256 rows: 5 ms against 8 ms; measured on 2 cores here)
+MANY_ROWS = 512
 
 
 def matrices(model) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
@@ -188,29 +212,14 @@ def modules_of(model) -> list[tuple[torch.nn.Module, str, Quantized]]:
 
 
 @dataclass(frozen=True)
-class Twin:
-    """The model with every layer's matrices quantized, and how they multiply."""
-    model: torch.nn.Module
+class Built:
+    """What the page says about a scheme's quantized model (never the model itself: a
+    learner's view must not keep a quantized copy of the layers alive)."""
     scheme: str
     kernel: bool            # PyTorch's integer kernels run here
     check: float | None     # kernel against the lessons' dequantized matrix: max difference
     why_not: str | None     # why no kernel ran
-    seconds: float          # building it took
-
-    @property
-    def about(self) -> "Built":
-        """What the page says about it (not the model: a learner's view must not keep a
-        twin alive)."""
-        return Built(self.scheme, self.kernel, self.check, self.why_not, self.seconds)
-
-
-@dataclass(frozen=True)
-class Built:
-    scheme: str
-    kernel: bool
-    check: float | None
-    why_not: str | None
-    seconds: float
+    seconds: float | None = None  # quantizing every layer took (for the timed steps)
 
 
 def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
@@ -222,36 +231,37 @@ def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
     return float((fast(x).float() - x.float() @ slow.weight_back().T).abs().max())
 
 
-_TWIN: dict[tuple, Twin] = {}  # (model id, scheme) -> the quantized twin: one at a time
-BUILT: dict[tuple, Built] = {}  # (model id, scheme) -> what was found building its twin
-_BUILDING = threading.Lock()
+BUILT: dict[tuple, Built] = {}  # (model id, scheme) -> what was found, for the process
+_BUILDING = threading.Lock()  # one quantized twin is built at a time
 
 
-def quantized_twin(model, model_id: str, scheme: str) -> Twin:
-    """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
-    is shared and never changed). One twin lives in the process at a time (on the Qwen3-0.6B
-    shape 0.44 GB of int8 integers, 0.22 GB of packed 4-bit ones): asking for the other
-    scheme drops it first, then quantizes anew. Built one layer at a time, on one thread,
-    holding FORWARD_LOCK."""
+def probe(model, model_id: str, scheme: str) -> Built:
+    """Whether PyTorch's integer kernel for `scheme` runs on this machine, checked on one
+    matrix against the lessons (once per process and scheme)."""
     key = (model_id, scheme)
-    with _BUILDING:
-        if (found := _TWIN.get(key)) is not None:
-            return found
-        _TWIN.clear()  # the other scheme's (or another model's) twin goes first
-        start = time.perf_counter()
+    if (found := BUILT.get(key)) is None:
         with FORWARD_LOCK, torch.inference_mode(), one_thread():
             try:
                 check, why_not = kernel_check(matrices(model)[0][2], scheme), None
             except (RuntimeError, AttributeError, NotImplementedError) as error:
                 lines = str(error).strip().splitlines() or [type(error).__name__]
                 check, why_not = None, lines[0]
-            double = twin(model)
-            for parent, name, linear in matrices(double):
-                setattr(parent, name, Quantized(linear, scheme, kernel=why_not is None))
-        found = _TWIN[key] = Twin(double, scheme, why_not is None, check, why_not,
-                                  time.perf_counter() - start)
-        BUILT[key] = found.about
-        return found
+        found = BUILT[key] = Built(scheme, why_not is None, check, why_not)
+    return found
+
+
+def quantized_twin(model, scheme: str, kernel: bool, lazy: bool = False):
+    """The model with every layer's matrices quantized by `scheme`: a twin (the loaded model
+    is shared and never changed). `lazy`: each matrix's integers are made at each product
+    and dropped (to read a text once: one matrix's integers in memory at a time); else kept
+    (on the Qwen3-0.6B shape 0.44 GB of int8 integers, 0.22 GB of packed 4-bit ones: for
+    the timed decode steps, then dropped by the caller). Built on one thread, holding
+    FORWARD_LOCK; one at a time."""
+    with _BUILDING, FORWARD_LOCK, torch.inference_mode(), one_thread():
+        double = twin(model)
+        for parent, name, linear in matrices(double):
+            setattr(parent, name, Quantized(linear, scheme, kernel, lazy))
+    return double
 
 
 STEP_CONTEXT = 16  # tokens each model has read before its timed decode step
@@ -354,25 +364,27 @@ def sizes(model) -> pd.DataFrame:
 
 def quantization_of(model, model_id: str, ids: tuple[int, ...], scheme: str,
                     memo) -> Quantization:
-    """The learner's text read by the original and by the scheme's twin (kept per ids and
-    scheme), and the decode steps timed (once per process and scheme, where PyTorch's integer
-    kernel runs). The twin is built only when one of them is missing."""
+    """The learner's text read by the original and by the scheme's lazily quantized twin
+    (kept per ids and scheme), and the decode steps timed on a twin that keeps its integers
+    (once per process and scheme, where PyTorch's integer kernel runs; dropped after)."""
+    about = probe(model, model_id, scheme)
     kept = memo.get(COMPARED, ids)
     if kept is None:
         kept = memo.put(COMPARED, ids, {})
     if scheme not in kept:
-        quantized = quantized_twin(model, model_id, scheme).model
-        kept[scheme] = compare(model, quantized, list(ids), scheme, memo)
-    if (built := BUILT.get((model_id, scheme))) is None:
-        built = quantized_twin(model, model_id, scheme).about
+        reading = quantized_twin(model, scheme, about.kernel, lazy=True)
+        kept[scheme] = compare(model, reading, list(ids), scheme, memo)
     steps, key = None, ("kernel", model_id, scheme, STEP_CONTEXT)
-    if built.kernel and (steps := MEASURED.get(key)) is None:
-        quantized = quantized_twin(model, model_id, scheme).model  # (outside the lock)
+    if about.kernel and (steps := MEASURED.get(key)) is None:
+        start = time.perf_counter()
+        resident = quantized_twin(model, scheme, kernel=True)  # (outside the lock)
+        BUILT[model_id, scheme] = about = replace(about, seconds=time.perf_counter() - start)
         context = (list(ids) * STEP_CONTEXT)[-STEP_CONTEXT:]  # (repeated if shorter)
-        steps = measured(key, lambda: time_steps(model, quantized, context))
+        steps = measured(key, lambda: time_steps(model, resident, context))
+        del resident  # no quantized copy of the layers outlives its measurement
     where, errors, traces = one_matrix(model)
-    return Quantization(scheme, kept[scheme], built, steps, sizes(model), where,
-                        errors[scheme], bytes_per_token(model),
+    return Quantization(scheme, kept[scheme], BUILT[model_id, scheme], steps, sizes(model),
+                        where, errors[scheme], bytes_per_token(model),
                         {**traces, **kept[scheme].traces})
 
 
@@ -447,9 +459,13 @@ def render(loaded, view) -> str:
     built = part.built
     st.caption(f"Both models read your {counted(n, 'token')} in one forward each "
                f"({duration(c.seconds)}); the quantized one "
-               + ("multiplies with PyTorch's integer kernels (below)." if built.kernel else
-                  "multiplies by the dequantized matrices, rebuilt by the lessons above at "
-                  "every product."))
+               + "quantizes each matrix when it is used (never a second copy of every layer "
+               "in memory) and "
+               + ("multiplies with PyTorch's integer kernels (below)"
+                  + (f", or, with more than {MANY_ROWS} positions at once, by the matrices "
+                     "the lessons above dequantize (faster then here)" if n > MANY_ROWS
+                     else "") + "." if built.kernel else
+                  "multiplies by the matrices the lessons above dequantize."))
     st.subheader("Memory and speed")
     table = part.sizes.copy()
     table["size"] = [size(b) for b in table["bytes"]]
@@ -482,10 +498,10 @@ def render(loaded, view) -> str:
         st.caption(f"Steps {part.steps.stamp()}: each model read {STEP_CONTEXT - 1} tokens "
                    "of a text, then one more token is its timed step (the time depends on the "
                    "length, not on which tokens: measured once per scheme in this server "
-                   "process), the fastest of a few tries taken in turns; quantizing the "
-                   f"model took {duration(built.seconds)} when {part.scheme} was last picked "
-                   "in this server process. "
-                   f"{view.machine.describe()}.")
+                   "process), the fastest of a few tries taken in turns"
+                   + (f"; quantizing every layer for them took {duration(built.seconds)} (the "
+                      "quantized copy is dropped once timed). " if built.seconds else ". ")
+                   +                    f"{view.machine.describe()}.")
     controls.measure_again("quantize_again", again, (loaded.model_id,),
                            help="Time the decode steps, original and quantized, again.")
     return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "

@@ -145,7 +145,7 @@ LESSONS = [bytes_per_token, kv_bytes_per_position, decode_bytes, matrix_multiply
 
 # --- what the page measures and computes (not lessons) -----------------------------------
 
-PREFILL_LENGTHS = (1, 4, 16, 64, 256)
+PREFILL_LENGTHS = (1, 16, 64, 128, 256)
 
 
 @dataclass(frozen=True)

@@ -188,20 +188,28 @@ def test_the_group_divides_every_row():
         64, 128, 64, 64, 128, 128]
 
 
-def test_the_quantized_twin_shares_what_it_does_not_quantize(loaded):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_the_quantized_twin_shares_what_it_does_not_quantize(loaded, lazy):
+    """A twin keeps the integers (for the timed steps) or makes them at each product (to read
+    a text): the same logits either way; the loaded model never changes."""
     model = loaded.model
     before = {name: p.clone() for name, p in model.named_parameters()}
-    built = quantize.quantized_twin(model, "test-twin", "4-bit")
+    built = quantize.probe(model, "test-twin", "4-bit")
     assert built.kernel and built.check < 0.05  # PyTorch's kernel = the lessons' product
-    twin = built.model
+    twin = quantize.quantized_twin(model, "4-bit", kernel=True, lazy=lazy)
     assert twin.model.embed_tokens.weight is model.model.embed_tokens.weight
     assert twin.model.norm.weight is model.model.norm.weight
     quantized = quantize.modules_of(twin)
     assert len(quantized) == len(quantize.matrices(model)) == 7 * len(model.model.layers)
-    assert all(module.q.dtype == torch.uint8 for _, _, module in quantized)  # 2 per byte
+    if lazy:
+        assert all(not hasattr(module, "q") for _, _, module in quantized)  # nothing kept
+    else:
+        assert all(module.q.dtype == torch.uint8 for _, _, module in quantized)  # 2 per byte
     ids = tokenize(loaded.tokenizer, TEXT)
     with torch.inference_mode():
         ours, theirs = model(torch.tensor([ids])).logits, twin(torch.tensor([ids])).logits
+        resident = quantize.quantized_twin(model, "4-bit", kernel=True)
+        assert torch.equal(theirs, resident(torch.tensor([ids])).logits)
     assert not torch.equal(ours, theirs)  # quantized: close, not equal
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
     assert all(isinstance(module, torch.nn.Linear) for _, _, module in
@@ -441,3 +449,23 @@ def test_the_4_bit_kernel_packs_a_few_rows_at_a_time_as_the_whole_matrix(out_fea
     whole = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q + 8).to(torch.int32), 1)
     assert torch.equal(module.q, whole)
     assert torch.equal(module.scale[..., 0], scale.T)
+
+
+@pytest.mark.parametrize("scheme", quantize.SCHEMES)
+@pytest.mark.parametrize("lazy", [False, True])
+def test_many_rows_multiply_by_the_lessons_dequantized_matrix(loaded, scheme, lazy):
+    """Past MANY_ROWS rows at once a quantized matrix multiplies by the lessons' dequantized
+    matrix (faster than the kernels then), below by PyTorch's kernel: the same product, up to
+    bfloat16 rounding; the 4-bit kernel's packed integers (kept) are never dequantized."""
+    linear = quantize.matrices(loaded.model)[0][2]
+    module = quantize.Quantized(linear, scheme, kernel=True, lazy=lazy)
+    lesson = quantize.Quantized(linear, scheme, kernel=False)
+    x = torch.randn(quantize.MANY_ROWS + 1, linear.in_features, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        many, few = module(x).float(), module(x[:3]).float()
+        exact = lesson(x).float()
+    if scheme == "4-bit" and not lazy:  # packed: always the kernel
+        assert float((many - exact).abs().max()) <= 0.01 * float(exact.abs().max())
+    else:
+        assert torch.equal(many, exact)
+    assert float((few - exact[:3]).abs().max()) <= 0.01 * float(exact.abs().max())

@@ -279,21 +279,18 @@ def test_the_learner_keeps_one_kv_cache_whichever_chapter_read_it(loaded):
     assert len(caches) == 1 and caches[0] is kvcache.cache_of(memo, ids)
 
 
-def test_one_quantized_twin_lives_at_a_time(loaded):
-    """The int8 twin (the page opens on int8) is dropped when 4-bit is picked: at most one
-    quantized copy of the layers in the process, and no view or memo keeps the other alive.
-    Back on int8, compared and timed already, nothing is quantized again."""
+def test_no_quantized_copy_of_the_layers_outlives_its_use(loaded):
+    """The text is read by a twin that quantizes each matrix when it is used; the twin that
+    keeps its integers for the timed steps is dropped once timed: after the page has drawn
+    either scheme, no quantized module with integers is alive in the process."""
     import gc
-    import weakref
     at = run_app(CHAPTER3)
-    int8 = quantize._TWIN.get((loaded.model_id, "int8"))
-    gone = weakref.ref(int8.model) if int8 is not None else (lambda: None)
-    del int8
     at.radio(key="quant_scheme").set_value("4-bit").run()
     assert not at.exception
-    assert list(quantize._TWIN) == [(loaded.model_id, "4-bit")]
+    assert all(quantize.MEASURED.get(("kernel", loaded.model_id, s, quantize.STEP_CONTEXT))
+               for s in quantize.SCHEMES)  # both were timed on a twin with integers
     gc.collect()
-    assert gone() is None
-    at.radio(key="quant_scheme").set_value("int8").run()
-    assert list(quantize._TWIN) == [(loaded.model_id, "4-bit")]  # nothing quantized anew
-    assert any(s.value.startswith("**Summary.** int8:") for s in at.success)
+    kept = [m for m in gc.get_objects() if isinstance(m, quantize.Quantized)
+            and hasattr(m, "q")]
+    assert kept == []
+    assert any(s.value.startswith("**Summary.** 4-bit:") for s in at.success)
