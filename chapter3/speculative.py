@@ -34,7 +34,7 @@ READS = IDS | SPEC | {"seed", "speculative_again"}  # the seed: Chapter 1's
 WIDGETS = SPEC | {"speculative_again"}
 
 DRAFTS = ("layers", "lookup")  # the spec_draft values
-TOKENS = 16  # tokens each run generates (speculative, then plain, for the speed)
+TOKENS = 8  # tokens each run generates (speculative, then plain, for the speed)
 TRIES = 2  # turns of each at most (one when the first took over BUDGET / 10); the faster counts
 RUN_BUDGET = BUDGET / 5  # seconds one timed generation may take (a round is never cut)
 ROUNDS = 600  # seeded verify() calls for the distribution check at most (above temperature 0)

@@ -1,12 +1,13 @@
 """Every architecture gets a page, never a traceback: tiny offline models of Llama, Qwen2,
 Mistral, Gemma 3, Phi-3, GPT-2 and a Qwen3 with a sliding-window layer (their transformers
 config classes, the tiny tokenizer). Chapter 1 renders, edits and generates on each; Chapter 2
-opens the model or says plainly what it is and how its layers differ."""
+opens the model or says plainly what it is and how its layers differ; Chapter 3 measures it or
+says what it lacks."""
 
 import pytest
 import tiny_model
 import torch
-from helpers import CHAPTER2, code_starting, forward_of, generated_ids, run_app
+from helpers import CHAPTER2, CHAPTER3, code_starting, forward_of, generated_ids, run_app
 
 from chapter1.logits import logits
 from chapter1.tokenizer import tokenize
@@ -66,3 +67,23 @@ def test_chapter2_explains_what_it_cannot_open(arch_model):
     assert WHAT_DIFFERS[arch] in message
     assert "Chapter 1 works on it in full" in message
     assert not any(h.value.startswith("1.") for h in at.header)  # no section half-drawn
+
+
+CHAPTER3_LACKS = {  # what Chapter 3 must say it needs, from the model's own modules
+    "mistral": "sliding window", "gemma3": "sliding window", "phi3": "fused projection",
+    "gpt2": "no `model.layers`", "qwen3-sliding": "1 of its 2 layers attend through a sliding",
+}
+
+
+@pytest.mark.parametrize("arch_model", OTHERS, indirect=True)
+def test_chapter3_measures_the_model_or_says_what_it_lacks(arch_model):
+    arch, loaded = arch_model
+    at = run_app(CHAPTER3, text=LONG)  # fails on any exception
+    refusals = [i.value for i in at.info if "Chapter 3 can't run on this model" in i.value]
+    if arch in CHAPTER3_LACKS:
+        assert len(refusals) == 1 and CHAPTER3_LACKS[arch] in refusals[0], (arch, refusals)
+        assert not at.success
+    else:  # Llama, Qwen2: every section drawn, the q, k, v of its first layer its cache's
+        assert not refusals and len(at.success) == 6, arch
+        assert "keys are your KV cache's first layer's, bit for bit" in " ".join(
+            m.value for m in at.markdown), arch

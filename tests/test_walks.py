@@ -20,6 +20,7 @@ A failure prints the shrunk sequence of actions (hypothesis' stateful reproducti
 import os
 import re
 import sys
+import time
 from collections import Counter
 
 from helpers import (
@@ -47,6 +48,7 @@ from chapter3 import measure, quantize
 
 BUILT: dict[str, str] = {}  # architecture -> its tiny model's directory, built once
 STEPS_TAKEN: list = []  # every action run, all walks together (the report at the end)
+SECONDS: Counter = Counter()  # the seconds each rule's actions took, all walks together
 WALKS = int(os.environ.get("WALKS", 200))
 STEPS = int(os.environ.get("STEPS", 25))
 
@@ -108,9 +110,12 @@ class Learner(RuleBasedStateMachine):
         """Run one action with the model's forwards counted; the invariants check them.
         `allowed(forwards)`: for an action that changes no ids but may run the model (a
         measurement, a speculative run), whether the forwards it ran are those it may."""
-        STEPS_TAKEN.append(sys._getframe(1).f_code.co_name)  # the rule
+        rule = sys._getframe(1).f_code.co_name
+        STEPS_TAKEN.append(rule)
+        start = time.perf_counter()
         with counting_forwards(self.loaded.model) as calls:
             action()
+        SECONDS[rule] += time.perf_counter() - start
         self.forwards, self.may_run_model, self.allowed = calls, changes_ids, allowed
 
     def widget(self, kind: str, key: str):
@@ -393,3 +398,5 @@ def test_report_the_walks():
     """(Runs after the walks:) how many actions they took, for the log."""
     print(f"\n{len(STEPS_TAKEN):,} learner actions in {WALKS} walks of up to {STEPS} steps:",
           ", ".join(f"{rule} {n}" for rule, n in Counter(STEPS_TAKEN).most_common()))
+    print("seconds per rule:", ", ".join(f"{rule} {seconds:.1f}"
+                                         for rule, seconds in SECONDS.most_common()))
