@@ -475,6 +475,5 @@ def test_the_prefill_chunk_section_1_names_is_chapter_1s():
     """Section 1 says Chapter 1 reads a text PREFILL_CHUNK positions per forward, reading the
     engine's constant (a chapter imports no other chapter): it must be Chapter 1's own."""
     from chapter1 import pipeline
-
     from token_by_token import kvcache
     assert pipeline.PREFILL_CHUNK == kvcache.PREFILL_CHUNK

@@ -274,8 +274,9 @@ class Learner(RuleBasedStateMachine):
     # quantization scheme whose steps were not timed yet in this process times them.
 
     def speculative_forwards(self):
-        k = self.at.session_state["spec_k"]
-        return lambda calls: all(len(ids) <= k + 1 for ids in calls)
+        """Forwards of at most k + 1 ids, k as the action left it (read when checked)."""
+        return lambda calls: all(len(ids) <= self.at.session_state["spec_k"] + 1
+                                 for ids in calls)
 
     @precondition(lambda self: self.usable("slider", "batch_length"))
     @rule(key=st.sampled_from(["batch_length", "paged_learners", "paged_length",
