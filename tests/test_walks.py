@@ -227,6 +227,26 @@ class Learner(RuleBasedStateMachine):
         value = data.draw(st.integers(slider.min, slider.max))
         self.act(lambda: slider.set_value(value).run(), False)
 
+    def openers(self) -> list:
+        """The page's table alternatives (expanders keyed table_*) and lessons' tabs (keyed
+        lesson:*): built only when opened, so opening one runs code a closed one never does."""
+        state = self.at.session_state._state.filtered_state
+        return sorted(k for k in state if k.startswith(("table_", "lesson:")))
+
+    @precondition(lambda self: self.openers())
+    @rule(data=st.data())
+    def open_or_close_a_table_or_source(self, data):
+        key = data.draw(st.sampled_from(self.openers()))
+        if key.startswith("table_"):
+            value = not self.at.session_state[key]
+        else:
+            value = data.draw(st.sampled_from(["With your values", "Source only"]))
+
+        def toggle():
+            self.at.session_state[key] = value
+            self.at.run()
+        self.act(toggle, False)
+
     # --- pages --------------------------------------------------------------------------
 
     @rule(page=st.sampled_from([CHAPTER1, CHAPTER2, README]))
