@@ -62,6 +62,9 @@ DEFAULTS = {
     "paged_learners": 30,    # Chapter 3 § 6: sequences in the memory sum
     "paged_length": 256,     # Chapter 3 § 6: tokens per sequence
     "paged_prefix": 32,      # Chapter 3 § 6: positions every sequence shares
+    # the table alternatives of the charts, in expanders: open or not (built only when open)
+    "table_tokens": False, "table_logits": False, "table_filters": False,
+    "table_timeline": False, "table_patterns": False,
 }
 
 
