@@ -87,13 +87,16 @@ def llama3_speeds(speeds, params):
     factor; shorter than context / high_freq_factor: kept; between:
     a smooth mix of the two, so that far positions stay apart.
     """
-    context, factor = params["original_max_position_embeddings"], params["factor"]
+    context = params["original_max_position_embeddings"]
+    factor = params["factor"]
     low, high = params["low_freq_factor"], params["high_freq_factor"]
     wavelengths = 2 * math.pi / speeds
     mix = (context / wavelengths - low) / (high - low)  # 0 slow .. 1 fast
     mixed = (1 - mix) * speeds / factor + mix * speeds
-    slow, fast = wavelengths > context / low, wavelengths < context / high
-    return torch.where(slow, speeds / factor, torch.where(fast, speeds, mixed))
+    slow = wavelengths > context / low
+    fast = wavelengths < context / high
+    kept = torch.where(fast, speeds, mixed)
+    return torch.where(slow, speeds / factor, kept)
 
 
 def rope_angles(positions, speeds):

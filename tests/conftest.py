@@ -24,13 +24,20 @@ def tiny_dir(tmp_path_factory) -> Path:
 DTYPE = os.environ.get("TEST_DTYPE", "bfloat16")  # the dtype the app loads models in
 
 
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2: the model Chapter 2's last section compares with (offline)."""
+    return tiny_model.build(tmp_path_factory.mktemp("gpt2"), arch="gpt2")
+
+
 @pytest.fixture(autouse=True)
-def use_tiny(tiny_dir, monkeypatch):
+def use_tiny(tiny_dir, gpt2_dir, monkeypatch):
     """Every test runs the app on the tiny model, in TEST_DTYPE (default bfloat16: the probe's
     choice would depend on the CPU and its load), unless it says otherwise. `TEST_DTYPE=
     float32 uv run pytest …` runs the same tests in float32."""
     monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", str(tiny_dir))
     monkeypatch.setenv("TOKEN_BY_TOKEN_DTYPE", DTYPE)
+    monkeypatch.setenv("TOKEN_BY_TOKEN_COMPARE", str(gpt2_dir))
 
 
 @pytest.fixture(scope="session")

@@ -152,25 +152,27 @@ class Hub:
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{blob}"', "Accept-Ranges": "bytes"}
         if lfs:
             headers.update({"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(total)})
-        start = 0
-        if not head and (wanted := request.headers.get("Range")):
-            start = int(wanted.removeprefix("bytes=").split("-")[0])
-        request.send_response(206 if start else 200)
+        start, end = 0, total - 1
+        wanted = None if head else request.headers.get("Range")
+        if wanted:
+            first, _, last = wanted.removeprefix("bytes=").partition("-")
+            start, end = int(first), min(int(last), total - 1) if last else total - 1
+        request.send_response(206 if wanted else 200)
         for key, value in headers.items():
             request.send_header(key, value)
-        if start:
-            request.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
-        request.send_header("Content-Length", str(total - start))
+        if wanted:
+            request.send_header("Content-Range", f"bytes {start}-{end}/{total}")
+        request.send_header("Content-Length", str(end + 1 - start))
         request.end_headers()
         if head:
             return
-        self.body(request, path, start, lfs)
+        self.body(request, path, start, end + 1, lfs)
 
-    def body(self, request, path: Path, start: int, lfs: bool) -> None:
+    def body(self, request, path: Path, start: int, stop: int, lfs: bool) -> None:
         sent, began = 0, time.monotonic()
         with open(path, "rb") as f:
             f.seek(start)
-            while chunk := f.read(64 * 1024):
+            while chunk := f.read(min(64 * 1024, stop - start - sent)):
                 if lfs and self.cut_after is not None and start + sent + len(chunk) > \
                         self.cut_after:
                     request.wfile.write(chunk[: self.cut_after - start - sent])

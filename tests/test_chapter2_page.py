@@ -67,7 +67,7 @@ def test_the_logits_by_hand_equal_the_librarys(loaded):
     assert f"at **{len(seen.ids)} of {len(seen.ids)} positions**" in page_text(at)
 
 
-def no_mask(scores):
+def no_mask(scores, window=None):
     """A missing causal mask: every position may read the future."""
     return scores
 

@@ -203,3 +203,30 @@ def test_chapter1_reads_each_models_chat_template_and_end_ids(built, arch, monke
     at.sidebar.toggle(key="chat").set_value(True).run()
     expected = chat(loaded.tokenizer, TEXT)
     assert code_starting(at, "tokens = ").startswith(f"tokens = {expected}")
+
+
+# --- what changed since GPT-2 -----------------------------------------------------------
+
+def test_the_table_puts_gpt2_beside_the_model_from_their_weights(loaded, gpt2_dir):
+    from transformers import AutoModelForCausalLM
+
+    from chapter2 import since_gpt2
+    from token_by_token.sections import number
+    at = run_app(CHAPTER2)
+    [table] = [m.value for m in at.markdown if m.value.startswith("| |")]
+    table = table.replace("\\", "")  # (Markdown's escapes)
+    rows = {line.split("|")[1].strip(" *"): line for line in table.splitlines()[2:]}
+    assert "LayerNorm" in rows["normalisation"] and "RMSNorm" in rows["normalisation"]
+    assert "a learned vector per position, added to x (2,048 × 64)" in rows["positions"]
+    assert "RoPE turns q and k" in rows["positions"]
+    assert "4 heads, each with its own keys and values" in rows["attention heads"]
+    assert "4 query heads share 2 key/value heads" in rows["attention heads"]
+    assert "SwiGLU, 3 matrices" in rows["MLP"] and "2 matrices, 64 → 256 → 64" in rows["MLP"]
+    gpt2 = AutoModelForCausalLM.from_pretrained(gpt2_dir)  # its count, by the library
+    counted = f"{sum(p.numel() for p in gpt2.parameters()):,}"
+    ours = f"{sum(p.numel() for p in loaded.model.parameters()):,}"
+    assert f"| {counted} | {ours} |" in rows["parameters"].replace(" (the same)", "")
+    assert f"[section {number(since_gpt2.WHERE['normalisation'])}](#rmsnorm)" \
+        in rows["normalisation"]
+    assert "(the same)" in rows["output matrix"]  # both tied
+    assert "byte-level BPE" in rows["vocabulary and tokenizer"]

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import streamlit as st
+
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"
 POCKET = "pocket"
 ALLOW_ANY = "TOKEN_BY_TOKEN_ALLOW_ANY_MODEL"
@@ -87,7 +89,6 @@ def choices() -> list[str]:
 
 def listen_address() -> str:
     """Where the server listens (server.address; unset means every interface)."""
-    import streamlit as st
     return str(st.get_option("server.address") or "")
 
 

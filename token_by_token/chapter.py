@@ -59,9 +59,11 @@ class Chapter:
     def parts(self) -> "Part":
         """The page as a tree of parts: the page run at the root, a fragment per group of
         controls that rerun the same sections, nested by the sections they rerun."""
-        everything = frozenset(range(len(self.sections)))
         blocks = [*self.controls, *(Controls(frozenset(getattr(m, "WIDGETS", ())))
                                     for m in self.sections if getattr(m, "WIDGETS", ()))]
+        # the sections some control reruns (one that reads no control's choice, Chapter 2's
+        # comparison with GPT-2, is drawn by the page run alone)
+        everything = self.readers(set().union(*(block.changes for block in blocks)))
         groups: dict[frozenset[int], list[Controls]] = {}
         root = []
         for block in blocks:
@@ -77,7 +79,7 @@ class Chapter:
             holders = [g for g in groups if larger | min(overlap, key=len) < g]
             (groups[min(holders, key=len)] if holders else root).extend(groups.pop(larger))
         parts = {covered: Part(covered, blocks) for covered, blocks in groups.items()}
-        top = Part(everything, root)
+        top = Part(frozenset(range(len(self.sections))), root)
         for covered in sorted(parts, key=len):  # each inside the smallest part holding it
             holders = [p for c, p in parts.items() if covered < c]
             parent = min(holders, key=lambda p: len(p.sections)) if holders else top

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub._tree_cache import TreeCacheEntry, read_tree_cache, write_tree_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -368,8 +369,6 @@ _ASKED = threading.Event()
 
 def in_cache(repo: str) -> str | None:
     """The snapshot directory of a model that is whole in the local cache, else None."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
     try:
         path = snapshot_download(repo, allow_patterns=[f"*{p}" for p in PATTERNS],
                                  local_files_only=True, cache_dir=str(cache_dir()))
@@ -378,6 +377,9 @@ def in_cache(repo: str) -> str | None:
     plan_here = cached_plan(repo)
     if plan_here is not None and not complete(plan_here):
         return None
+    folder = Path(path)
+    if not (folder / "config.json").exists() or not any(folder.glob("*.safetensors")):
+        return None  # only some of its files (e.g. the ones a comparison reads)
     return path
 
 

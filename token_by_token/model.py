@@ -17,6 +17,7 @@ import atexit
 import ctypes
 import gc
 import json
+import math
 import struct
 import threading
 import time
@@ -27,12 +28,14 @@ from pathlib import Path
 
 import streamlit as st
 import torch
+from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from token_by_token import catalog, dtypes, hub
+from token_by_token import catalog, controls, dtypes, hub
 from token_by_token.catalog import DEFAULT_MODEL, POCKET, size
 from token_by_token.locks import FORWARD_LOCK  # noqa: F401  (every forward holds it)
+from token_by_token.memo import memo_of
 from token_by_token.tokens import markdown_literal, vocabulary
 
 POCKET_DIR = Path(__file__).parent / "pocket"
@@ -195,7 +198,6 @@ def forget_in_sessions(old: Loaded) -> None:
     run reloads it): otherwise an idle learner's memo would keep the weights in memory. Best
     effort: only the sessions of this Streamlit server (none under AppTest)."""
     try:
-        from streamlit.runtime import Runtime
         sessions = Runtime.instance()._session_mgr.list_active_sessions()
     except Exception:  # no runtime (tests, scripts): nothing to reach
         return
@@ -249,23 +251,24 @@ def _open(name: str) -> Loaded:
     return _from_dir(path, name)
 
 
-def parameters_in(path: Path) -> int:
-    """Numbers in the checkpoint, read from the safetensors headers (no weight is loaded); a
-    .bin checkpoint is estimated from its size (2 bytes each)."""
-    total = 0
-    for file in sorted(path.glob("*.safetensors")):
+def shapes_in(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in the checkpoint's safetensors files, read from their headers
+    (8 bytes of length, then JSON): no weight is loaded."""
+    shapes = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
         with open(file, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(length))
-        for name, entry in header.items():
-            if name != "__metadata__":
-                numel = 1
-                for dim in entry["shape"]:
-                    numel *= dim
-                total += numel
-    if not total:
-        total = sum(f.stat().st_size for f in path.glob("*.bin")) // 2
-    return total
+        shapes.update({name: tuple(entry["shape"]) for name, entry in header.items()
+                       if name != "__metadata__"})
+    return shapes
+
+
+def parameters_in(path: Path) -> int:
+    """Numbers in the checkpoint, from the safetensors headers; a .bin checkpoint is
+    estimated from its size (2 bytes each)."""
+    total = sum(math.prod(shape) for shape in shapes_in(path).values())
+    return total or sum(f.stat().st_size for f in Path(path).glob("*.bin")) // 2
 
 
 def shapes_of(config) -> tuple[int, int]:
@@ -448,7 +451,6 @@ def load_or_explain() -> Loaded:
     stops. While it downloads: a progress bar, and a Loaded holding only the tokenizer once its
     files are in (Section 1 works with it). When the pocket model stands in for Qwen3, a
     banner says why and how to get Qwen3."""
-    from token_by_token.memo import memo_of
     name = chosen()
     if refused := catalog.refusal(name):
         st.error(refused, icon="🚫")
@@ -566,7 +568,6 @@ def entry_status(name: str) -> str:
 
 def picker() -> None:
     """The sidebar's model picker, on every page (main.py), and what is loaded here."""
-    from token_by_token import controls
     names = catalog.choices()
     hub.ask_sizes([n for n in names if kind(n) == "hub"])
     current = st.session_state.get("model")
