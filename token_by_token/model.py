@@ -487,13 +487,18 @@ def back_to_default() -> None:
 def _arrive(name: str) -> Loaded:
     """The model, loaded now if it is on this machine; else its download, shown."""
     dropped = SHELF.dropped.get(name)
+    why = (f"{name} had been unloaded to make room for {dropped.for_model}: this app keeps "
+           f"at most {size(dropped.budget)} of models in memory (`{catalog.MEMORY}`), and "
+           "unloads the least recently used first" if dropped else "")
     try:
         if kind(name) != "hub" or in_cache(name) is not None:
-            with st.spinner(f"Loading {name}…" + (
-                    f" (it was unloaded to make room for {dropped.for_model}: this app keeps "
-                    f"at most {size(dropped.budget)} of models in memory)" if dropped else ""),
-                    show_time=True):
-                return _load(name)
+            start = time.perf_counter()
+            with st.spinner(f"Loading {name}…" + (f" ({why})" if why else ""), show_time=True):
+                loaded = _load(name)
+            if why:
+                st.info(f"{why}. It was loaded again from this machine in "
+                        f"{time.perf_counter() - start:.1f} s.", icon="♻️")
+            return loaded
         return _downloading(name)
     except ModelUnavailable as error:
         st.error(str(error), icon="🚫")
