@@ -344,3 +344,43 @@ def test_offline_with_an_empty_cache_walks_chapter_one_on_the_pocket_model(tmp_p
             expect(page.get_by_role("heading", name=section).first).to_be_visible()
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / "pocket-fallback.png"))
+
+
+# --- the first download, watched ------------------------------------------------------
+
+def test_a_throttled_first_download_shows_one_bar_and_the_tokenizer_first(tiny_dir, tmp_path):
+    """A stand-in hub on a loopback port serves the tiny model at 60 kB/s: the page shows one
+    bar for every file with its rate and time left, moving; Section 1 works with the
+    tokenizer while the weights come; then the whole chapter, with no reload."""
+    from standin import Hub
+    hub = Hub({"test/tiny": tiny_dir}).start()
+    hub.rate = 60_000
+    weights = (tiny_dir / "model.safetensors").stat().st_size
+    try:
+        with streamlit_server("test/tiny", HF_ENDPOINT=hub.url,
+                              HF_HUB_CACHE=str(tmp_path / "cache")) as url, chromium() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(url)
+            bar = page.locator('[data-testid="stProgress"]').filter(
+                has_text="Downloading test/tiny")
+            expect(bar).to_have_count(1, timeout=60_000)
+            expect(page.get_by_text("1. Tokenizer")).to_be_visible(timeout=60_000)
+            seen = []
+            for _ in range(4):  # the bar moves, with a rate and the time left
+                text = bar.inner_text(timeout=30_000)
+                seen.append(text)
+                page.wait_for_timeout(700)
+            assert all("MB/s" in t and "left" in t for t in seen[1:]), seen
+            assert len(set(seen)) > 1, seen
+            got = sum(1 for r in hub.requests if r[1].endswith("model.safetensors"))
+            assert got and "Conclusion" not in page.content()  # the weights are still coming
+            type_text(page, "Hello tokens")  # Section 1 already reads the learner's text
+            expect(page.get_by_text("tokens = [")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "download-tokenizer-first.png"),
+                            full_page=True)
+            expect(page.get_by_text("Conclusion")).to_be_visible(
+                timeout=weights / hub.rate * 1000 + 60_000)
+            expect(bar).to_have_count(0)
+            no_errors(page)
+    finally:
+        hub.stop()

@@ -154,6 +154,8 @@ def plan(repo: str, timeout: float = TIMEOUT) -> Plan:
                           lfs_sha256=sizes[p].lfs.sha256 if sizes[p].lfs else None,
                           lfs_size=sizes[p].lfs.size if sizes[p].lfs else None,
                           xet_hash=sizes[p].xet_hash) for p in paths})
+    # refs/main now: the picker can tell a partial download (the tree says what is missing)
+    _cache_commit_hash_for_specific_revision(str(storage(repo)), "main", commit)
     return Plan(repo, commit, tuple((p, sizes[p].size) for p in paths))
 
 
@@ -243,8 +245,6 @@ class Download:
                     self.tokenizer_ready.set()  # every file but the weights is in
                 self._fetch(path, total)
             self.tokenizer_ready.set()
-            _cache_commit_hash_for_specific_revision(str(storage(self.plan.repo)), "main",
-                                                     self.plan.commit)
             self.state = "done"
         except Exception as error:  # said on the page, with a Retry button
             self.error = self._failure(error)
