@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from chapter1.tokenizer import tokenize
 from token_by_token import catalog, dtypes, hub
-from token_by_token.tokens import markdown_literal
 from token_by_token import model as models
+from token_by_token.tokens import markdown_literal
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ def test_float32_is_chosen_only_when_clearly_faster_and_within_the_budget(monkey
         "float32: 4.0 × faster than bfloat16 on this CPU, measured")
     choice = dtypes.choose(64, 128, parameters=10**9, budget=2 * 10**9)  # 4 GB in float32
     assert choice.dtype == torch.bfloat16 and "would pass the memory budget" in choice.reason
-    tie = {k: 1.0 for k in fast32}
+    tie = dict.fromkeys(fast32, 1.0)
     monkeypatch.setattr(dtypes, "measured", lambda *a: tie)
     assert dtypes.choose(64, 128, 1000, 10**9).dtype == torch.bfloat16
 

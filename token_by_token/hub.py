@@ -136,8 +136,9 @@ def first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def plan(repo: str, timeout: float = TIMEOUT) -> Plan:
-    """Ask the hub which files `repo` has, and their sizes; raises HubError."""
+def plan(repo: str, timeout: float = TIMEOUT, record: bool = True) -> Plan:
+    """Ask the hub which files `repo` has, and their sizes; raises HubError. `record`: file
+    the list in the cache (a download starts; not for a size the picker shows)."""
     if offline():
         raise HubError("HF_HUB_OFFLINE is set: the hub is not asked.", offline=True)
     api = HfApi(endpoint=endpoint())
@@ -149,6 +150,8 @@ def plan(repo: str, timeout: float = TIMEOUT) -> Plan:
     sizes = {f.path: f for f in tree}
     paths = wanted(list(sizes))
     paths.sort(key=lambda p: (is_weights(p), p))
+    if not record:
+        return Plan(repo, commit, tuple((p, sizes[p].size) for p in paths))
     write_tree_cache(str(storage(repo)), commit, {
         p: TreeCacheEntry(size=sizes[p].size, blob_id=sizes[p].blob_id,
                           lfs_sha256=sizes[p].lfs.sha256 if sizes[p].lfs else None,
@@ -393,7 +396,7 @@ def ask_sizes(repos: list[str]) -> None:
     def work():
         for repo in repos:
             try:
-                _SIZES[repo] = plan(repo, timeout=5.0).total
+                _SIZES[repo] = plan(repo, timeout=5.0, record=False).total
             except HubError as error:
                 _SIZES[repo] = "offline" if error.offline else str(error)
             except Exception as error:  # (a size is only a hint)
