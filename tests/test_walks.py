@@ -3,7 +3,8 @@ page, and after every step the page holds together.
 
 One rule per learner action of every chapter (the model picker, text edits, each slider, the
 seed, Resample, Reset, the toggles, Generate, Play, a branch, the proof, a vocabulary lookup,
-the logits rows, switching pages, Chapter 2's Token, Layer, Query head, Attention rows and halfway controls).
+the logits rows, switching pages, Chapter 2's Token, Layer, Query head, Attention rows and
+halfway controls).
 After every step, the invariants: no exception in the page; Section 1's `tokens = [` line is
 the tokenizer's ids for the text (or the chat template's); `generated` is what was appended
 since the last edit (Generate appends the id the page showed as sampled; a branch cuts at its
