@@ -315,4 +315,12 @@ def test_the_page_follows_the_models_dtype(monkeypatch):
     at = run_app(CHAPTER2)
     text = page_text(at)
     assert "float32" in text and "to the last bits of float32" in text
-    assert "bfloat16 step" not in text
+    assert "bfloat16" not in text.replace("for a bfloat16 model", "")
+    from chapter2.pipeline import INSIDE
+    seen = at.session_state["_memo"].latest(INSIDE)
+    assert seen.stream.dtype == torch.float32
+    assert seen.agree == len(seen.ids)  # in float32 no near-tie flips
+    for opened in seen.layers:  # every check within float32's last bits
+        for what, (_, difference, size) in opened.checks.items():
+            assert difference.dtype == torch.float32
+            assert difference <= 1e-5 * max(size, 1.0), (what, difference.said())
