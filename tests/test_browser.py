@@ -384,3 +384,29 @@ def test_a_throttled_first_download_shows_one_bar_and_the_tokenizer_first(tiny_d
             no_errors(page)
     finally:
         hub.stop()
+
+
+def test_a_connection_cut_mid_file_then_retry_in_the_browser(tiny_dir, tmp_path):
+    """The network drops 200 kB into the weights and stays down: the page says where the
+    download stopped (Section 1 still works); Retry, once the network is back, asks for the
+    rest only and the chapter appears."""
+    from standin import Hub
+    hub = Hub({"test/tiny": tiny_dir}).start()
+    hub.rate, hub.cut_after = 200_000, 200_000
+    try:
+        with streamlit_server("test/tiny", HF_ENDPOINT=hub.url,
+                              HF_HUB_CACHE=str(tmp_path / "cache")) as url, chromium() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(url)
+            expect(page.get_by_text("the connection dropped")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("press Retry and it goes on from there")).to_be_visible()
+            expect(page.get_by_text("1. Tokenizer")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "download-dropped.png"), full_page=True)
+            hub.down = False
+            page.get_by_role("button", name="Retry").click()
+            expect(page.get_by_text("Conclusion")).to_be_visible(timeout=90_000)
+            no_errors(page)
+        ranges = [r[2] for r in hub.requests if r[2] and r[1].endswith("model.safetensors")]
+        assert ranges[-1] == "bytes=200000-"
+    finally:
+        hub.stop()
