@@ -10,7 +10,7 @@ from chapter1 import proof
 from chapter1.logits import logits
 from chapter1.sampling import surprisal
 from token_by_token import charts
-from token_by_token.controls import branch_step, branch_token
+from token_by_token.controls import branch_step, branch_token, table_alternative
 from token_by_token.precision import why
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
@@ -30,8 +30,8 @@ from token_by_token.tokens import (
 
 TITLE = "Autoregression — append, and go again"
 READS = IDS | SAMPLE | {"autoregressive", "previous_ids", "branch_step", "branch_token",
-                        "branch", "proof"}
-WIDGETS = {"branch_step", "branch_token", "branch", "proof"}
+                        "branch", "proof", "table_timeline"}
+WIDGETS = {"branch_step", "branch_token", "branch", "proof", "table_timeline"}
 
 
 def step(model, cache, ids, next_id):
@@ -227,8 +227,7 @@ def render_timeline(tokenizer, view) -> None:
     )
     st.vega_lite_chart(table, charts.fast_spec(charts.uncertainty_timeline, table),
                        width="stretch")
-    with st.expander("The same as a table"):
-        st.dataframe(table, hide_index=True)
+    table_alternative("The same as a table", "table_timeline", lambda: table)
 
 
 def record(loaded, view, settings: dict) -> dict:

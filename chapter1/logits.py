@@ -8,14 +8,14 @@ import torch
 
 from chapter1.sampling import entropy
 from token_by_token import charts
-from token_by_token.controls import heatmap_rows
+from token_by_token.controls import heatmap_rows, table_alternative
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
 from token_by_token.tokens import show
 
 TITLE = "Logits — one score per token, at every position"
-READS = IDS | {"heatmap_rows"}
-WIDGETS = {"heatmap_rows"}
+READS = IDS | {"heatmap_rows", "table_logits"}
+WIDGETS = {"heatmap_rows", "table_logits"}
 
 
 def logits(model, ids, cache=None):
@@ -160,8 +160,8 @@ def render(loaded, view) -> str:
     st.caption("Each row is a position, labelled by its input token; the cells are the top "
                f"{candidates} candidates for the token that follows, darker = more likely "
                "relative to that row's favourite. Hover a cell for its logit and probability.")
-    with st.expander("The same as a table"):
-        st.dataframe(table.drop(columns=["shade"]), hide_index=True)
+    table_alternative("The same as a table", "table_logits",
+                      lambda: table.drop(columns=["shade"]))
     return (f"`logits(model, ids)` runs the model once over the sequence and returns a "
             f"{n:,} × {vocab:,} table of scores. The last row is the raw material for the next "
             "token.")

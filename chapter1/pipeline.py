@@ -20,7 +20,7 @@ from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
 from chapter1.proof import PROOF, prove
 from chapter1.sampling import entropy, random_stream, sample, surprisal
-from token_by_token import kvcache
+from token_by_token import kvcache, progress
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
 from token_by_token.sequence import sequence, tokenize
@@ -177,6 +177,8 @@ def prefill(model, ids: list[int], end_ids=(), cache=None, start: int = 0) -> Fo
     cache = DynamicCache(config=model.config) if cache is None else cache
     parts = []
     for chunk in range(start, len(ids), PREFILL_CHUNK):
+        if len(ids) - start > PREFILL_CHUNK:  # more than one call: the page shows how far
+            progress.report(chunk - start, len(ids) - start, "Reading your text, tokens")
         rows, trace = traced(logits, model, ids[chunk: chunk + PREFILL_CHUNK], cache)
         if chunk == start:
             first = rows[0].clone()

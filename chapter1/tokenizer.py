@@ -7,7 +7,7 @@ from functools import lru_cache
 import pandas as pd
 import streamlit as st
 
-from token_by_token.controls import vocabulary_lookup
+from token_by_token.controls import table_alternative, vocabulary_lookup
 from token_by_token.sections import lesson
 from token_by_token.sequence import TEXT, chat, has_chat_template, thinks, tokenize  # noqa: F401
 from token_by_token.tokens import (
@@ -27,8 +27,8 @@ from token_by_token.tokens import (
 TITLE = "Tokenizer — Byte Pair Encoding"
 NEEDS_IDS = False  # the tokenizer is read before there is any token
 NEEDS_MODEL = False  # drawn while the model's weights download: the tokenizer is enough
-READS = TEXT | {"lookup"}
-WIDGETS = {"lookup"}
+READS = TEXT | {"lookup", "table_tokens"}
+WIDGETS = {"lookup", "table_tokens"}
 
 
 def token_table(tokenizer, ids) -> pd.DataFrame:
@@ -81,8 +81,8 @@ def render(loaded, view) -> str:
         "Try a rare word, a typo, code, or another language, and watch the pieces change."
     )
     render_normalized(tokenizer, text)
-    with st.expander("The same tokens as a table (id, token, bytes)"):
-        st.dataframe(token_table(tokenizer, ids), hide_index=True)
+    table_alternative("The same tokens as a table (id, token, bytes)", "table_tokens",
+                      lambda: token_table(tokenizer, ids))
 
     render_vocabulary(loaded)
     own = tokenize(tokenizer, text) if view.sequence.chat is not None else ids

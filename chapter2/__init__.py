@@ -20,4 +20,4 @@ SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream
 from chapter2 import controls, pipeline  # noqa: E402  (they import the sections)
 from token_by_token.chapter import Chapter  # noqa: E402
 
-CHAPTER = Chapter("Chapter 2", SECTIONS, controls.CONTROLS, pipeline.view, controls.opening)
+CHAPTER = Chapter("Chapter 2", SECTIONS, controls.CONTROLS, pipeline.view)

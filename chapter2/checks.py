@@ -68,11 +68,12 @@ def parts(block) -> dict:
 
 
 @contextmanager
-def opening(model):
+def opening(model, opened_one=lambda i: None):
     """While the library runs its forward inside this block, open each decoder layer right
     after the library ran it: temporary hooks record what its modules returned, and
     open_block() runs the lesson functions on the same input and compares. Yields the list
-    of Opened layers (filled in as the forward goes); every hook is removed at the end."""
+    of Opened layers (filled in as the forward goes; `opened_one(count)` after each); every
+    hook is removed at the end."""
     opened, blocks = [], list(model.model.layers)
     named = {f"{i} {name}": module for i, block in enumerate(blocks)
              for name, module in parts(block).items()}
@@ -86,6 +87,7 @@ def opening(model):
                 x = (args[0] if args else kwargs["hidden_states"])[0]
                 opened.append(open_block(block, i, x, output[0], theirs,
                                          kwargs["position_embeddings"], model.config))
+                opened_one(len(opened))
                 for name in names:  # open_block's own calls were recorded too
                     seen.calls[name].clear()
             return hook

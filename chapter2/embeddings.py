@@ -85,7 +85,7 @@ def render(loaded, view) -> str:
         "**residual stream**, which every layer reads and adds to."
     )
     lesson(view.trace(embed))
-    gap = view.inside.embed_gap
+    gap = view.embedded[1]
     st.caption("Checked: the library's embedding layer gives the same rows"
                + (", bit for bit." if gap == 0 else
                   f" (largest difference {gap:g}: {gap.said()})."))

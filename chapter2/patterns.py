@@ -22,13 +22,15 @@ from chapter2.attention import (
 )
 from chapter2.rmsnorm import norm
 from token_by_token import charts, kvcache
+from token_by_token.controls import table_alternative
 from token_by_token.memo import Memo, Slot
 from token_by_token.model import FORWARD_LOCK
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
 TITLE = "Attention patterns — where each head looks"
-READS = IDS | {"position", "layer", "head", "window"}
+READS = IDS | {"position", "layer", "head", "window", "table_patterns"}
+WIDGETS = {"table_patterns"}
 ROWS = 64  # query rows a Pattern keeps: the most the page draws (the "Attention rows" slider)
 
 
@@ -185,8 +187,8 @@ def render(loaded, view) -> str:
     everything["KV head"] = everything["head"].map(kv_heads)
     st.vega_lite_chart(everything, charts.fast_spec(charts.attention_small_multiples,
                                                     everything, columns=group))
-    with st.expander("The same as a table: the three keys each position reads most"):
-        st.dataframe(top_keys(tokenizer, ids, pattern, head, rows), hide_index=True)
+    table_alternative("The same as a table: the three keys each position reads most",
+                      "table_patterns", lambda: top_keys(tokenizer, ids, pattern, head, rows))
     return ("Attention weights form a lower-triangular table per head; heads of one group "
             f"share keys; in layer {opened.layer}, {opened.sink:.0%} of the weight rests on the "
             "first token.")

@@ -27,7 +27,7 @@ from chapter2.lens import residual_stream
 from chapter2.patterns import Pattern, pattern_of
 from chapter2.rebuild import decoder_layer
 from chapter2.rmsnorm import norm
-from token_by_token import kvcache
+from token_by_token import kvcache, progress
 from token_by_token.capture import capture
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.model import FORWARD_LOCK
@@ -36,6 +36,7 @@ from token_by_token.sequence import sequence
 from token_by_token.trace import Trace, traced
 
 CHUNK = 64  # positions scored at a time: never a [1,024 × vocabulary] table in memory
+OPENING = "Opening the model on your text: layers checked, then run by hand"
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,6 @@ class Inside:
     ids: tuple[int, ...]
     stream: torch.Tensor       # [layers + 1, positions, hidden]: what each layer reads (library)
     layers: list[Opened]       # every layer, opened while the library ran it
-    embedded: Trace            # embed(model, ids), traced
-    embed_gap: Difference      # max |embed() − the library's embedding output|
     layer_gaps: list[Difference]  # per layer: max |chained by hand − library| of the stream
     logit_gaps: torch.Tensor   # [positions]: max |by hand − library| of the logits
     logit_scales: torch.Tensor  # [positions]: max |library logit|, what a gap is judged at
@@ -123,7 +122,9 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
         # the learner's KV cache of these ids (Chapter 1's forward keeps one): then this
         # forward keeps none (at 1,024 tokens on the Qwen3-0.6B shape, 117 MB less)
         cache = kvcache.cache_of(memo, key)
-        with opening(model) as layers, capture({"model": model}) as whole:
+        steps = 2 * len(model.model.layers)  # each layer opened, then run by hand
+        with opening(model, lambda i: progress.report(i, steps, OPENING)) as layers, \
+                capture({"model": model}) as whole:
             stream = residual_stream(model, ids, use_cache=cache is None)  # the forward
         output = whole.output("model")
         if cache is None:  # this forward's cache is the learner's now
@@ -131,11 +132,11 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
             kvcache.keep(memo, key, cache)
         cached = cached_of(model, ids, output, cache)
         del whole, output  # the forward's tensors go now
-        x, embedded = traced(embed, model, ids)
-        embed_gap = gap(x, stream[0])
+        x = embed(model, ids)
         cos, sin = angles(model, len(ids))
         layer_gaps = []
         for i, layer in enumerate(model.model.layers):  # the same ids, by hand
+            progress.report(len(layers) + i, steps, OPENING)
             x = decoder_layer(layer, x, cos, sin)
             layer_gaps.append(gap(x, stream[i + 1]))
         hand, library = norm(model.model.norm, x), model.model.norm(stream[-1])
@@ -144,7 +145,7 @@ def look_inside(model, ids: list[int], memo: Memo) -> Inside:
     logit_gaps, logit_scales, top_hand, top_library, margins = (
         torch.cat(part) for part in zip(*scored, strict=True))
     return memo.put(INSIDE, key, Inside(
-        key, stream, layers, embedded, embed_gap, layer_gaps, logit_gaps, logit_scales,
+        key, stream, layers, layer_gaps, logit_gaps, logit_scales,
         top_hand, top_library, margins, cached, time.perf_counter() - start))
 
 
@@ -173,6 +174,15 @@ class View:
     def inside(self) -> Inside:
         return look_inside(self.loaded.model, self.ids, self.memo)
 
+    @cached_property
+    def embedded(self) -> tuple[Trace, Difference]:
+        """Section 1's lesson on the ids, and its largest difference from the library's
+        embedding layer: no forward needed, so section 1 is drawn before the model opens."""
+        model = self.loaded.model
+        with torch.inference_mode():
+            x, trace = traced(embed, model, self.ids)
+            return trace, gap(x, model.model.embed_tokens(torch.tensor(self.ids)))
+
     @property
     def opened(self) -> Opened:
         return self.inside.layers[self.layer]  # the picked layer
@@ -196,7 +206,7 @@ class View:
     def trace(self, function) -> Trace | object:
         """The traced call of a lesson function on this page, or the function itself."""
         if function.__name__ == "embed":
-            return self.inside.embedded
+            return self.embedded[0]
         return self.opened.traces.get(function.__name__, function)
     def checks_table(self, names: list[str]) -> pd.DataFrame:
         """The lesson's values against the library's, as a table for the page: each largest

@@ -495,7 +495,8 @@ def test_entropy_and_effective_choices_before_and_after_the_filters(loaded):
 
 
 def test_the_timeline_of_a_generation_equals_the_full_logits(loaded):
-    at = run_app(autoregressive=True, temperature=1.5, top_k=0, top_p=1.0)  # wide draws
+    at = run_app(autoregressive=True, temperature=1.5, top_k=0, top_p=1.0,  # wide draws
+                 table_timeline=True)  # the table opened
     with counting_forwards(loaded.model) as calls:
         for _ in range(4):
             at.sidebar.button(key="generate").click().run()
@@ -641,16 +642,16 @@ def lookup(at, query: str):
 def test_lookup_reads_digits_as_an_id_and_as_text(loaded):
     digits = "7"  # Qwen's tokenizer (and this one) reads numbers digit by digit
     at = lookup(run_app(), digits)
-    id_table = at.dataframe[1].value
+    id_table = at.dataframe[0].value
     assert id_table["id"].tolist() == [int(digits)]
-    found = at.dataframe[2].value
+    found = at.dataframe[1].value
     assert len(found) > 0 and all(digits in token for token in found["token"])
     assert loaded.tokenizer.convert_tokens_to_ids(digits) in found["id"].tolist()
 
 
 def test_lookup_takes_ids_written_with_thousands_separators(loaded):
     at = lookup(run_app(), "1,024")
-    assert at.dataframe[1].value["id"].tolist() == [1024]
+    assert at.dataframe[0].value["id"].tolist() == [1024]
     at = lookup(at, f"{len(loaded.tokenizer) + 5:,}")
     assert any(f"no token with id {len(loaded.tokenizer) + 5:,}" in i.value for i in at.info)
 
@@ -658,9 +659,9 @@ def test_lookup_takes_ids_written_with_thousands_separators(loaded):
 def test_lookup_counts_in_the_singular_and_finds_added_tokens(loaded):
     at = lookup(run_app(), "</think>")
     assert any(c.value.startswith("1 token contains") for c in at.caption)
-    assert at.dataframe[1].value["token"].tolist() == ["</think>"]
+    assert at.dataframe[0].value["token"].tolist() == ["</think>"]
     at = lookup(at, "␣the")
-    found = at.dataframe[1].value
+    found = at.dataframe[0].value
     assert len(found) > 1 and all("␣the" in token for token in found["token"])
     assert any(c.value.startswith(f"{len(found):,} tokens contain") for c in at.caption)
 
@@ -791,9 +792,9 @@ def test_special_tokens_section_reports_what_the_tokenizer_does(loaded, chapter1
 
 def test_vocabulary_lookup_by_id_and_by_text(loaded, chapter1):
     chapter1.text_input(key="lookup").input("5").run()
-    assert chapter1.dataframe[1].value["id"].tolist() == [5]
+    assert chapter1.dataframe[0].value["id"].tolist() == [5]
     chapter1.text_input(key="lookup").input("␣the").run()
-    found = chapter1.dataframe[1].value
+    found = chapter1.dataframe[0].value
     assert len(found) > 0 and all("␣the" in token for token in found["token"])
     chapter1.text_input(key="lookup").input("999999").run()
     assert any("no token with id 999,999" in i.value for i in chapter1.info)

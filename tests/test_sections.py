@@ -136,7 +136,7 @@ def test_a_control_reruns_exactly_the_sections_that_read_it():
         [(["rmsnorm", "mlp", "rebuild"], [(["attention"], [(["patterns"], [])])]),
          (["lens"], [])])
     assert tree(chapter1) == ([], [(["tokenizer"], []), ([], [(["logits"], []), (
-        ["filters", "sampling"], [(["autoregression"], [])])])])
+        ["sampling"], [(["filters"], []), (["autoregression"], [])])])])
 
 
 # --- the code's structure -------------------------------------------------------------------
@@ -283,3 +283,26 @@ def test_choices_survive_a_page_switch():
     at.switch_page(CHAPTER1).run()
     assert at.sidebar.text_area(key="text").value == "kept across pages"
 
+
+
+TABLES = {"table_tokens": (CHAPTER1, "The same tokens as a table"),
+          "table_logits": (CHAPTER1, "The same as a table"),
+          "table_filters": (CHAPTER1, "The chart as a table"),
+          "table_timeline": (CHAPTER1, "The same as a table"),
+          "table_patterns": (CHAPTER2, "The same as a table: the three keys")}
+
+
+@pytest.mark.parametrize("key", TABLES)
+def test_a_charts_table_is_built_when_its_expander_opens(key):
+    """Nothing is only a picture: every chart has its table, built once the learner opens it
+    (a closed expander costs the page nothing)."""
+    page, label = TABLES[key]
+    state = {"autoregressive": True, "generated": [5, 6, 7]} if key == "table_timeline" else {}
+
+    def tables(at):
+        found = [e for e in at.expander if e.label.startswith(label)]
+        assert found, label
+        return sum(type(c).__name__ == "Dataframe" for e in found for c in e.children.values())
+    closed = run_app(page, **state)
+    opened = run_app(page, **state, **{key: True})
+    assert tables(closed) == 0 and tables(opened) >= 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from token_by_token import sections
+from token_by_token import progress, sections
 from token_by_token.memo import Slot, memo_of
 
 
@@ -216,4 +216,6 @@ def _draw_section(chapter, loaded, index: int, view) -> None:
         if index == needing[0]:
             st.info("Type some text in the sidebar: the model needs at least one token.")
         return
-    sections.draw_one(chapter.name, chapter.sections, index, loaded, view)
+    bar = st.empty()  # the progress of what drawing it computes first (token_by_token/progress)
+    with progress.shown(bar):
+        sections.draw_one(chapter.name, chapter.sections, index, loaded, view)

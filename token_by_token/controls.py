@@ -54,6 +54,14 @@ def text_box() -> None:
                       "Autoregressive mode is on (Chapter 1).")
 
 
+def table_alternative(label: str, key: str, table) -> None:
+    """An expander holding a chart's table alternative: `table()`, a DataFrame, is built only
+    when the learner opens it (a closed one costs the page nothing)."""
+    expander = st.expander(label, key=key, on_change="rerun")
+    if st.session_state.get(key):
+        expander.dataframe(table(), hide_index=True)
+
+
 # --- Chapter 1 ------------------------------------------------------------------------------
 
 def chat_toggles(thinks: bool) -> None:

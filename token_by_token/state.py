@@ -52,6 +52,9 @@ DEFAULTS = {
     "heatmap_rows": 12,      # Chapter 1: positions the logits heatmap shows (at most the text's)
     "branch_step": None,     # Chapter 1: the generated step a branch starts at (None: the last)
     "branch_token": None,    # Chapter 1: the token the branch takes there (None: the first)
+    # the table alternatives of the charts, in expanders: open or not (built only when open)
+    "table_tokens": False, "table_logits": False, "table_filters": False,
+    "table_timeline": False, "table_patterns": False,
 }
 
 

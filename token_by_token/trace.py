@@ -19,11 +19,13 @@ import textwrap
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 
+import numpy as np
 import torch
 
 WIDTH = 64  # characters of one value description at most
 LINE = 86  # a line of values longer than this puts each value on its own line (and is cut)
 RETURNS = "returns"  # the name under which a line's returned value is noted
+NUMPY_FLOATS = (torch.float32, torch.float64, torch.float16)  # the dtypes numpy reads
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,7 @@ SCAN = 1 << 25  # values counted at most (the embedding table, 155M values, is n
 
 def describe_tensor(t: torch.Tensor) -> str:
     """Shape, dtype and first values; how many are finite (-inf: filtered out) or non-zero
-    when that is what the tensor is about (tensors up to SCAN values: counting makes a
-    temporary bool copy of the tensor; summing the bools would make an int64 one)."""
+    when that is what the tensor is about (tensors up to SCAN values)."""
     dtype = str(t.dtype).removeprefix("torch.")
     flat = t.detach().reshape(-1)
     first = ", ".join(_number(v) for v in flat[:3].tolist())
@@ -214,13 +215,22 @@ def describe_tensor(t: torch.Tensor) -> str:
     shape = "×".join(f"{s:,}" for s in t.shape)
     text = f"[{shape}] {dtype} [{first}, …]"
     if t.is_floating_point() and flat.numel() <= SCAN:
-        finite = int(torch.count_nonzero(torch.isfinite(flat)))  # (a bool sum: int64)
-        nonzero = int(torch.count_nonzero(flat))
+        finite, nonzero = counts(flat)
         if finite < flat.numel():
             text += f" {finite:,} finite"
         elif nonzero * 2 < flat.numel():
             text += f" {nonzero:,} non-zero"
     return shorten(text)
+
+
+def counts(flat: torch.Tensor) -> tuple[int, int]:
+    """How many values are finite, and how many non-zero. By numpy where it can read the
+    dtype (torch.isfinite took 0.41 ms over 151,936 float32 scores, numpy 0.013 ms:
+    measured); numpy has no bfloat16."""
+    if flat.dtype in NUMPY_FLOATS:
+        values = flat.numpy()
+        return int(np.count_nonzero(np.isfinite(values))), int(np.count_nonzero(values))
+    return int(torch.count_nonzero(torch.isfinite(flat))), int(torch.count_nonzero(flat))
 
 
 def _number(v) -> str:
