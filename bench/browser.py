@@ -29,6 +29,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser import IDLE, SERVERS, chromium, streamlit_server  # noqa: E402
 
+import token_by_token  # noqa: E402,F401  (the app's thread policy, before torch loads)
+
 FLOOR = ROOT / "bench" / "floor.py"
 
 # Installed before any page script: notes every websocket message (arrival time, bytes) and
@@ -75,8 +77,23 @@ def text_of(tokenizer, n: int) -> str:
     return tokenizer.decode(tokenizer.encode(words, add_special_tokens=False)[:n])
 
 
+METRICS = {"script": "ScriptDuration", "layout": ("LayoutDuration", "RecalcStyleDuration")}
+
+
+def chromium_times(page) -> dict:
+    """Chromium's own clocks for this page so far (its Performance domain over CDP): seconds
+    spent running JavaScript, and laying out (style and layout)."""
+    if not hasattr(page, "_cdp"):
+        page._cdp = page.context.new_cdp_session(page)
+        page._cdp.send("Performance.enable")
+    metrics = {m["name"]: m["value"] for m in page._cdp.send("Performance.getMetrics")["metrics"]}
+    return {"script": metrics["ScriptDuration"],
+            "layout": metrics["LayoutDuration"] + metrics["RecalcStyleDuration"]}
+
+
 def arm(page, pattern: str) -> None:
     """Watch for `pattern` (a regular expression) from the next input event on."""
+    page._before = chromium_times(page)
     page.evaluate("""(source) => { const b = window.__bench;
         b.start = null; b.seen = null; b.pattern = new RegExp(source);
         b.mark = b.messages.length; }""", pattern)
@@ -96,7 +113,9 @@ def settle(page, quiet_ms: int = 400) -> dict:
     messages = [m for m in b["messages"] if m[0] >= b["start"]]
     first = messages[0][0] if messages else b["seen"]
     final = messages[-1][0] if messages else b["seen"]
-    return {"latency": (b["seen"] - b["start"]) / 1000,
+    before, after = getattr(page, "_before", None), chromium_times(page)
+    spent = {k: after[k] - before[k] if before else 0.0 for k in after}
+    return {"latency": (b["seen"] - b["start"]) / 1000, **spent,
             "server": (final - first) / 1000,
             "messages": len(messages),
             "kb": sum(m[1] for m in messages) / 1000,
@@ -236,6 +255,23 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
                            else rf"layer = {layer}\b")
                 layers[name].append(slider_step(page, "Layer", pattern, up=layer == 1))
         rows.append(("Chapter 2: Layer slider, key press", *layers.values()))
+        heads = {name: [] for name in pages}
+        for rep in range(reps):
+            head = 1 - rep % 2
+            for name, page in pages.items():
+                pattern = rf"Query head {head} \(" if name == "app" else rf"head = {head}\b"
+                heads[name].append(slider_step(page, "Query head", pattern, up=head == 1))
+        rows.append(("Chapter 2: Query head slider, key press", *heads.values()))
+        tokens = {name: [] for name in pages}
+        for rep in range(reps):
+            for name, page in pages.items():
+                up = rep % 2 == 1  # one position back, then forward again
+                slider = page.locator('[data-testid="stSlider"]', has_text="Token")
+                now = int(slider.get_by_role("slider").input_value())
+                new = now + (1 if up else -1)
+                pattern = rf"At position {new}\b" if name == "app" else rf"position = {new}\b"
+                tokens[name].append(slider_step(page, "Token", pattern, up=up))
+        rows.append(("Chapter 2: Token slider, key press", *tokens.values()))
         for page in pages.values():
             page.close()
 
@@ -258,23 +294,79 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             bare = bare_step_seconds(model_dir, n, reps)
             rows.append((f"Generate next token at {n} tokens", clicks["app"], clicks["floor"],
                          bare, statistics.median(reported)))
+            if n == 10:  # Play: the same steps, streamed, per token
+                page = pages["app"]
+                tokens = page.get_by_label("Tokens to play")
+                tokens.fill(str(PLAYED))
+                tokens.press("Enter")
+                page.wait_for_selector(IDLE, timeout=120_000)
+                played = click(page, "Play", rf"(^|\D){reps + PLAYED} generated so far")
+                each = played["latency"] / PLAYED
+                notes.append(f"Play, {PLAYED} tokens: {each:.3f} s per token, "
+                             f"{each / bare:.2f} × the bare step (target ≤ 1.15 ×: "
+                             f"{'met' if each <= 1.15 * bare else 'not met'}).")
             for page in pages.values():
                 page.close()
+    notes += targets(rows, forward_seconds(model_dir, tokenizer))
     return rows, notes
 
 
-COLUMNS = ["latency", "server", "messages", "kb", "browser"]
+PLAYED = 20  # tokens the Play row generates
+
+
+def forward_seconds(model_dir: Path, tokenizer) -> float:
+    """A bare forward of Chapter 1's default text, in this process (the first page's target)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from token_by_token.state import DEFAULT_TEXT
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    ids = torch.tensor([tokenizer.encode(DEFAULT_TEXT, add_special_tokens=False)])
+    times = []
+    with torch.inference_mode():
+        for _ in range(5):
+            start = time.perf_counter()
+            model(ids)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def targets(rows, forward: float) -> list[str]:
+    """Each row against its target (issue 24): met or not, and by how much."""
+    lines = []
+    for label, app, floor, *step in rows:
+        a = statistics.median(f["latency"] for f in app)
+        f = statistics.median(x["latency"] for x in floor)
+        if label.startswith("first load"):
+            goal, rule = f + forward + 0.5, "floor + one forward + 0.5 s"
+        elif label.startswith("Generate"):
+            goal, rule = f + 1.5 * step[0], "floor + 1.5 × the bare step"
+        else:
+            goal, rule = 2 * f, "2 × floor"
+        lines.append(f"Target, {label}: {a:.3f} s against ≤ {goal:.3f} s ({rule}): "
+                     + ("met." if a <= goal else f"not met ({a / goal:.1f} × the target)."))
+        if step:
+            bare, reported = step
+            lines.append(f"Target, the page's own step at {label.split()[-2]} tokens: "
+                         f"{reported:.3f} s against ≤ {1.15 * bare:.3f} s (1.15 × the bare "
+                         f"step): " + ("met." if reported <= 1.15 * bare else
+                                       f"not met ({reported / bare:.2f} × the bare step)."))
+    return lines
+
+
+COLUMNS = ["latency", "server", "messages", "kb", "browser", "script", "layout"]
 
 
 def table(rows, notes, title: str) -> str:
     lines = [f"### {title}", "",
              "| Interaction | App | Floor | Ratio | App: server · messages · KB · browser "
-             "| Floor: server · messages · KB · browser |",
+             "(Chromium: script · layout) | Floor: the same |",
              "|---|---|---|---|---|---|"]
     for label, app, floor, *step in rows:
         a = {k: statistics.median(f[k] for f in app) for k in COLUMNS}
         f = {k: statistics.median(x[k] for x in floor) for k in COLUMNS}
-        split = "{server:.3f} s · {messages:.0f} · {kb:.1f} · {browser:.3f} s"
+        split = ("{server:.3f} s · {messages:.0f} · {kb:.1f} · {browser:.3f} s "
+                 "({script:.3f} · {layout:.3f} s)")
         lines.append(f"| {label} | {a['latency']:.3f} s | {f['latency']:.3f} s | "
                      f"{a['latency'] / f['latency']:.1f}× | {split.format(**a)} | "
                      f"{split.format(**f)} |")

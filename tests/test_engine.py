@@ -139,7 +139,12 @@ def test_a_generate_click_shows_the_step_that_appended_the_token(loaded):
 
 def test_source_only_is_one_click_away(loaded):
     at = run_app()
-    plain = [c.value for c in at.code if c.value.startswith("def tokenize(")]
+    starts = lambda: [c.value for c in at.code if c.value.startswith("def tokenize(")]
+    assert len(starts()) == 1  # the plain source is not sent until its tab is opened
+    at.session_state["lesson:token_by_token.sequence.tokenize"] = "Source only"
+    at.run()
+    plain = starts()
+    assert not at.exception
     assert len(plain) == 2 and "# →" not in plain[1]
     import inspect
     assert plain[1] == inspect.getsource(tokenize).rstrip("\n")
