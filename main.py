@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from token_by_token import state
+from token_by_token import model, state
 
 ROOT = Path(__file__).parent
 
@@ -12,6 +12,8 @@ st.set_page_config(page_title="Token by Token", page_icon="🔤", layout="center
                    initial_sidebar_state="expanded")
 st.logo(str(ROOT / "attention.png"), size="large")
 state.init()
+with st.sidebar:
+    model.picker()
 
 st.navigation([
     st.Page(ROOT / "readme.py", title="README", icon="📖"),

@@ -8,4 +8,5 @@ SECTIONS = [tokenizer, logits, filters, sampling, autoregression]
 from chapter1 import controls, pipeline  # noqa: E402  (they import the sections)
 from token_by_token.chapter import Chapter  # noqa: E402
 
-CHAPTER = Chapter("Chapter 1", SECTIONS, controls.CONTROLS, pipeline.view)
+CHAPTER = Chapter("Chapter 1", SECTIONS, controls.CONTROLS, pipeline.view,
+                  waiting=controls.while_downloading)

@@ -21,6 +21,14 @@ def text_and_modes(loaded, view) -> None:
     controls.autoregressive_toggle(pipeline.autoregression_toggled, (loaded,))
 
 
+def while_downloading(loaded) -> None:
+    """The sidebar while the weights download: the text and chat mode (Section 1 reads
+    them), nothing that needs the model."""
+    controls.text_box()
+    if has_chat_template(loaded.tokenizer):
+        controls.chat_toggles(thinks(loaded.tokenizer))
+
+
 def stepping(loaded, view) -> None:
     """Generate and Play, in Autoregressive mode."""
     if not view.autoregressive:

@@ -26,6 +26,7 @@ from token_by_token.tokens import (
 
 TITLE = "Tokenizer — Byte Pair Encoding"
 NEEDS_IDS = False  # the tokenizer is read before there is any token
+NEEDS_MODEL = False  # drawn while the model's weights download: the tokenizer is enough
 READS = TEXT | {"lookup", "table_tokens"}
 WIDGETS = {"lookup", "table_tokens"}
 

@@ -10,10 +10,12 @@ from chapter2 import (
     patterns,
     rebuild,
     rmsnorm,
+    since_gpt2,
     stream,
 )
 
-SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream, kvcache]
+SECTIONS = [embeddings, rmsnorm, attention, mlp, rebuild, patterns, lens, stream, kvcache,
+            since_gpt2]
 
 from chapter2 import controls, pipeline  # noqa: E402  (they import the sections)
 from token_by_token.chapter import Chapter  # noqa: E402

@@ -42,13 +42,15 @@ def project(layer, x):
 
 
 def qk_norm(layer, q, k):
-    """RMSNorm on each head's query and key (Qwen3's QK-norm).
+    """RMSNorm on each head's query and key (QK-norm), where the model has it.
 
     Every head's head_dim numbers get root-mean-square 1, then learned
     gains: a score's size is set by those gains, not by how large x
-    grew. It keeps training stable; one score can still dominate.
+    grew. Qwen3 has it; Llama, Mistral and Qwen2 don't: q and k pass.
     """
     attn = layer.self_attn
+    if not hasattr(attn, "q_norm"):
+        return q, k  # this model has no QK-norm: the step is skipped
     return norm(attn.q_norm, q), norm(attn.k_norm, k)
 
 
@@ -62,15 +64,47 @@ def rope_theta(config) -> float:
     return params.get("rope_theta", getattr(config, "rope_theta", 10_000.0))
 
 
-def rope_angles(positions, head_dim, theta):
-    """cos and sin of the angle by which each position turns each pair.
+def rope_speeds(config, head_dim):
+    """Radians per position by which each pair of q's and k's numbers turns.
 
-    Pair i turns by position / theta^(2i / head_dim) radians: the
-    first pairs spin fast, the last barely move. Pair i is made of
-    coordinates i and i + head_dim/2. Both [positions, head_dim].
+    Pair i turns at 1 / theta^(2i / head_dim): the first pairs spin
+    fast, the last barely move. Llama 3 rescales the slowest pairs for
+    long contexts (rope_type llama3): llama3_speeds.
     """
     pairs = torch.arange(0, head_dim, 2).float() / head_dim
-    speeds = 1.0 / theta**pairs  # radians per position, one per pair
+    speeds = 1.0 / rope_theta(config) ** pairs
+    params = getattr(config, "rope_parameters", None) or {}
+    if params.get("rope_type") == "llama3":
+        speeds = llama3_speeds(speeds, params)
+    return speeds
+
+
+def llama3_speeds(speeds, params):
+    """Llama 3's long contexts: the slow pairs turn `factor` times slower.
+
+    A pair takes 2π / speed positions to turn once (its wavelength).
+    Longer than the training context / low_freq_factor: divided by
+    factor; shorter than context / high_freq_factor: kept; between:
+    a smooth mix of the two, so that far positions stay apart.
+    """
+    context = params["original_max_position_embeddings"]
+    factor = params["factor"]
+    low, high = params["low_freq_factor"], params["high_freq_factor"]
+    wavelengths = 2 * math.pi / speeds
+    mix = (context / wavelengths - low) / (high - low)  # 0 slow .. 1 fast
+    mixed = (1 - mix) * speeds / factor + mix * speeds
+    slow = wavelengths > context / low
+    fast = wavelengths < context / high
+    kept = torch.where(fast, speeds, mixed)
+    return torch.where(slow, speeds / factor, kept)
+
+
+def rope_angles(positions, speeds):
+    """cos and sin of the angle by which each position turns each pair.
+
+    Pair i turns by position × speeds[i] radians; it is made of
+    coordinates i and i + head_dim/2. Both [positions, head_dim].
+    """
     angles = torch.as_tensor(positions).float()[:, None] * speeds
     angles = torch.cat([angles, angles], dim=-1)  # both halves of a pair
     return angles.cos(), angles.sin()
@@ -120,17 +154,32 @@ def scores(q, k):
     return q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
 
 
-def causal_mask(scores):
+def causal_mask(scores, window=None):
     """No peeking ahead: scores above the diagonal become -inf.
 
     Position i may read positions 0..i only; softmax turns -inf into
-    exactly 0. The queries are the last rows of the positions: all of
-    them usually, fewer when only the latest ones are asked about.
+    exactly 0. With a sliding window, only the last `window` of them
+    (i itself included). The queries are the last rows of the
+    positions: all of them usually, fewer when only the latest ones.
     """
     queries, n = scores.shape[-2:]
-    first = n - queries  # the position of the first query
-    future = torch.ones(queries, n, dtype=torch.bool).triu(first + 1)
-    return scores.masked_fill(future, float("-inf"))
+    i = torch.arange(n - queries, n)[:, None]  # each query's position
+    j = torch.arange(n)[None, :]  # each key's position
+    hidden = j > i if window is None else (j > i) | (j <= i - window)
+    return scores.masked_fill(hidden, float("-inf"))
+
+
+def sliding_window(layer):
+    """How many positions a layer's query may read, itself included.
+
+    None: all the earlier ones. A sliding-window layer reads only the
+    last `sliding_window` (Mistral: every layer; Qwen2 and Qwen3: the
+    layers their config says), and its KV cache keeps no more.
+    """
+    attn = layer.self_attn
+    if hasattr(attn, "sliding_window"):  # Qwen2, Qwen3: per layer
+        return attn.sliding_window
+    return getattr(attn.config, "sliding_window", None)
 
 
 def softmax(scores):
@@ -175,15 +224,16 @@ def attention(layer, x, cos, sin):
     mix per head; o_proj turns the heads' results back into hidden.
     """
     q, k, v = qkv(layer, x, cos, sin)
-    weights = softmax(causal_mask(scores(q, k)))
+    weights = softmax(causal_mask(scores(q, k), sliding_window(layer)))
     out = attend(weights, v)  # [heads, positions, head_dim]
     return layer.self_attn.o_proj(merge_heads(out))
 
 
 def angles(model, n):
-    """cos and sin for positions 0..n-1, with the model's head_dim and theta."""
+    """cos and sin for positions 0..n-1, with the model's head_dim and RoPE."""
     head_dim = model.model.layers[0].self_attn.head_dim
-    return rope_angles(torch.arange(n), head_dim, rope_theta(model.config))
+    speeds = rope_speeds(model.config, head_dim)
+    return rope_angles(torch.arange(n), speeds)
 
 
 def attention_weights(model, ids, layer):
@@ -201,12 +251,13 @@ def attention_weights(model, ids, layer):
         x = out.hidden_states[layer][0]  # what the layer reads
         x = norm(block.input_layernorm, x)
         q, k, _ = qkv(block, x, *angles(model, len(ids)))
-        return softmax(causal_mask(scores(q, k)))
+        return softmax(causal_mask(scores(q, k), sliding_window(block)))
 
 
-LESSONS = [split_heads, project, qk_norm, rope_theta, rope_angles, rotate_half, rotate,
-           kv_head_of, share_kv, scores, causal_mask, softmax, attend, merge_heads, qkv,
-           attention, angles, attention_weights]  # the lesson functions this section shows
+LESSONS = [split_heads, project, qk_norm, rope_theta, rope_speeds, llama3_speeds,
+           rope_angles, rotate_half, rotate, kv_head_of, share_kv, scores, causal_mask,
+           sliding_window, softmax, attend, merge_heads, qkv, attention, angles,
+           attention_weights]  # the lesson functions this section shows
 
 
 def render(loaded, view) -> str:
@@ -229,13 +280,28 @@ def render(loaded, view) -> str:
         + (f" Heads × head_dim is not the hidden size ({f.hidden:,}): the two are chosen "
            "independently, and `o_proj` maps the heads back." if q_width != f.hidden else "")
     )
+    attn = loaded.model.model.layers[layer].self_attn
+    if attn.q_proj.bias is not None:
+        st.markdown(
+            f"In this model **q, k and v carry biases**: each projection adds a learned "
+            f"vector after the product (`q_proj.bias`, {attn.q_proj.bias.numel():,} numbers; "
+            f"`k_proj.bias` and `v_proj.bias`, {attn.k_proj.bias.numel():,} each). "
+            "`nn.Linear` adds them itself: the lesson's calls are the same.")
     lesson(view.trace(project), view.trace(split_heads))
     st.subheader("QK-norm")
     lesson(view.trace(qk_norm))
-    render_qk_bound(loaded.model.model.layers[layer].self_attn, f, layer)
+    if hasattr(attn, "q_norm"):
+        render_qk_bound(attn, f, layer)
+    else:
+        st.markdown(
+            "**This model has no QK-norm: the step is skipped**, and q and k go to RoPE as "
+            "the projections made them (its attention has no `q_norm`, `k_norm`). Nothing "
+            "then bounds a score but the sizes of x and of the projections' weights; Qwen3 "
+            "added the norm to keep training stable.")
     st.subheader("RoPE: position as an angle")
-    lesson(view.trace(rope_angles), view.trace(rotate), view.trace(rotate_half))
-    render_rope(f, position)
+    lesson(view.trace(rope_speeds), view.trace(rope_angles), view.trace(rotate),
+           view.trace(rotate_half))
+    render_rope(f, position, loaded.model.config)
     st.subheader("Grouped-query attention")
     group = f.heads // f.kv_heads
     st.markdown(
@@ -252,15 +318,28 @@ def render(loaded, view) -> str:
     )
     lesson(view.trace(share_kv), view.trace(kv_head_of))
     st.subheader("Scores, the causal mask, softmax")
-    lesson(view.trace(scores), view.trace(causal_mask), view.trace(softmax))
+    lesson(view.trace(scores), view.trace(causal_mask), view.trace(sliding_window),
+           view.trace(softmax))
+    window = sliding_window(loaded.model.model.layers[layer])
+    if window is not None:
+        st.markdown(
+            f"Layer {layer} attends through a **sliding window of {window:,} positions**: the "
+            f"causal mask also hides every key more than {window - 1:,} positions back, so a "
+            f"query reads at most {window:,} positions, itself included, and the KV cache "
+            f"keeps no more than the last {window - 1:,} (plus the new one)."
+            + (f" Your text has {len(view.ids):,} positions: the window already cuts."
+               if len(view.ids) > window else
+               f" Your text has {len(view.ids):,} positions: within the window, nothing is "
+               "cut yet (type more to see it)."))
     render_weights(tokenizer, view, head, position)
     st.subheader("Mix the values, merge the heads, project back")
     lesson(view.trace(attend), view.trace(merge_heads))
     st.markdown("The same steps as one function, the one the whole model below calls:")
     lesson(qkv, attention)
     st.markdown("Each step above against the library's own modules on the same input:")
-    checked = ["q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)", "RoPE (q)",
-               "RoPE (k)", "attention weights", "attention output (o_proj)"]
+    checked = [c for c in ["q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)",
+                           "RoPE (q)", "RoPE (k)", "attention weights",
+                           "attention output (o_proj)"] if c in opened.checks]
     st.dataframe(view.checks_table(checked), hide_index=True)
     rows = opened.checks["attention weights"][0][1]
     st.caption(f"The attention weights are compared on the last {counted(rows, 'query row')}, "
@@ -304,14 +383,28 @@ def render_qk_bound(attn, f, layer: int) -> None:
     )
 
 
-def render_rope(f, position: int) -> None:
+def render_rope(f, position: int, config) -> None:
     pairs = sorted({0, 1, f.head_dim // 4, f.head_dim // 2 - 1})
-    speeds = [f.theta ** (-2 * i / f.head_dim) for i in pairs]
+    all_speeds = rope_speeds(config, f.head_dim)
+    speeds = [float(all_speeds[i]) for i in pairs]
     st.markdown(
         f"Pair i of each head's {f.head_dim} numbers turns by position × θ^(−2i/"
         f"{f.head_dim}) radians, with this model's θ = `rope_theta` = {f.theta:,.0f}. At "
         f"position {position}:"
     )
+    params = getattr(config, "rope_parameters", None) or {}
+    if params.get("rope_type") == "llama3":
+        plain = 1.0 / rope_theta(config) ** (torch.arange(0, f.head_dim, 2).float() / f.head_dim)
+        slowed = int((all_speeds < plain).sum())
+        st.markdown(
+            f"**RoPE frequencies rescaled for long contexts: factor {params['factor']:g}** "
+            f"(Llama 3's `rope_type` llama3). The model was first trained on "
+            f"{params['original_max_position_embeddings']:,} positions; to read further, the "
+            f"pairs that turn too slowly to have made a full turn in that span are turned "
+            f"{params['factor']:g} × slower still, those in between by a smooth mix: here "
+            f"{slowed} of {f.head_dim // 2} pairs turn slower than θ alone says "
+            "(`llama3_speeds`).")
+        lesson(llama3_speeds)
     st.dataframe(pd.DataFrame({
         "pair": pairs, "radians per position": speeds,
         "angle at this position (radians)": [position * s for s in speeds],

@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
+from transformers.masking_utils import and_masks, causal_mask_function, sliding_window_overlay
 from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb, eager_attention_forward
 
 from chapter2.attention import (
@@ -21,10 +22,11 @@ from chapter2.attention import (
     project,
     qk_norm,
     rope_angles,
-    rope_theta,
+    rope_speeds,
     rotate,
     scores,
     share_kv,
+    sliding_window,
     softmax,
 )
 from chapter2.lens import HALFWAY
@@ -58,9 +60,11 @@ class Opened:
 def parts(block) -> dict:
     """The library's modules of one decoder layer whose outputs the page checks."""
     attn = block.self_attn
-    return {"input RMSNorm": block.input_layernorm, "q_proj": attn.q_proj,
-            "k_proj": attn.k_proj, "v_proj": attn.v_proj, "q_norm": attn.q_norm,
-            "k_norm": attn.k_norm, "self_attn": attn, "MLP": block.mlp}
+    found = {"input RMSNorm": block.input_layernorm, "q_proj": attn.q_proj,
+             "k_proj": attn.k_proj, "v_proj": attn.v_proj, "self_attn": attn, "MLP": block.mlp}
+    if hasattr(attn, "q_norm"):  # QK-norm (Qwen3)
+        found.update(q_norm=attn.q_norm, k_norm=attn.k_norm)
+    return found
 
 
 @contextmanager
@@ -103,12 +107,14 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
 
     ln = block.input_layernorm
     xn = run(rms_norm, x, ln.weight, ln.variance_epsilon)
-    cos, sin = run(rope_angles, torch.arange(n), block.self_attn.head_dim, rope_theta(config))
+    speeds = run(rope_speeds, config, block.self_attn.head_dim)
+    cos, sin = run(rope_angles, torch.arange(n), speeds)
     q0, k0, v0 = run(project, block, xn)
     q1, k1 = run(qk_norm, block, q0, k0)
     q2, k2 = run(rotate, q1, cos, sin), rotate(k1, cos, sin)
     k, v = run(share_kv, k2, len(q2)), share_kv(v0, len(q2))
-    weights = run(softmax, run(causal_mask, run(scores, q2, k)))
+    window = run(sliding_window, block)
+    weights = run(softmax, run(causal_mask, run(scores, q2, k), window))
     attended = block.self_attn.o_proj(merge_heads(run(attend, weights, v)))
     mid = x + attended
     after = run(mlp, block, norm(block.post_attention_layernorm, mid))
@@ -116,20 +122,23 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
     def heads(t):  # [1, positions, heads × head_dim] -> [heads, positions, head_dim]
         return t.view(n, -1, block.self_attn.head_dim).transpose(0, 1)
 
-    q_rot, k_rot = apply_rotary_pos_emb(heads(theirs["q_norm"])[None],
-                                        heads(theirs["k_norm"])[None], *rope)
+    normed = "q_norm" in theirs  # QK-norm: RoPE turns its output, else the projections'
+    q_in, k_in = (theirs["q_norm"], theirs["k_norm"]) if normed else (theirs["q_proj"],
+                                                                     theirs["k_proj"])
+    q_rot, k_rot = apply_rotary_pos_emb(heads(q_in)[None], heads(k_in)[None], *rope)
     pairs = {
         "input RMSNorm": (xn, theirs["input RMSNorm"][0]),
         "q_proj": (q0, heads(theirs["q_proj"])), "k_proj": (k0, heads(theirs["k_proj"])),
-        "v_proj": (v0, heads(theirs["v_proj"])), "QK-norm (q)": (q1, heads(theirs["q_norm"])),
-        "QK-norm (k)": (k1, heads(theirs["k_norm"])),
+        "v_proj": (v0, heads(theirs["v_proj"])),
+        **({"QK-norm (q)": (q1, heads(theirs["q_norm"])),
+            "QK-norm (k)": (k1, heads(theirs["k_norm"]))} if normed else {}),
         "RoPE (q)": (q2, q_rot[0]), "RoPE (k)": (k2, k_rot[0]),
         "attention output (o_proj)": (attended, theirs["self_attn"][0][0]),
         "MLP": (after, theirs["MLP"][0]), "layer output": (mid + after, output),
     }
     checks = {what: (tuple(mine.shape), gap(mine, lib), largest(lib))
               for what, (mine, lib) in pairs.items()}
-    checks["attention weights"] = check_window(block.self_attn, q2[:, -ROWS:], k2)
+    checks["attention weights"] = check_window(block.self_attn, q2[:, -ROWS:], k2, window)
     updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
     sink = float(weights[:, 1:, 0].mean()) if n > 1 else 1.0
     halfway = (x + theirs["self_attn"][0][0])[-HALFWAY:].clone()
@@ -138,14 +147,23 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
                   halfway)
 
 
-def check_window(attn, q, k) -> tuple:
+def library_mask(rows: int, n: int, window: int | None) -> torch.Tensor:
+    """The library's own mask for the last `rows` queries over `n` keys, from its mask
+    functions (transformers.masking_utils): 0 where a query may read a key, -inf elsewhere."""
+    allowed = causal_mask_function if window is None else and_masks(
+        causal_mask_function, sliding_window_overlay(window))
+    i, j = torch.arange(n - rows, n)[:, None], torch.arange(n)[None, :]
+    return torch.zeros(rows, n).masked_fill(~allowed(0, 0, i, j), float("-inf"))
+
+
+def check_window(attn, q, k, window: int | None = None) -> tuple:
     """window_weights() against the library's eager attention (`eager_attention_forward`) on
-    the same q and k: the scores, the mask and the softmax are what this checks (q and k are
-    checked step by step, Opened.checks)."""
-    mine = window_weights(q, k)
+    the same q and k, with the library's mask: the scores, the mask and the softmax are what
+    this checks (q and k are checked step by step, Opened.checks)."""
+    mine = window_weights(q, k, window)
     rows, n = mine.shape[-2:]
     q, k = q.float(), k.float()
-    mask = torch.full((rows, n), float("-inf")).triu(n - rows + 1)
+    mask = library_mask(rows, n, window)
     # (the weights don't depend on the values: one number of k per position stands in for
     # v, so the values' mix, unused, costs nothing)
     _, theirs = eager_attention_forward(attn, q[None], k[None], k[None, ..., :1],

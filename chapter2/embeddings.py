@@ -1,11 +1,12 @@
 """Section 1 — Embeddings: each token id picks one row of a learned table."""
 
-from functools import lru_cache
+import weakref
 
 import pandas as pd
 import streamlit as st
 import torch
 
+from chapter2.architecture import family
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
@@ -16,9 +17,9 @@ def embed(model, ids):
     """Token ids in, one vector per position out: [positions, hidden].
 
     The model keeps a table with one row per vocabulary entry, and a
-    token id is a row number: embedding is a lookup. Qwen3 adds no
-    position vector here; where a token sits enters later, inside
-    attention (RoPE).
+    token id is a row number: embedding is a lookup. The Llama family
+    adds no position vector here; where a token sits enters later,
+    inside attention (RoPE).
     """
     table = model.model.embed_tokens.weight  # [vocab, hidden]
     x = table[torch.tensor(ids)]  # [positions, hidden]
@@ -54,11 +55,20 @@ TITLE = "Embeddings — a token id picks a row"
 READS = IDS | {"position"}
 
 
-@lru_cache(maxsize=256)
+_NEAREST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {id: …}
+NEAREST_KEPT = 256  # tokens whose neighbours are kept per model
+
+
 def _nearest_to(model, token_id: int):
-    """nearest() for one token, traced; kept per process (the weights never change)."""
-    (ids, similarities), trace = traced(nearest, model, token_id)
-    return ids, similarities, trace
+    """nearest() for one token, traced; kept per model while it is loaded (its weights never
+    change; a model dropped from memory takes its entries with it)."""
+    kept = _NEAREST.setdefault(model, {})
+    if token_id not in kept:
+        if len(kept) >= NEAREST_KEPT:
+            kept.pop(next(iter(kept)))
+        (ids, similarities), trace = traced(nearest, model, token_id)
+        kept[token_id] = ids, similarities, trace
+    return kept[token_id]
 
 
 # the lesson functions this section shows
@@ -81,7 +91,8 @@ def render(loaded, view) -> str:
                   f" (largest difference {gap:g}: {gap.said()})."))
     st.markdown(
         "What is absent: **no position vector is added**. GPT-2 adds a learned row per "
-        "position here; Qwen3 adds nothing, and the order of the tokens enters later, inside "
+        f"position here; {family(model)} adds nothing, and the order of the tokens enters "
+        "later, inside "
         "attention, by turning queries and keys by an angle that grows with the position "
         "(RoPE, section 3)."
     )

@@ -17,10 +17,12 @@ def last_step_cached(model, cache, ids):
     """The last position's scores again, from the cache of the others.
 
     The cache holds every position's keys and values, per layer. Drop
-    the last position's, then feed only the last token: its query
-    meets the cached keys, and nothing before it is recomputed.
+    the last position's (if it holds it), then feed only the last
+    token: its query meets the cached keys, and nothing before it is
+    recomputed.
     """
-    cache.crop(-1)  # forget the last position's keys and values
+    if cache.get_seq_length() == len(ids):  # the last position is in
+        cache.crop(-1)  # forget the last position's keys and values
     with torch.inference_mode():
         out = model(torch.tensor([ids[-1:]]), cache=cache)
     return out.logits[0, -1].float()
@@ -47,6 +49,13 @@ def render(loaded, view) -> str:
                                                          for s in cached.keys],
         "values": [" × ".join(map(str, s)) for s in cached.values],
     }), hide_index=True, height=min(35 * len(cached.keys) + 38, 250))
+    sliding = [i for i, s in enumerate(cached.keys) if s[2] < n]
+    if sliding:
+        st.markdown(
+            f"{counted(len(sliding), 'layer')} of this model attend through a sliding window: "
+            "their cache keeps only the last positions a query may still read (fewer than "
+            f"your {n:,}), so it can't be cut back to an earlier length: a step that changes "
+            "an earlier token reads the text again.")
     st.markdown(
         f"{counted(len(cached.keys), 'layer')} × 2 tensors of {shape}: **{cached.nbytes:,} "
         f"bytes**, {f.kv_bytes_per_token:,} per token. Only the {f.kv_heads} key/value heads "

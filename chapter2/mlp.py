@@ -4,6 +4,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
+from chapter2.architecture import family
 from chapter2.facts import parameters
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
@@ -36,7 +37,8 @@ def render(loaded, view) -> str:
     st.markdown(
         "After attention has mixed information across positions, the **MLP** (multi-layer "
         "perceptron) transforms each position's vector on its own: widen it, multiply two "
-        "widened copies coordinate by coordinate, narrow it back. Qwen3 uses **SwiGLU**: of "
+        f"widened copies coordinate by coordinate, narrow it back. {family(loaded.model)} uses "
+        "**SwiGLU** (its config's hidden_act is silu): of "
         "the two widening projections, one goes through `silu` (x · sigmoid(x)) and scales "
         "the other. The field calls it the **gate**, but it is not a 0-to-1 switch: silu is "
         "near 0 for large negative inputs, about x itself for large positive ones, and "

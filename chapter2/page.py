@@ -1,4 +1,5 @@
-"""Chapter 2: Inside the Model. Qwen3's forward pass, rebuilt from its own weights."""
+"""Chapter 2: Inside the Model. The forward pass of a Llama-family model (Llama, Mistral, Qwen2,
+Qwen3), rebuilt from its own weights."""
 
 import streamlit as st
 
@@ -24,6 +25,11 @@ digraph {
 
 st.title("Chapter 2: Inside the Model")
 loaded = models.load_or_explain()
+if not loaded.ready:
+    st.info("This chapter opens the model's weights: it appears as soon as their download "
+            "(above) is done. Chapter 1's Section 1 works with the tokenizer meanwhile.",
+            icon="⏳")
+    st.stop()
 if unknown := state.unknown_generated(loaded):  # from a share link
     st.warning(unknown)
 if refused := architecture.refusal(loaded.model):
@@ -32,7 +38,8 @@ if refused := architecture.refusal(loaded.model):
 facts = Facts.of(loaded.model)
 st.markdown(
     "Chapter 1 treated `model(ids)` as a function from token ids to a table of scores. This "
-    "chapter opens it. The whole forward pass of Qwen3 is a handful of short functions, run "
+    f"chapter opens it. The whole forward pass of {architecture.family(loaded.model)} "
+    "(`" + type(loaded.model).__name__ + "`) is a handful of short functions, run "
     "here on the loaded model's own weights, and composing them gives the library's logits: "
     "bit for bit against its plain (eager) attention, and to the last bits of "
     f"{name(facts.dtype)} against the fused attention it runs by default (section "
@@ -44,6 +51,10 @@ st.markdown(
     f"steps of {name(facts.dtype)}: how far apart its neighbouring numbers are at that size."
 )
 st.graphviz_chart(LAYER)
+st.markdown("**What this model's layers have**, read from its config and modules (the "
+            "sections below run the same lesson functions for every model of the family, "
+            "with these steps or without them):\n"
+            + "".join(f"\n- {feature}" for feature in architecture.features(loaded.model)))
 
 if chapter.run(CHAPTER, loaded):
     st.header("Conclusion")

@@ -10,11 +10,13 @@ import torch
 from chapter2.attention import (
     causal_mask,
     kv_head_of,
+    qk_norm,
     rope_angles,
-    rope_theta,
+    rope_speeds,
     rotate,
     scores,
     share_kv,
+    sliding_window,
     softmax,
     split_heads,
 )
@@ -64,27 +66,33 @@ def pattern_of(model, inside, layer: int, position: int, memo: Memo) -> Pattern:
     block, end = model.model.layers[layer], rows.stop
     attn, d = block.self_attn, block.self_attn.head_dim
     cache = kvcache.cache_of(memo, inside.ids)
+    if cache is not None and cache.layers[layer].is_sliding:
+        cache = None  # a sliding-window layer's cache keeps only its window's keys
     start = 0 if cache is None else rows.start  # the first position projected here
     with FORWARD_LOCK, torch.inference_mode():
-        cos, sin = rope_angles(torch.arange(start, end), d, rope_theta(model.config))
+        speeds = rope_speeds(model.config, d)
+        cos, sin = rope_angles(torch.arange(start, end), speeds)
         xn = norm(block.input_layernorm, inside.stream[layer, start:end])
         queries = slice(rows.start - start, None)  # the query rows among them
-        q = rotate(norm(attn.q_norm, split_heads(linear32(attn.q_proj, xn[queries]), d)),
-                   cos[queries], sin[queries])
+        q = split_heads(linear32(attn.q_proj, xn[queries]), d)
         if cache is not None:
+            q = qk_norm(block, q, q)[0]  # (q only: the cache holds the keys, normed)
             k = cache.layers[layer].keys[0, :, :end]
         else:
-            k = rotate(norm(attn.k_norm, split_heads(linear32(attn.k_proj, xn), d)), cos, sin)
-        weights = window_weights(q, k)
+            q, k = qk_norm(block, q, split_heads(linear32(attn.k_proj, xn), d))
+            k = rotate(k, cos, sin)
+        q = rotate(q, cos[queries], sin[queries])
+        weights = window_weights(q, k, sliding_window(block))
     return memo.put(PATTERN, key, Pattern(layer, rows, weights))
 
 
-def window_weights(q, k):
+def window_weights(q, k, window=None):
     """Attention weights of the last len(q[0]) query positions over every key, with the scores
     in float32 from the layer's own q and k, as its fused attention takes them: on the CPU it
-    sums q·k in float32 and never rounds the scores to bfloat16."""
+    sums q·k in float32 and never rounds the scores to bfloat16. `window`: the layer's sliding
+    window, if it has one."""
     q, k = q.float(), k.float()
-    return softmax(causal_mask(scores(q, share_kv(k, len(q)))))
+    return softmax(causal_mask(scores(q, share_kv(k, len(q))), window))
 
 
 
@@ -163,6 +171,9 @@ def render(loaded, view) -> str:
         "attention there when nothing else is worth reading (an *attention sink*): softmax "
         "must put each row's weight somewhere, and the first token, which every position "
         "can see, becomes the place for it."
+        + (f" (This layer's sliding window of {window:,} positions hides position 0 from "
+           f"every query after position {window - 1:,}: there, its share is 0.)"
+           if (window := sliding_window(loaded.model.model.layers[opened.layer])) else "")
     )
     group = f.heads // f.kv_heads
     st.subheader("All heads of the layer")

@@ -15,6 +15,7 @@ from functools import cached_property
 
 import pandas as pd
 import torch
+from transformers import DynamicCache
 
 from chapter2 import lens, stream
 from chapter2.attention import angles
@@ -59,6 +60,11 @@ def cached_of(model, ids, output, cache) -> Cached:
     values = [tuple(layer.values.shape) for layer in cache.layers]
     nbytes = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
     whole = output.logits[0, -1].float()  # the forward's own last row
+    if any(cache.is_sliding) and len(ids) > 1:
+        # a sliding window's cache can't be cut back: the positions before the last are
+        # read into a cache of the step's own (the learner's is left as it is)
+        cache = DynamicCache(config=model.config)
+        model(torch.tensor([list(ids[:-1])]), cache=cache, logits_to_keep=1)
     start = time.perf_counter()
     again, step = traced(last_step_cached, model, cache, list(ids))
     seconds = time.perf_counter() - start

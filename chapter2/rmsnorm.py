@@ -59,9 +59,9 @@ def render(loaded, view) -> str:
         "scale each coordinate. Where the model uses RMSNorm, counted from its modules: "
         + ", ".join(f"`{kind}` × {count}" for kind, count in kinds.items())
         + f" ({counted(sum(kinds.values()), 'RMSNorm')} in all: two per layer on the "
-        "residual stream, two per layer on each head's queries and keys, QK-norm, and one "
-        "after the last layer)."
-    )
+        + ("residual stream, two per layer on each head's queries and keys, QK-norm, and one "
+           "after the last layer)." if "q_norm" in kinds else
+           "residual stream and one after the last layer; this model has no QK-norm)."))
     st.dataframe(view.checks_table(["input RMSNorm"]), hide_index=True)
     st.caption(view.rounding(["input RMSNorm"]))
     where = ("all in float32" if facts.dtype == torch.float32 else "the division in float32, "

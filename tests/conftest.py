@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny offline model (built once per run) on which every test runs, the
 model as the app loads it, a forward counter. Helpers every test may use are in helpers.py."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,10 +21,23 @@ def tiny_dir(tmp_path_factory) -> Path:
     return tiny_model.build(tmp_path_factory.mktemp("tiny"))
 
 
+DTYPE = os.environ.get("TEST_DTYPE", "bfloat16")  # the dtype the app loads models in
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2: the model Chapter 2's last section compares with (offline)."""
+    return tiny_model.build(tmp_path_factory.mktemp("gpt2"), arch="gpt2")
+
+
 @pytest.fixture(autouse=True)
-def use_tiny(tiny_dir, monkeypatch):
-    """Every test runs the app on the tiny model unless it says otherwise."""
+def use_tiny(tiny_dir, gpt2_dir, monkeypatch):
+    """Every test runs the app on the tiny model, in TEST_DTYPE (default bfloat16: the probe's
+    choice would depend on the CPU and its load), unless it says otherwise. `TEST_DTYPE=
+    float32 uv run pytest …` runs the same tests in float32."""
     monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", str(tiny_dir))
+    monkeypatch.setenv("TOKEN_BY_TOKEN_DTYPE", DTYPE)
+    monkeypatch.setenv("TOKEN_BY_TOKEN_COMPARE", str(gpt2_dir))
 
 
 @pytest.fixture(scope="session")

@@ -408,3 +408,67 @@ def test_walk_chapter_three_every_control(server, loaded):
         assert numbered == [str(n) for n in range(1, 7)], headers
         assert headers[-1] == "Conclusion", headers
         page.screenshot(path=str(ARTIFACTS / "chapter3.png"), full_page=True)
+# --- the first download, watched ------------------------------------------------------
+
+def test_a_throttled_first_download_shows_one_bar_and_the_tokenizer_first(tiny_dir, tmp_path):
+    """A stand-in hub on a loopback port serves the tiny model at 60 kB/s: the page shows one
+    bar for every file with its rate and time left, moving; Section 1 works with the
+    tokenizer while the weights come; then the whole chapter, with no reload."""
+    from standin import Hub
+    hub = Hub({"test/tiny": tiny_dir}).start()
+    hub.rate = 60_000
+    weights = (tiny_dir / "model.safetensors").stat().st_size
+    try:
+        with streamlit_server("test/tiny", HF_ENDPOINT=hub.url,
+                              HF_HUB_CACHE=str(tmp_path / "cache")) as url, chromium() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(url)
+            bar = page.locator('[data-testid="stProgress"]').filter(
+                has_text="Downloading test/tiny")
+            expect(bar).to_have_count(1, timeout=60_000)
+            expect(page.get_by_text("1. Tokenizer")).to_be_visible(timeout=60_000)
+            seen = []
+            for _ in range(4):  # the bar moves, with a rate and the time left
+                text = bar.inner_text(timeout=30_000)
+                seen.append(text)
+                page.wait_for_timeout(700)
+            assert all("MB/s" in t and "left" in t for t in seen[1:]), seen
+            assert len(set(seen)) > 1, seen
+            got = sum(1 for r in hub.requests if r[1].endswith("model.safetensors"))
+            assert got and "Conclusion" not in page.content()  # the weights are still coming
+            type_text(page, "Hello tokens")  # Section 1 already reads the learner's text
+            expect(page.get_by_text("tokens = [")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "download-tokenizer-first.png"),
+                            full_page=True)
+            expect(page.get_by_text("Conclusion")).to_be_visible(
+                timeout=weights / hub.rate * 1000 + 60_000)
+            expect(bar).to_have_count(0)
+            no_errors(page)
+    finally:
+        hub.stop()
+
+
+def test_a_connection_cut_mid_file_then_retry_in_the_browser(tiny_dir, tmp_path):
+    """The network drops 200 kB into the weights and stays down: the page says where the
+    download stopped (Section 1 still works); Retry, once the network is back, asks for the
+    rest only and the chapter appears."""
+    from standin import Hub
+    hub = Hub({"test/tiny": tiny_dir}).start()
+    hub.rate, hub.cut_after = 200_000, 200_000
+    try:
+        with streamlit_server("test/tiny", HF_ENDPOINT=hub.url,
+                              HF_HUB_CACHE=str(tmp_path / "cache")) as url, chromium() as b:
+            page = b.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(url)
+            expect(page.get_by_text("the connection dropped")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("press Retry and it goes on from there")).to_be_visible()
+            expect(page.get_by_text("1. Tokenizer")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "download-dropped.png"), full_page=True)
+            hub.down = False
+            page.get_by_role("button", name="Retry").click()
+            expect(page.get_by_text("Conclusion")).to_be_visible(timeout=90_000)
+            no_errors(page)
+        ranges = [r[2] for r in hub.requests if r[2] and r[1].endswith("model.safetensors")]
+        assert ranges[-1] == "bytes=200000-"
+    finally:
+        hub.stop()

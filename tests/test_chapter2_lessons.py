@@ -296,7 +296,8 @@ def test_causal_mask_and_softmax():
 
 
 def test_rope_turns_pairs_of_split_halves_and_keeps_lengths():
-    cos, sin = attn.rope_angles(torch.arange(3), 8, 10_000.0)
+    speeds = 1.0 / 10_000.0 ** (torch.arange(0, 8, 2).float() / 8)
+    cos, sin = attn.rope_angles(torch.arange(3), speeds)
     assert cos.shape == sin.shape == (3, 8)
     assert torch.equal(cos[0], torch.ones(8)) and torch.equal(sin[0], torch.zeros(8))
     assert torch.equal(cos[:, :4], cos[:, 4:])  # pair i = coordinates i and i + 4

@@ -399,8 +399,9 @@ def test_the_model_is_set_aside_from_the_collector_and_later_garbage_is_still_co
     assert gone() is None
 
 
-def test_tiny_model_loads_in_bf16_eval_mode_with_its_facts(loaded, tiny_dir):
-    assert loaded.model.dtype == torch.bfloat16
+def test_tiny_model_loads_in_the_tests_dtype_in_eval_mode_with_its_facts(loaded, tiny_dir):
+    from conftest import DTYPE
+    assert loaded.model.dtype == getattr(torch, DTYPE)
     assert not loaded.model.training
     assert not any(p.requires_grad for p in loaded.model.parameters())
     assert loaded.eos_ids == {loaded.tokenizer.convert_tokens_to_ids(t)
@@ -454,32 +455,6 @@ def test_a_damaged_model_directory_is_explained(damage, tiny_dir, tmp_path, monk
     message = error_of(run_app())
     assert f"The model in `{broken}` could not be loaded" in message
     assert "model.safetensors" in message
-
-
-def test_download_progress_drives_a_progress_bar(monkeypatch, tiny_dir):
-    """A first download shows bytes done of bytes in total, updated from hub threads."""
-    seen = []
-
-    def fake_download(name, allow_patterns, local_files_only=False, tqdm_class=None):
-        if local_files_only:
-            raise model.LocalEntryNotFoundError("not cached")
-        import threading
-        bar = tqdm_class(total=3_000_000_000, unit="B")
-
-        def work():
-            bar.update(1_500_000_000)
-            seen.append(bar._bar is not None)
-        thread = threading.Thread(target=work)
-        thread.start()
-        thread.join()
-        return str(tiny_dir)
-
-    monkeypatch.setattr(model, "snapshot_download", fake_download)
-    monkeypatch.setenv("TOKEN_BY_TOKEN_MODEL", "fake/model")
-    at = run_app()
-    assert seen == [True]
-    assert not at.error
-    assert at.title[0].value.startswith("Chapter 1")
 
 
 # --- capture: what a forward's modules receive and return -----------------------------------

@@ -76,6 +76,7 @@ def test_every_section_is_drawn_once_in_order_with_its_lessons(chapter):
 NOT_ON_THE_DEFAULT_PAGE = {"chat", "branch", "many_draws", "total_variation", "mid_stream",
                            "logit_lens", "mid_lens", "attention_weights", "window_weights",
                            "norm", "tied", "nearest", "angles", "rope_theta", "kv_head_of",
+                           "llama3_speeds",  # (on a Llama 3 model's page)
                            # Chapter 3: the other draft, the check above temperature 0
                            "prompt_lookup", "first_ids"}
 
@@ -138,7 +139,7 @@ def test_a_control_reruns_exactly_the_sections_that_read_it():
         names = [m.__name__.rsplit(".", 1)[1] for m in package.SECTIONS]
         return ([names[i] for i in part.own()], [tree(package, c) for c in part.children])
     assert tree(chapter2) == (
-        ["embeddings", "stream", "kvcache"],
+        ["embeddings", "stream", "kvcache", "since_gpt2"],
         [(["rmsnorm", "mlp", "rebuild"], [(["attention"], [(["patterns"], [])])]),
          (["lens"], [])])
     assert tree(chapter1) == ([], [(["tokenizer"], []), ([], [(["logits"], []), (

@@ -1,9 +1,10 @@
 """Random walks of a learner through the whole app (AppTest): any action, in any order, on any
 page, and after every step the page holds together.
 
-One rule per learner action of every chapter (text edits, each slider, the seed, Resample,
-Reset, the toggles, Generate, Play, a branch, the proof, a vocabulary lookup, the logits rows,
-switching pages, Chapter 2's Token, Layer, Query head, Attention rows and halfway controls,
+One rule per learner action of every chapter (the model picker, text edits, each slider, the
+seed, Resample, Reset, the toggles, Generate, Play, a branch, the proof, a vocabulary lookup,
+the logits rows, switching pages, Chapter 2's Token, Layer, Query head, Attention rows and
+halfway controls,
 Chapter 3's sliders, block sizes, scheme, draft and Measure again buttons).
 After every step, the invariants: no exception in the page; Section 1's `tokens = [` line is
 the tokenizer's ids for the text (or the chat template's); `generated` is what was appended
@@ -81,8 +82,11 @@ class Learner(RuleBasedStateMachine):
 
         from token_by_token import model
         self.environment = os.environ.get("TOKEN_BY_TOKEN_MODEL")
+        self.listed = os.environ.get("TOKEN_BY_TOKEN_MODELS")
         if self.MODEL:
             os.environ["TOKEN_BY_TOKEN_MODEL"] = self.model_dir()
+        # the picker offers the walk's model and the pocket model (both on this machine)
+        os.environ["TOKEN_BY_TOKEN_MODELS"] = f"{model.model_id()},pocket"
         self.loaded = model.load()
         self.at = AppTest.from_file(MAIN, default_timeout=60)
         self.at.run()
@@ -95,6 +99,10 @@ class Learner(RuleBasedStateMachine):
     def teardown(self):
         if self.MODEL and getattr(self, "environment", None):
             os.environ["TOKEN_BY_TOKEN_MODEL"] = self.environment
+        if getattr(self, "listed", None) is None:
+            os.environ.pop("TOKEN_BY_TOKEN_MODELS", None)
+        else:
+            os.environ["TOKEN_BY_TOKEN_MODELS"] = self.listed
 
     def model_dir(self) -> str:
         if self.MODEL not in BUILT:
@@ -238,6 +246,19 @@ class Learner(RuleBasedStateMachine):
         slider = self.widget("slider", "heatmap_rows")
         value = data.draw(st.integers(slider.min, slider.max))
         self.act(lambda: slider.set_value(value).run(), False)
+
+    @precondition(lambda self: self.usable("selectbox", "model"))
+    @rule(data=st.data())
+    def pick_a_model(self, data):
+        from token_by_token import model
+        box = self.widget("selectbox", "model")
+        label = data.draw(st.sampled_from(list(box.options)))
+        name = label.split(" — ")[0]
+        changed = name != self.at.session_state["model"]
+        self.act(lambda: box.set_value(name).run(), True)
+        if changed:  # a new vocabulary: the ids generated with the old one are gone
+            self.generated = []
+        self.loaded = model.load(self.at.session_state["model"])
 
     def openers(self) -> list:
         """The page's table alternatives (expanders keyed table_*) and lessons' tabs (keyed

@@ -11,7 +11,7 @@ tests and the benchmarks run the real code path without the model hub:
   for the exact Qwen3-0.6B dimensions used by the benchmarks); `--arch` gives another
   architecture of the same size instead, from its transformers config class (ARCHS: Llama with
   Llama 3's RoPE scaling, Qwen2, Mistral and Qwen3 with a sliding window, Gemma 3, Phi-3,
-  GPT-2), with the same tokenizer.
+  GPT-2), with the same tokenizer (GPT-2's without a chat template, as the real one).
 
 `--init-std` scales the random weights: a larger value gives peaked, far-from-uniform next-token
 distributions, so that top-k, top-p and min-p really remove tokens in tests.
@@ -160,7 +160,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
+def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int,
+                   chat_template: bool = True) -> None:
+    """The tokenizer's files; GPT-2's tokenizer, like the real one, has no chat template."""
     tokenizer.save(str(out / "tokenizer.json"))
     config = {
         "tokenizer_class": "Qwen2Tokenizer",
@@ -174,6 +176,8 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
         "extra_special_tokens": ["<|im_start|>"],
         "chat_template": CHAT_TEMPLATE,
     }
+    if not chat_template:
+        del config["chat_template"]
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
@@ -266,7 +270,7 @@ def build(out_dir, shape: str = "tiny", init_std: float = 0.02, seed: int = 0,
         bos_token_id=ids["<|endoftext|>"],
     )
     model.to(torch.bfloat16).save_pretrained(out)
-    save_tokenizer(tokenizer, out, config.max_position_embeddings)
+    save_tokenizer(tokenizer, out, config.max_position_embeddings, arch != "gpt2")
     return out
 
 

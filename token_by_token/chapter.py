@@ -48,6 +48,8 @@ class Chapter:
     view: Callable         # view(loaded, state): what every section's render reads
     opening: Callable | None = None  # opening(loaded, view), in the first section's place
     # before any section is drawn (Chapter 2: a spinner while the model is opened)
+    waiting: Callable | None = None  # waiting(loaded): the sidebar while the weights download
+    # (then only the sections that declare NEEDS_MODEL = False are drawn)
 
     def readers(self, keys) -> frozenset[int]:
         """The sections (their indexes) whose READS meet `keys`."""
@@ -57,9 +59,11 @@ class Chapter:
     def parts(self) -> "Part":
         """The page as a tree of parts: the page run at the root, a fragment per group of
         controls that rerun the same sections, nested by the sections they rerun."""
-        everything = frozenset(range(len(self.sections)))
         blocks = [*self.controls, *(Controls(frozenset(getattr(m, "WIDGETS", ())))
                                     for m in self.sections if getattr(m, "WIDGETS", ()))]
+        # the sections some control reruns (one that reads no control's choice, Chapter 2's
+        # comparison with GPT-2, is drawn by the page run alone)
+        everything = self.readers(set().union(*(block.changes for block in blocks)))
         groups: dict[frozenset[int], list[Controls]] = {}
         root = []
         for block in blocks:
@@ -75,7 +79,7 @@ class Chapter:
             holders = [g for g in groups if larger | min(overlap, key=len) < g]
             (groups[min(holders, key=len)] if holders else root).extend(groups.pop(larger))
         parts = {covered: Part(covered, blocks) for covered, blocks in groups.items()}
-        top = Part(everything, root)
+        top = Part(frozenset(range(len(self.sections))), root)
         for covered in sorted(parts, key=len):  # each inside the smallest part holding it
             holders = [p for c, p in parts.items() if covered < c]
             parent = min(holders, key=lambda p: len(p.sections)) if holders else top
@@ -103,7 +107,10 @@ DRAWN: Slot[dict] = Slot("chapter.drawn")  # what the page drew, and with which 
 
 def run(chapter: Chapter, loaded) -> bool:
     """Draw the chapter: its links and controls in the sidebar, every section in its place.
-    Returns whether the sections could be drawn (False: no token ids, and the page said so)."""
+    Returns whether the sections could be drawn (False: no token ids, and the page said so;
+    or the model's weights are still downloading)."""
+    if not loaded.ready:
+        return _without_model(chapter, loaded)
     token = _WITHIN.set(True)  # the fragments called below run as part of the page run
     try:
         st.sidebar.markdown(sections.links(chapter.sections))
@@ -116,6 +123,26 @@ def run(chapter: Chapter, loaded) -> bool:
         return bool(view.ids)
     finally:
         _WITHIN.reset(token)
+
+
+def _without_model(chapter: Chapter, loaded) -> bool:
+    """While the model's weights download: the sections that need only the tokenizer
+    (NEEDS_MODEL = False), with the chapter's `waiting` controls; the others say they wait."""
+    if chapter.waiting is not None:
+        with st.sidebar:
+            chapter.waiting(loaded)
+    view = chapter.view(loaded, st.session_state)
+    later = [i for i, m in enumerate(chapter.sections) if getattr(m, "NEEDS_MODEL", True)]
+    for index in range(len(chapter.sections)):
+        if index not in later:
+            _draw_section(chapter, loaded, index, view)
+        elif index == later[0]:
+            numbers = [str(i + 1) for i in later]
+            st.info(f"Section{'s' if len(later) > 1 else ''} {', '.join(numbers)} of "
+                    f"{chapter.name} need{'' if len(later) > 1 else 's'} the model's "
+                    "weights: they appear here as soon as the download above is done.",
+                    icon="⏳")
+    return False
 
 
 # True while a page run or a fragment's run is drawing: a fragment called then runs as part of

@@ -33,6 +33,19 @@ def fit(key: str, values, default=None) -> None:
 
 # --- every chapter --------------------------------------------------------------------------
 
+def model_picker(choices: list[str], labels: dict[str, str], free: bool, note: str) -> None:
+    """The model, in the sidebar of every page: the entries the server offers, each with
+    what it is and whether it is in the cache; where allowed, any hub id or directory typed
+    in (a new entry). One entry: no picker."""
+    current = st.session_state.get("model")
+    options = list(dict.fromkeys([*choices, *([current] if current else [])]))
+    if len(options) == 1:
+        return  # the page's caption names it
+    st.selectbox("Model", options, key="model", format_func=lambda m: labels.get(m, m),
+                 accept_new_options=free, on_change=state.model_changed,
+                 help=note + (" Type a Hugging Face model id (like Qwen/Qwen3-0.6B) or the "
+                              "path of a model directory to open another." if free else ""))
+
 def text_box() -> None:
     """The learner's text, in the sidebar of every chapter (one key: the same text)."""
     st.text_area("Your text", key="text", on_change=state.text_edited, height=120,

@@ -30,6 +30,7 @@ class Memo:
     def __init__(self):
         self.lock = threading.RLock()  # for callbacks that read and then change the choices
         self.model_id = None
+        self.serial = None  # which load of the model (token_by_token/model.py's shelf)
         self._slots: dict[str, tuple[object, object]] = {}
 
     def get(self, slot: Slot[T], key) -> T | None:
@@ -51,6 +52,18 @@ class Memo:
         if self.model_id != model_id:
             self.model_id, self._slots = model_id, {}
         return self
+
+    def for_loaded(self, loaded) -> "Memo":
+        """The same, for one load of a model: a model dropped from memory and loaded again
+        is another object, and nothing made with the old one is kept (it would keep the
+        old weights alive)."""
+        if (self.model_id, self.serial) != (loaded.model_id, loaded.serial):
+            self.model_id, self.serial, self._slots = loaded.model_id, loaded.serial, {}
+        return self
+
+    def forget(self) -> None:
+        """Let go of every value (the model they were made with was dropped)."""
+        self.model_id, self.serial, self._slots = None, None, {}
 
 
 def memo_of(state) -> Memo:

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import streamlit as st
 
+from token_by_token import catalog
+
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy"
 
 # The sampling sliders when the page opens: Qwen3's model card advises these for non-thinking
@@ -32,6 +34,7 @@ TEXT_CHOICES = frozenset({"text", "chat", "thinking", "autoregressive", "generat
                           "previous_ids"})
 
 DEFAULTS = {
+    "model": None,           # the sidebar's picker; None: TOKEN_BY_TOKEN_MODEL (init fills it)
     "text": DEFAULT_TEXT,
     **SAMPLING_DEFAULTS,
     "seed": 42,
@@ -108,18 +111,24 @@ def id_list(value: str) -> list[int]:
 
 
 # What a share link carries (?text=…&temperature=…), and how to read each value back.
-SHARED = {"text": str, "temperature": float, "top_k": int, "top_p": float, "min_p": float,
-          "seed": int, "chat": flag, "thinking": flag, "autoregressive": flag,
+SHARED = {"model": str, "text": str, "temperature": float, "top_k": int, "top_p": float,
+          "min_p": float, "seed": int, "chat": flag, "thinking": flag, "autoregressive": flag,
           "generated": id_list}
+
+
+def default(key: str):
+    """A choice's default: DEFAULTS', but the model's comes from TOKEN_BY_TOKEN_MODEL."""
+    return catalog.default_id() if key == "model" else DEFAULTS[key]
 
 
 def init() -> None:
     """Call first on every page: fill in defaults and keep choices across page switches."""
     state = st.session_state
     first_run = "text" not in state
-    for key, default in DEFAULTS.items():
-        if key not in state:
-            state[key] = default.copy() if isinstance(default, list) else default
+    for key in DEFAULTS:
+        if key not in state or key == "model" and not state[key]:
+            value = default(key)
+            state[key] = value.copy() if isinstance(value, list) else value
         else:
             # Streamlit forgets a widget's value when a page without that widget runs;
             # writing it back makes it the learner's value, kept across pages.
@@ -198,7 +207,7 @@ def write_share_link(loaded) -> str | None:
     """Keep the address bar a share link: every shared choice that differs from its default.
     Returns what the page must say when the link can't carry the whole text."""
     state = st.session_state
-    wanted = {key: link_value(state[key]) for key in SHARED if state[key] != DEFAULTS[key]}
+    wanted = {key: link_value(state[key]) for key in SHARED if state[key] != default(key)}
     note = None
     if len(state["generated"]) > SHARED_IDS:
         del wanted["generated"]
@@ -309,3 +318,11 @@ def text_edited() -> None:
     """on_change of the text: a new text is a new sequence, so earlier generation is gone."""
     st.session_state["generated"] = []
     st.session_state["previous_ids"] = []
+
+
+def model_changed() -> None:
+    """on_change of the model picker: the text stays (the new model reads it with its own
+    tokenizer); ids of the old vocabulary, and choices made among them, are gone."""
+    state = st.session_state
+    state["generated"], state["previous_ids"] = [], []
+    state["branch_step"] = state["branch_token"] = state["position"] = None
