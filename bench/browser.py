@@ -275,6 +275,33 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
         for page in pages.values():
             page.close()
 
+        # Chapter 3, reached from Chapter 1: its first open measures this machine (once per
+        # process), then section 6's Learners slider against the same slider on the floor
+        page = open_page(browser, app, "Conclusion")
+        arm(page, r"Chapter 3 reads|machine reads")
+        page.get_by_test_id("stSidebarNavLink").filter(has_text="Chapter 3").click()
+        page.wait_for_selector("text=A class of learners: memory", timeout=600_000)
+        page.wait_for_selector("h2:has-text('Conclusion')", timeout=600_000)
+        page.wait_for_selector(IDLE, timeout=600_000)
+        start = page.evaluate("window.__bench.start")
+        opened = (page.evaluate("performance.now()") - start) / 1000 if start else float("nan")
+        notes.append(f"Chapter 3, first open after Chapter 1 (this machine measured, once per "
+                     f"process): {opened:.1f} s.")
+        pages = {"app": page, "floor": open_page(browser, floor + "/chapter-3", "learners = ")}
+        learners = {name: [] for name in pages}
+        for rep in range(reps):
+            for name, page in pages.items():
+                up = rep % 2 == 0
+                slider = page.locator('[data-testid="stSlider"]', has_text="Learners")
+                now = int(slider.get_by_test_id("stSliderThumbValue").inner_text())
+                new = now + (1 if up else -1)
+                pattern = (rf"(^|\D){new} learners with" if name == "app"
+                           else rf"learners = {new},")
+                learners[name].append(slider_step(page, "Learners", pattern, up=up))
+        rows.append(("Chapter 3: Learners slider (section 6), key press", *learners.values()))
+        for page in pages.values():
+            page.close()
+
         for n in (10, 500):
             # greedy (top_k=1): an end-of-text token would stop generation within the reps
             query = f"/?text={quote(text_of(tokenizer, n))}&top_k=1"

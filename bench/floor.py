@@ -1,9 +1,10 @@
 """The floor page of the browser benchmark: the app's sidebar controls and nothing else.
 
 `streamlit run bench/floor.py`: the same widgets, keys and ranges as each chapter's sidebar
-(Chapter 1 at /, Chapter 2 at /chapter-2, as in the app), and a main area that only prints the
-choices. Whatever the app takes beyond this page's time is the app's own cost
-(bench/browser.py measures both in one run).
+(Chapter 1 at /, Chapter 2 at /chapter-2, as in the app; Chapter 3's class sliders, drawn in its
+main area, at /chapter-3), and a main area that only prints the choices. Whatever the app
+takes beyond this page's time is the app's own cost (bench/browser.py measures both in one
+run).
 """
 
 import json
@@ -19,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from token_by_token import controls, state  # noqa: E402
 
 ROWS = 64  # chapter2.patterns.ROWS (importing it would load torch: not on a floor page)
+LEARNERS = 200  # chapter3.paged.MOST_LEARNERS
+MAX_TOKENS = 1024  # token_by_token.model.MAX_TOKENS
 
 st.set_page_config(page_title="Floor", layout="centered", initial_sidebar_state="expanded")
 state.init()
@@ -79,5 +82,21 @@ def chapter2() -> None:
     look_at()
 
 
+def chapter3() -> None:
+    with st.sidebar:
+        controls.text_box()
+    st.title("Floor page")
+
+    @st.fragment
+    def a_class() -> None:  # section 6's sliders, in a fragment as in the app
+        config = json.loads((Path(os.environ["TOKEN_BY_TOKEN_MODEL"]) / "config.json")
+                            .read_text())
+        controls.class_sliders(LEARNERS, min(MAX_TOKENS, config["max_position_embeddings"]))
+        st.markdown(f"learners = {s['paged_learners']}, length = {s['paged_length']}, "
+                    f"prefix = {s['paged_prefix']}")
+    a_class()
+
+
 st.navigation([st.Page(chapter1, title="Floor: Chapter 1", url_path="chapter-1", default=True),
-               st.Page(chapter2, title="Floor: Chapter 2", url_path="chapter-2")]).run()
+               st.Page(chapter2, title="Floor: Chapter 2", url_path="chapter-2"),
+               st.Page(chapter3, title="Floor: Chapter 3", url_path="chapter-3")]).run()

@@ -1,7 +1,6 @@
 """Real-browser tests: Chromium driving `streamlit run` with the tiny model."""
 
 import json
-import re
 
 import pytest
 from browser import ARTIFACTS, chromium, no_errors, streamlit_server, type_text, wait_idle

@@ -14,7 +14,7 @@ import chapter1
 import chapter2
 import chapter3
 from token_by_token import state
-from token_by_token.chapter import Chapter, Controls
+from token_by_token.chapter import DRAWN, Chapter, Controls, _choices
 
 CHAPTERS = {"chapter1": chapter1, "chapter2": chapter2, "chapter3": chapter3}
 PAGES = {"chapter1": CHAPTER1, "chapter2": CHAPTER2, "chapter3": CHAPTER3}
@@ -224,7 +224,7 @@ import types
 import streamlit as st
 import chapter1
 from token_by_token import chapter, model, state
-from token_by_token.chapter import Chapter, Controls
+from token_by_token.chapter import DRAWN, Chapter, Controls, _choices
 
 state.DEFAULTS.setdefault("extra", 1)
 state.init()
@@ -276,6 +276,19 @@ def test_every_chapter_renders_its_own_page(page, title):
     at = run_app(page)  # fails on any exception
     assert [t.value for t in at.title] == [title]
 
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_a_drawn_page_records_the_choices_its_sections_were_left_with(chapter, loaded):
+    """After a whole page run, every section's recorded choices are the state's: a fragment
+    rerun alone then finds nothing changed outside it and stays alone (a widget that fitted
+    its own value while drawn made every fragment of Chapter 3 rerun the page)."""
+    at = run_app(PAGES[chapter])
+    package = CHAPTERS[chapter]
+    drawn = at.session_state["_memo"].for_model(loaded.model_id).get(DRAWN, "all")
+    state_now = at.session_state._state.filtered_state
+    for index, module in enumerate(package.SECTIONS):
+        assert drawn[package.CHAPTER.name, index] == _choices(state_now, module), module
 
 
 def test_readme_page_renders_the_readme():

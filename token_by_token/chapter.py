@@ -27,6 +27,7 @@ import streamlit as st
 
 from token_by_token import progress, sections
 from token_by_token.memo import Slot, memo_of
+from token_by_token.state import BUTTONS
 
 
 @dataclass(frozen=True)
@@ -198,8 +199,11 @@ def _fragment(chapter, loaded, part: Part, places) -> None:
 
 
 def _choices(state, module) -> dict:
-    """The choices a section reads, as it reads them now."""
-    return {key: _frozen(state.get(key)) for key in sorted(module.READS)}
+    """The choices a section reads, as it reads them now. A button is an event, not a
+    choice: its value is None before its first drawing and False after (a section's own
+    Measure again button made every fragment of Chapter 3 rerun the whole page)."""
+    return {key: _frozen(state.get(key)) for key in sorted(module.READS)
+            if key not in BUTTONS}
 
 
 def _frozen(value):
@@ -210,12 +214,16 @@ def _draw_section(chapter, loaded, index: int, view) -> None:
     """One section in its place; without token ids, the first section that needs them says
     so and the others stay empty."""
     module = chapter.sections[index]
-    _drawn(loaded)[chapter.name, index] = _choices(st.session_state, module)
-    if not view.ids and getattr(module, "NEEDS_IDS", True):
-        needing = [i for i, m in enumerate(chapter.sections) if getattr(m, "NEEDS_IDS", True)]
-        if index == needing[0]:
-            st.info("Type some text in the sidebar: the model needs at least one token.")
-        return
-    bar = st.empty()  # the progress of what drawing it computes first (token_by_token/progress)
-    with progress.shown(bar):
-        sections.draw_one(chapter.name, chapter.sections, index, loaded, view)
+    try:
+        if not view.ids and getattr(module, "NEEDS_IDS", True):
+            needing = [i for i, m in enumerate(chapter.sections)
+                       if getattr(m, "NEEDS_IDS", True)]
+            if index == needing[0]:
+                st.info("Type some text in the sidebar: the model needs at least one token.")
+            return
+        bar = st.empty()  # the progress of what drawing it computes (token_by_token/progress)
+        with progress.shown(bar):
+            sections.draw_one(chapter.name, chapter.sections, index, loaded, view)
+    finally:  # the choices as the section left them: a widget it draws may fit its own
+        # value first (Chapter 3's Draft layers: None, then half the model's layers)
+        _drawn(loaded)[chapter.name, index] = _choices(st.session_state, module)
