@@ -139,7 +139,9 @@ def test_a_generate_click_shows_the_step_that_appended_the_token(loaded):
 
 def test_source_only_is_one_click_away(loaded):
     at = run_app()
-    starts = lambda: [c.value for c in at.code if c.value.startswith("def tokenize(")]
+
+    def starts():
+        return [c.value for c in at.code if c.value.startswith("def tokenize(")]
     assert len(starts()) == 1  # the plain source is not sent until its tab is opened
     at.session_state["lesson:token_by_token.sequence.tokenize"] = "Source only"
     at.run()
