@@ -1,6 +1,7 @@
 """What the learner feels: the app in Chromium against a floor page with the same controls.
 
-`uv run python bench/browser.py [--smoke] [--model pocket|qwen3] [--reps 8]`
+`uv run python bench/browser.py [--smoke] [--model pocket|qwen3] [--reps 8]
+ [--dtype bfloat16|float32]`
 
 Both pages are served by `streamlit run` (the app's main.py, and bench/floor.py: the same
 sidebar widgets and nothing else) and driven by one Chromium, alternately, in one run. Each
@@ -168,12 +169,15 @@ def toggle_autoregression(page):
     page.wait_for_selector(IDLE, timeout=120_000)
 
 
+DTYPE = os.environ.get("TOKEN_BY_TOKEN_DTYPE", "bfloat16")  # the app's and the bare runs'
+
+
 def bare_step_seconds(model_dir: Path, n: int, reps: int) -> float:
     """One cached step at n tokens, in this process's main thread, the way a learner's own
-    script would run it (one long-lived thread)."""
+    script would run it (one long-lived thread), in the dtype the app runs."""
     import torch
     from transformers import AutoModelForCausalLM, DynamicCache
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, DTYPE)).eval()
     ids = torch.arange(10, 10 + n)[None] % model.config.vocab_size
     cache = DynamicCache(config=model.config)
     with torch.inference_mode():
@@ -204,7 +208,7 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows, notes = [], []
-    env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir)}
+    env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir), "TOKEN_BY_TOKEN_DTYPE": DTYPE}
     with streamlit_server(model_dir, **env) as app, \
             streamlit_server(model_dir, script=FLOOR, **env) as floor, chromium() as browser:
         # the very first page of a fresh server loads the model too
@@ -347,7 +351,7 @@ def forward_seconds(model_dir: Path, tokenizer) -> float:
     from transformers import AutoModelForCausalLM
 
     from token_by_token.state import DEFAULT_TEXT
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, DTYPE)).eval()
     ids = torch.tensor([tokenizer.encode(DEFAULT_TEXT, add_special_tokens=False)])
     times = []
     with torch.inference_mode():
@@ -410,7 +414,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model, 1 repetition")
     parser.add_argument("--model", choices=["pocket", "qwen3"], default="pocket")
     parser.add_argument("--reps", type=int, default=8)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
+                        help="the app's TOKEN_BY_TOKEN_DTYPE (default bfloat16)")
     args = parser.parse_args()
+    if args.dtype:
+        global DTYPE
+        DTYPE = args.dtype
     text = run(args.model, 1 if args.smoke else args.reps, args.smoke)
     print(text)
     if not args.smoke:
@@ -440,7 +449,7 @@ def run(model: str, reps: int, smoke: bool = False) -> str:
         model_dir, title = POCKET_DIR, "Browser, pocket model"
     else:
         model_dir = ROOT / "bench" / ".qwen3-0.6b-model"
-        title = "Browser, Qwen3-0.6B shape (random weights, bf16)"
+        title = f"Browser, Qwen3-0.6B shape (random weights, {DTYPE})"
         if not (model_dir / "config.json").exists():
             tiny_model.build(model_dir, "qwen3-0.6b")
     rows, notes = measure(model_dir, reps)
