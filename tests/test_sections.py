@@ -45,7 +45,7 @@ def lessons():
             yield pytest.param(function, id=f"{module.__name__}.{function.__name__}")
 
 
-@pytest.mark.parametrize("function", lessons())
+@pytest.mark.parametrize("function", list(lessons()))
 def test_every_lesson_is_short_documented_and_narrow(function):
     source = inspect.getsource(function)
     assert max(map(len, source.splitlines())) <= 80
