@@ -25,11 +25,7 @@ digraph {
 
 st.title("Chapter 2: Inside the Model")
 loaded = models.load_or_explain()
-if not loaded.ready:
-    st.info("This chapter opens the model's weights: it appears as soon as their download "
-            "(above) is done. Chapter 1's Section 1 works with the tokenizer meanwhile.",
-            icon="⏳")
-    st.stop()
+models.weights_or_stop(loaded, "opens the model's weights")
 if unknown := state.unknown_generated(loaded):  # from a share link
     st.warning(unknown)
 if refused := architecture.refusal(loaded.model):

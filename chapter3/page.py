@@ -17,11 +17,7 @@ st.markdown(
     "the code that ran."
 )
 loaded = models.load_or_explain()
-if not loaded.ready:
-    st.info("This chapter times the model's weights: it appears as soon as their download "
-            "(above) is done. Chapter 1's Section 1 works with the tokenizer meanwhile.",
-            icon="⏳")
-    st.stop()
+models.weights_or_stop(loaded, "times the model's weights")
 if unknown := state.unknown_generated(loaded):  # from a share link
     st.warning(unknown)
 if refused := refusal(loaded.model):

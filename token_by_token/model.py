@@ -446,6 +446,15 @@ def pocket_corpus() -> str:
 
 # --- in the page --------------------------------------------------------------------------
 
+def weights_or_stop(loaded: Loaded, needs: str) -> None:
+    """A chapter that `needs` the weights (what it does with them, in words) says so and stops
+    the page while they download; Chapter 1's Section 1 works with the tokenizer meanwhile."""
+    if not loaded.ready:
+        st.info(f"This chapter {needs}: it appears as soon as their download (above) is "
+                "done. Chapter 1's Section 1 works with the tokenizer meanwhile.", icon="⏳")
+        st.stop()
+
+
 def load_or_explain() -> Loaded:
     """The learner's model, or a clear message in the page (never a traceback) and the page
     stops. While it downloads: a progress bar, and a Loaded holding only the tokenizer once its
