@@ -1,8 +1,10 @@
 """Real-browser tests: Chromium driving `streamlit run` with the tiny model."""
 
 import json
+import re
 
 import pytest
+import tiny_model
 from browser import ARTIFACTS, chromium, no_errors, streamlit_server, type_text, wait_idle
 from playwright.sync_api import expect
 
@@ -195,22 +197,38 @@ def test_rapid_generate_clicks_append_exactly_one_id_each(page):
     no_errors(page)
 
 
-def test_play_streams_tokens_into_the_page_and_stop_keeps_them(page):
+@pytest.fixture
+def slower_page(tmp_path_factory):
+    """Chapter 1 on a model a few times slower per step than the tiny one ("small" shape):
+    its Play of 200 tokens lasts ~4 s, so a Stop clicked as soon as it shows arrives while
+    the server still plays (the tiny model's 200 steps were over before it, once in CI)."""
+    model = tiny_model.build(tmp_path_factory.mktemp("small"), "small")
+    with streamlit_server(model) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(url)
+        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        wait_idle(page)
+        yield page
+
+
+def test_play_streams_tokens_into_the_page_and_stop_keeps_them(slower_page):
+    page = slower_page
     switch_on_autoregression(page)
     tokens = page.get_by_label("Tokens to play")
     tokens.fill("200")
     tokens.press("Enter")
     wait_idle(page)
     page.get_by_role("button", name="Play").click()
+    live = page.get_by_text(re.compile(r"Playing: ([5-9]|\d\d+) generated so far"))
+    expect(live).to_be_visible(timeout=60_000)  # streamed into the page while it plays
     expect(page.get_by_role("button", name="Stop")).to_be_visible()  # only while playing
-    # at once (200 tiny steps take seconds), without waiting for the streaming page to hold
-    # still (Playwright's actionability wait outlasted the whole Play once)
+    # without waiting for the streaming page to hold still (Playwright's actionability wait)
     page.get_by_role("button", name="Stop").click(force=True)
     wait_idle(page)
     page.wait_for_timeout(1000)
     wait_idle(page)
     kept = generated_in(page)
-    assert 1 <= len(kept) < 200
+    assert 5 <= len(kept) < 200
     expect(page.get_by_text(f"{len(kept)} generated so far", exact=False).first).to_be_visible()
     page.wait_for_timeout(1000)
     assert generated_in(page) == kept  # stopped: nothing more comes

@@ -7,7 +7,8 @@ tests and the benchmarks run the real code path without the model hub:
   standard library, with Qwen2's normalizer and pre-tokenizer, Qwen's special tokens and, like
   Qwen's, added tokens that are not special (`<think>`, ...); `--vocab-size 151669` grows it to
   Qwen3's size with words of the standard library's source (unmerged: for lookup timings);
-- a randomly initialised `Qwen3ForCausalLM` (`--shape tiny`, the default, or `--shape qwen3-0.6b`
+- a randomly initialised `Qwen3ForCausalLM` (`--shape tiny`, the default; `--shape small`, a few
+  times slower per step, for the browser test that stops a Play; or `--shape qwen3-0.6b`
   for the exact Qwen3-0.6B dimensions used by the benchmarks); `--arch` gives another
   architecture of the same size instead, from its transformers config class (ARCHS: Llama with
   Llama 3's RoPE scaling, Qwen2, Mistral and Qwen3 with a sliding window, Gemma 3, Phi-3,
@@ -59,6 +60,12 @@ SHAPES = {
     "tiny": {
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+    },
+    # Slower per step than "tiny" (a few ms on 2 cores): a Play lasts long enough for a
+    # browser test to stop it while it runs.
+    "small": {
+        "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 64,
     },
     # The exact dimensions of Qwen/Qwen3-0.6B (its config.json).
     "qwen3-0.6b": {
