@@ -22,7 +22,7 @@ from chapter1.proof import PROOF, prove
 from chapter1.sampling import entropy, random_stream, sample, surprisal
 from token_by_token import kvcache, progress
 from token_by_token.memo import Memo, Slot, memo_of
-from token_by_token.model import FORWARD_LOCK
+from token_by_token.locks import FORWARD_LOCK, on_the_torch_thread
 from token_by_token.sequence import sequence, tokenize
 from token_by_token.trace import Trace, traced
 
@@ -74,7 +74,8 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
     """This learner's forward for `ids`, from the one their session keeps (`before`):
 
     - the same ids: `before` itself;
-    - `before`'s ids and one more (Generate, Play): one cached step, the Section 5 lesson;
+    - `before`'s ids and one more (Generate, Play): one cached step, the Section 5 lesson,
+      run in the process's long-lived torch thread (token_by_token/locks.py);
     - any other ids (an edited, shortened or new text): read anew. The KV cache of the
       positions they share with `before` is kept when it can be cut back: they share at
       least one position before the last one, and no layer of the cache is a sliding window
@@ -99,7 +100,8 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
         kvcache.keep(memo, None, None)
         start = time.perf_counter()
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
-            (_, last), trace = traced(step, model, before.cache, list(before.ids), ids[-1])
+            (_, last), trace = on_the_torch_thread(traced, step, model, before.cache,
+                                                   list(before.ids), ids[-1])
             seen = before.candidates.followed_by(ids[-1], before.last)
             forward = replace(before, ids=key, last=last, step=trace, cut=(), reused=0,
                               candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)))
@@ -156,8 +158,9 @@ def take_branch(loaded) -> None:
                 kvcache.keep(memo, None, None)
                 start = time.perf_counter()
                 if croppable(before.cache):
-                    (_, last), trace = traced(branch, loaded.model, before.cache,
-                                              list(before.ids), at, int(new_id))
+                    (_, last), trace = on_the_torch_thread(
+                        traced, branch, loaded.model, before.cache, list(before.ids), at,
+                        int(new_id))
                     kept = before.candidates.cut(at, int(new_id))
                     forward = replace(before, ids=tuple(ids), last=last, step=trace, reused=0,
                                       candidates=kept.then(Candidates.of(
