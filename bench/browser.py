@@ -208,6 +208,12 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     rows, notes = [], []
+
+    class Told(list):  # each row and note on stderr as it is measured (a long run shows where)
+        def append(self, item):
+            print(item[0] if isinstance(item, tuple) else item, file=sys.stderr, flush=True)
+            super().append(item)
+    rows, notes = Told(), Told()
     env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir), "TOKEN_BY_TOKEN_DTYPE": DTYPE}
     with streamlit_server(model_dir, **env) as app, \
             streamlit_server(model_dir, script=FLOOR, **env) as floor, chromium() as browser:

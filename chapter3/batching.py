@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 import torch
-from transformers import DynamicCache
 
 from chapter3 import paged, roofline
 from chapter3.measure import (
@@ -27,7 +26,7 @@ from chapter3.measure import (
     size,
 )
 from chapter3.roofline import bytes_per_token, decode_point, kv_bytes_per_position
-from token_by_token import charts, controls
+from token_by_token import charts, controls, kvcache
 from token_by_token.sections import lesson, number
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
@@ -83,7 +82,7 @@ def time_batches(model, ids) -> tuple[tuple[tuple[int, float], ...], object]:
     a size whose predicted time would pass the budget. (The time depends on B and the length,
     not on which tokens: the page says it was measured once per length in this process.)"""
     next_ids = list(range(max(BATCHES)))
-    cache = DynamicCache(config=model.config)
+    cache = kvcache.keeping_every_position()
     model(torch.tensor([ids]), cache=cache, logits_to_keep=1)
     times, spent, shown = [], 0.0, None
     for b in BATCHES:

@@ -5,7 +5,9 @@ scores: keys and values arrive a block at a time, and each query keeps a running
 running sum and an output mixed so far, rescaled whenever a block raises the maximum.
 """
 
+import inspect
 import math
+import sys
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -14,7 +16,7 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
-from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb, repeat_kv
+from transformers.models.qwen3.modeling_qwen3 import repeat_kv
 
 from chapter3.measure import size
 from token_by_token import controls
@@ -87,17 +89,25 @@ LESSONS = [block_scores, attention_tiled, attention_plain]
 def first_layer_qkv(model, ids):
     """q, k, v of the first layer for `ids`, by the library's own modules: its input is the
     embeddings, so no forward of the model is needed. QK-norm where the model has it, RoPE by
-    the library's apply_rotary_pos_emb, k and v shared out to the query heads by its
+    the apply_rotary_pos_emb of the model's own module (Phi-3's may turn part of each head
+    only), k and v shared out to the query heads by its
     repeat_kv: [heads, positions, head_dim] each, in the model's dtype."""
     layer, x = model.model.layers[0], model.model.embed_tokens(torch.tensor([ids]))
-    attn, h = layer.self_attn, layer.input_layernorm(x)
+    attn, h, config = layer.self_attn, layer.input_layernorm(x), model.config
     shape = (1, len(ids), -1, attn.head_dim)
-    q, k, v = (linear(h).view(shape) for linear in (attn.q_proj, attn.k_proj, attn.v_proj))
-    if hasattr(attn, "q_norm"):  # Qwen3: each head's q and k normalised before RoPE
+    if hasattr(attn, "qkv_proj"):  # Phi-3: one fused projection, q then k then v
+        q_size, kv = (n * attn.head_dim for n in (config.num_attention_heads,
+                                                  config.num_key_value_heads))
+        q, k, v = (t.view(shape) for t in attn.qkv_proj(h).split([q_size, kv, kv], -1))
+    else:
+        q, k, v = (linear(h).view(shape) for linear in (attn.q_proj, attn.k_proj, attn.v_proj))
+    if hasattr(attn, "q_norm"):  # Qwen3, Gemma 3: each head's q and k normalised before RoPE
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    cos, sin = model.model.rotary_emb(x, torch.arange(len(ids))[None])
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    rotary, positions = model.model.rotary_emb, torch.arange(len(ids))[None]
+    by_kind = "layer_type" in inspect.signature(rotary.forward).parameters  # Gemma 3
+    cos, sin = rotary(x, positions, *([config.layer_types[0]] if by_kind else []))
+    q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb(q, k, cos, sin)
     groups = q.shape[1] // k.shape[1]
     return q[0], repeat_kv(k, groups)[0], repeat_kv(v, groups)[0]
 
@@ -229,6 +239,7 @@ def render(loaded, view) -> str:
         f"from the plain way is **{t.gap_plain:.2g}** (the outputs reach {t.largest:.3g}), and "
         f"from PyTorch's own `scaled_dot_product_attention` **{t.gap_library:.2g}**: float32 "
         "sums taken in another order. The same attention."
+        + view.facts.first_layer_window(n)
     )
     st.markdown("The loop for your last token, query head 0, block by block:")
     st.dataframe(t.steps, hide_index=True, height=min(35 * len(t.steps) + 38, 300))

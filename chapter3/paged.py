@@ -211,6 +211,7 @@ def render(loaded, view) -> str:
         "same numbers, from other addresses. From PyTorch's `scaled_dot_product_attention` "
         f"on the contiguous cache: {pages.gap_library:.2g}. This lesson gathers the blocks "
         "into a copy first; vLLM's kernel reads each block where it lies, through the table."
+        + f.first_layer_window(n)
     )
     st.subheader("A class of learners: memory")
     controls.class_sliders(MOST_LEARNERS, cap)

@@ -29,20 +29,28 @@ from token_by_token.trace import Trace
 def learner_cache(model, ids: list[int], memo: Memo) -> DynamicCache:
     """The learner's KV cache of `ids`: the one kept for them if it holds these ids (Chapter
     1's forward keeps one), else read now, PREFILL_CHUNK positions per forward (only the
-    last position's scores: the cache is what is kept), and kept as the learner's one cache."""
+    last position's scores: the cache is what is kept), and kept as the learner's one cache.
+    This chapter's cache keeps every position of every layer: it crops and copies it, and
+    its sections read the first layer's keys and values whole. Chapter 1's cache of a model
+    with sliding-window layers keeps only their window: then this one is read anew."""
     key = tuple(ids)
-    if (cache := kvcache.cache_of(memo, key)) is not None:
+    if (cache := every_position(kvcache.cache_of(memo, key))) is not None:
         return cache
     with FORWARD_LOCK, torch.inference_mode():
-        if (cache := kvcache.cache_of(memo, key)) is not None:  # read while this one waited
+        if (cache := every_position(kvcache.cache_of(memo, key))) is not None:  # read meanwhile
             return cache
         kvcache.keep(memo, None, None)  # a failed read must leave no stale cache behind
-        cache = DynamicCache(config=model.config)
+        cache = kvcache.keeping_every_position()
         for start in range(0, len(ids), PREFILL_CHUNK):
             model(torch.tensor([ids[start:start + PREFILL_CHUNK]]), cache=cache,
                   logits_to_keep=1)
         kvcache.keep(memo, key, cache)
     return cache
+
+
+def every_position(cache: DynamicCache | None) -> DynamicCache | None:
+    """`cache` if none of its layers is a sliding window's, else None."""
+    return None if cache is None or any(cache.is_sliding) else cache
 
 
 SECTION_OF = {module.__name__: name for module, name in [

@@ -15,7 +15,6 @@ import pandas as pd
 import streamlit as st
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from chapter3 import roofline
 from chapter3.measure import (
@@ -31,7 +30,7 @@ from chapter3.measure import (
 )
 from chapter3.roofline import bytes_per_token
 from chapter3.twin import twin
-from token_by_token import controls
+from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
 from token_by_token.sections import lesson, number
@@ -272,7 +271,7 @@ def time_steps(model, quantized, ids) -> dict:
     kernels), after reading ids[:-1]: in turns, the fastest of a few tries each."""
     steps = {}
     for name, m in (("original", model), ("quantized", quantized)):
-        cache = DynamicCache(config=m.config)
+        cache = kvcache.keeping_every_position()
         m(torch.tensor([ids[:-1]]), cache=cache, logits_to_keep=1)
 
         def step(m=m, cache=cache):

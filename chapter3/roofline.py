@@ -52,10 +52,11 @@ def bytes_per_token(model):
 
 def kv_bytes_per_position(model):
     """Bytes the KV cache keeps per position: the key and the value
-    (k_proj's and v_proj's outputs) of every layer, in their dtype."""
-    layers = model.model.layers
-    k_proj = layers[0].self_attn.k_proj  # key/value heads × head_dim outputs
-    return len(layers) * 2 * k_proj.out_features * k_proj.weight.element_size()
+    (a number per key/value head × head_dim) of every layer, in the
+    model's dtype."""
+    config, attn = model.config, model.model.layers[0].self_attn
+    numbers = config.num_key_value_heads * attn.head_dim  # one key
+    return config.num_hidden_layers * 2 * numbers * model.dtype.itemsize
 
 
 def decode_bytes(model, context):
@@ -75,8 +76,9 @@ def attention_multiply_adds(model, context):
     """Multiply-adds of attention for one token reading `context`
     positions: per layer and query head, head_dim for each score q·k
     and head_dim for each value mixed in."""
-    q_proj = model.model.layers[0].self_attn.q_proj  # heads × head_dim
-    return len(model.model.layers) * 2 * q_proj.out_features * context
+    config, attn = model.config, model.model.layers[0].self_attn
+    per_query = config.num_attention_heads * attn.head_dim
+    return config.num_hidden_layers * 2 * per_query * context
 
 
 def prefill_multiply_adds(model, n):
@@ -332,7 +334,7 @@ def render(loaded, view) -> str:
         f"This model's weights are **{size(weights)}** in {dtype}; the KV cache adds "
         f"{kv:,} bytes per position ({f.layers} layers × key and value × {f.kv_heads} "
         f"key/value heads × {f.head_dim} numbers × {f.bytes_per_number} bytes). A decode step "
-        f"at your {counted(n, 'token')} reads **{size(step.nbytes)}**."
+        f"at your {counted(n, 'token')} reads **{size(step.nbytes)}**. {f.windowed()}"
     )
     lesson(view.trace(matrix_multiply_adds), view.trace(attention_multiply_adds),
            view.trace(prefill_multiply_adds))

@@ -15,12 +15,11 @@ import pandas as pd
 import streamlit as st
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from chapter3 import batching
 from chapter3.measure import BUDGET, duration, one_thread
 from chapter3.twin import twin
-from token_by_token import controls
+from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
 from token_by_token.sections import lesson, number
@@ -210,7 +209,7 @@ def start_caches(model, cache, ids, draft):
     mine.crop(len(ids) - 1 - mine.get_seq_length())
     if draft is None:
         return mine, None
-    theirs = DynamicCache(config=draft.config)
+    theirs = kvcache.keeping_every_position()
     for i in range(len(draft.model.layers)):
         theirs.update(mine.layers[i].keys, mine.layers[i].values, i)
     return mine, theirs

@@ -68,10 +68,9 @@ def test_chapter2_explains_what_it_cannot_open(arch_model):
     assert not any(h.value.startswith("1.") for h in at.header)  # no section half-drawn
 
 
-CHAPTER3_LACKS = {  # what Chapter 3 must say it needs, from the model's own modules
-    "mistral": "sliding window", "gemma3": "sliding window", "phi3": "fused projection",
-    "gpt2": "no `model.layers`", "qwen3-sliding": "1 of its 2 layers attend through a sliding",
-}
+CHAPTER3_LACKS = {"gpt2": "no `model.layers`"}  # what Chapter 3 must say it lacks
+SLIDING = {"mistral": "2 of its 2 layers", "gemma3": "of its 2 layers",
+           "qwen3-sliding": "1 of its 2 layers"}
 
 
 @pytest.mark.parametrize("arch_model", OTHERS, indirect=True)
@@ -82,7 +81,43 @@ def test_chapter3_measures_the_model_or_says_what_it_lacks(arch_model):
     if arch in CHAPTER3_LACKS:
         assert len(refusals) == 1 and CHAPTER3_LACKS[arch] in refusals[0], (arch, refusals)
         assert not at.success
-    else:  # Llama, Qwen2: every section drawn, the q, k, v of its first layer its cache's
-        assert not refusals and len(at.success) == 6, arch
-        assert "keys are your KV cache's first layer's, bit for bit" in " ".join(
-            m.value for m in at.markdown), arch
+        return
+    # Llama, Qwen2, Phi-3 and the sliding windows: every section drawn, every check passed, the
+    # q, k, v of its first layer its cache's
+    assert not refusals and len(at.success) == 6, (arch, [e.value for e in at.error])
+    text = " ".join(m.value for m in at.markdown)
+    assert "keys are your KV cache's first layer's, bit for bit" in text, arch
+    if arch in SLIDING:  # the page says its cache keeps what a server's would not
+        assert f"{SLIDING[arch]} attend through a sliding window of {tiny_model.WINDOW}" in text
+        assert "keeps every position of every layer" in text
+        # the lessons on the first layer's attention say when that layer has a window
+        first = f"The first layer of this model reads only the last {tiny_model.WINDOW} positions"
+        assert (first in text) == (arch != "qwen3-sliding"), arch  # its layer 1 slides
+
+
+@pytest.mark.parametrize("arch", list(SLIDING))
+def test_a_cache_keeping_every_position_gives_the_models_logits(arch, arch_dirs):
+    """Chapter 3's caches keep every position of a sliding-window layer: the model's mask
+    still hides what the window hides. The same logits as the model's own cache, read past
+    the window in one forward and then step by step, and the cache crops back exactly."""
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from token_by_token.kvcache import keeping_every_position
+    model = AutoModelForCausalLM.from_pretrained(arch_dirs[arch], dtype=torch.float32).eval()
+    ids = torch.tensor([[(37 * i + 11) % 1500 for i in range(3 * tiny_model.WINDOW)]])
+    split = 2 * tiny_model.WINDOW
+    outputs = []
+    with torch.inference_mode():
+        for cache in (DynamicCache(config=model.config), keeping_every_position()):
+            first = model(ids[:, :split], cache=cache).logits[0]
+            steps = [model(ids[:, i:i + 1], cache=cache).logits[0, -1]
+                     for i in range(split, ids.shape[1])]
+            outputs.append(torch.cat([first, torch.stack(steps)]))
+        assert any(DynamicCache(config=model.config).is_sliding)  # the model has a window
+        assert not any(cache.is_sliding) and cache.get_seq_length() == ids.shape[1]
+        torch.testing.assert_close(outputs[1], outputs[0], atol=1e-5, rtol=1e-5)
+        whole = model(ids).logits[0]
+        torch.testing.assert_close(outputs[1], whole, atol=1e-5, rtol=1e-5)
+        cache.crop(split - cache.get_seq_length())  # back: the step after `split` again
+        again = model(ids[:, split:split + 1], cache=cache).logits[0, -1]
+        torch.testing.assert_close(again, outputs[0][split], atol=1e-5, rtol=1e-5)

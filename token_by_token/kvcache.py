@@ -25,6 +25,15 @@ def keep(memo: Memo, ids, cache: DynamicCache | None) -> None:
     memo.put(KV, None if ids is None else tuple(ids), cache)
 
 
+def keeping_every_position() -> DynamicCache:
+    """A KV cache in which every layer keeps every position, a sliding-window layer's too
+    (transformers makes a layer of each kind as it is first written). The model's mask still
+    hides from a sliding layer's queries what its window hides: the same logits as the
+    model's own cache (tests/test_architectures.py checks Mistral, Gemma 3 and a sliding
+    Qwen3 past their window), and `crop` can cut it back to any length exactly."""
+    return DynamicCache()
+
+
 # Positions per forward when a chapter reads a whole text into the cache (chunked prefill):
 # the same keys and values as one forward, without a [1,024 × vocabulary] table of logits in
 # memory at once. Chapter 1's prefill reads this many at a time too (its PREFILL_CHUNK).
