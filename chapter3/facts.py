@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-
-from chapter2.attention import sliding_window
+from transformers import DynamicCache
 
 
 @dataclass(frozen=True)
@@ -27,13 +26,13 @@ class Facts:
     @classmethod
     @cache
     def of(cls, model) -> "Facts":
-        config, attn = model.config, model.model.layers[0].self_attn
+        config, layers = model.config, layers_of(model)
         output, table = model.get_output_embeddings(), model.get_input_embeddings()
-        return cls(len(model.model.layers), config.num_attention_heads,
-                   config.num_key_value_heads, attn.head_dim,
-                   next(attn.parameters()).element_size(), table.weight.dtype,
-                   output is not None and output.weight is table.weight,
-                   tuple(sliding_window(layer) for layer in model.model.layers))
+        return cls(len(layers), config.num_attention_heads,
+                   getattr(config, "num_key_value_heads", config.num_attention_heads),
+                   head_dim(model), next(attention_of(layers[0]).parameters()).element_size(),
+                   table.weight.dtype, output is not None and output.weight is table.weight,
+                   windows(model))
 
     def windowed(self) -> str:
         """A sentence on the sliding-window layers, if the model has any (else "")."""
@@ -58,16 +57,45 @@ class Facts:
                 f"{w:,} positions.")
 
 
+def windows(model) -> tuple:
+    """Each layer's sliding window (None: it reads every position), as the library's own
+    cache for the model lays its layers out."""
+    size = getattr(model.config, "sliding_window", None)
+    return tuple(size if sliding else None
+                 for sliding in DynamicCache(config=model.config).is_sliding)
+
+
+def layers_of(model) -> torch.nn.ModuleList:
+    """The decoder layers: `model.model.layers` (the Llama family, Phi-3, Gemma 3) or GPT-2's
+    `model.transformer.h` (`base_model`: the model without its output layer)."""
+    base = model.base_model
+    return base.layers if hasattr(base, "layers") else base.h
+
+
+def attention_of(layer) -> torch.nn.Module:
+    """A decoder layer's attention: `self_attn` (GPT-2: `attn`)."""
+    return layer.self_attn if hasattr(layer, "self_attn") else layer.attn
+
+
+def head_dim(model) -> int:
+    """Numbers per attention head, as the first layer's attention has them."""
+    return attention_of(layers_of(model)[0]).head_dim
+
+
 def refusal(model) -> str | None:
-    """None when Chapter 3 can run on `model`; else, in the learner's terms and from the
-    model's own modules and config, what it is and what the chapter needs that it lacks: its
-    sections reach into `model.model.layers` (the first layer's q, k, v; the matrices
-    quantized; the first layers as a draft). Sliding-window layers are no obstacle: the
-    chapter's KV caches keep every position (kvcache.keeping_every_position)."""
-    if getattr(getattr(model, "model", None), "layers", None) is not None:
+    """None when Chapter 3 can run on `model`; else, in the learner's terms, what it is and
+    what the chapter needs that it lacks: its sections reach into the decoder layers (the
+    first layer's q, k, v; the matrices quantized; the first layers as a draft), found as
+    `model.model.layers` or GPT-2's `model.transformer.h`. Sliding-window layers are no
+    obstacle: the chapter's KV caches keep every position (kvcache.keeping_every_position)."""
+    try:
+        head_dim(model)
         return None
+    except (AttributeError, IndexError, TypeError):
+        pass
     kind = f"`{type(model).__name__}` (`model_type` {getattr(model.config, 'model_type', '?')})"
-    return (f"**Chapter 3 can't run on this model, {kind}:** its modules are laid out "
-            "otherwise (no `model.layers`: GPT-2's `transformer.h`, for one). Chapter 1 works "
-            "on it in full. To measure a model here, pick one whose layers are `model.layers` "
-            "(for example `Qwen/Qwen3-0.6B`, or the built-in pocket model).")
+    return (f"**Chapter 3 can't run on this model, {kind}:** its decoder layers are neither "
+            "`model.layers` (the Llama family, Phi-3, Gemma 3) nor GPT-2's `transformer.h`, "
+            "each with an attention that says its `head_dim`. Chapter 1 works on it in full. "
+            "To measure a model here, pick one of those (for example `Qwen/Qwen3-0.6B`, or the "
+            "built-in pocket model).")

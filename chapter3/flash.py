@@ -92,6 +92,8 @@ def first_layer_qkv(model, ids):
     the apply_rotary_pos_emb of the model's own module (Phi-3's may turn part of each head
     only), k and v shared out to the query heads by its
     repeat_kv: [heads, positions, head_dim] each, in the model's dtype."""
+    if hasattr(model, "transformer"):  # GPT-2: learned positions, no RoPE
+        return gpt2_first_layer_qkv(model, ids)
     layer, x = model.model.layers[0], model.model.embed_tokens(torch.tensor([ids]))
     attn, h, config = layer.self_attn, layer.input_layernorm(x), model.config
     shape = (1, len(ids), -1, attn.head_dim)
@@ -110,6 +112,18 @@ def first_layer_qkv(model, ids):
     q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb(q, k, cos, sin)
     groups = q.shape[1] // k.shape[1]
     return q[0], repeat_kv(k, groups)[0], repeat_kv(v, groups)[0]
+
+
+def gpt2_first_layer_qkv(model, ids):
+    """first_layer_qkv() for GPT-2: the embeddings plus the learned position embeddings,
+    its first norm, then q, k, v side by side out of one projection (`c_attn`), one key and
+    value head per query head."""
+    base, positions = model.transformer, torch.arange(len(ids))
+    layer = base.h[0]
+    h = layer.ln_1(base.wte(torch.tensor([ids])) + base.wpe(positions))
+    q, k, v = (t.view(1, len(ids), -1, layer.attn.head_dim).transpose(1, 2)[0]
+               for t in layer.attn.c_attn(h).split(base.embed_dim, dim=-1))
+    return q, k, v
 
 
 @cache

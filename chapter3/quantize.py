@@ -10,13 +10,16 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from functools import cache
+from types import SimpleNamespace
 
 import pandas as pd
 import streamlit as st
 import torch
 import torch.nn.functional as F
+from transformers.pytorch_utils import Conv1D
 
 from chapter3 import roofline
+from chapter3.facts import layers_of
 from chapter3.measure import (
     BUDGET,
     MEASURED,
@@ -200,13 +203,25 @@ MANY_ROWS = 512
 
 def matrices(model) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
     """Every nn.Linear inside the decoder layers, with its parent and name (the output
-    layer, the embedding table, stays as it is)."""
-    return [(parent, name, child) for layer in model.model.layers for parent in layer.modules()
-            for name, child in parent.named_children() if isinstance(child, torch.nn.Linear)]
+    layer, the embedding table, stays as it is). GPT-2's Conv1D, a Linear whose matrix is
+    stored transposed, is given as one (`as_linear`: its weight read as [out, in])."""
+    return [(parent, name, as_linear(child)) for layer in layers_of(model)
+            for parent in layer.modules() for name, child in parent.named_children()
+            if isinstance(child, (torch.nn.Linear, Conv1D))]
+
+
+def as_linear(module) -> torch.nn.Linear | SimpleNamespace:
+    """An nn.Linear as it is; a Conv1D (y = x @ weight + bias) as what Quantized reads of a
+    Linear (y = x @ weightᵀ + bias): its weight transposed (a view: nothing copied)."""
+    if isinstance(module, torch.nn.Linear):
+        return module
+    rows, columns = module.weight.shape[1], module.weight.shape[0]
+    return SimpleNamespace(weight=module.weight.T, bias=module.bias, in_features=columns,
+                           out_features=rows)
 
 
 def modules_of(model) -> list[tuple[torch.nn.Module, str, Quantized]]:
-    return [(parent, name, child) for layer in model.model.layers for parent in layer.modules()
+    return [(parent, name, child) for layer in layers_of(model) for parent in layer.modules()
             for name, child in parent.named_children() if isinstance(child, Quantized)]
 
 
@@ -304,8 +319,9 @@ def compare(model, quantized, ids, scheme: str, memo) -> Compared:
     start, key, traces = time.perf_counter(), tuple(ids), {}
     with FORWARD_LOCK, torch.inference_mode():
         if (mine := memo.get(HIDDEN, key)) is None:
-            mine = memo.put(HIDDEN, key, model.model(torch.tensor([ids])).last_hidden_state[0])
-        theirs = quantized.model(torch.tensor([ids])).last_hidden_state[0]
+            mine = memo.put(HIDDEN, key,
+                            model.base_model(torch.tensor([ids])).last_hidden_state[0])
+        theirs = quantized.base_model(torch.tensor([ids])).last_hidden_state[0]
         gap, largest, agree, kl, bits = 0.0, 0.0, 0, [], ([], [])
         for c in range(0, len(ids), CHUNK):
             a = model.lm_head(mine[c:c + CHUNK]).float()

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 import torch
+from transformers.pytorch_utils import Conv1D
 
+from chapter3.facts import head_dim
 from chapter3.measure import (
     BUDGET,
     Measured,
@@ -54,9 +56,10 @@ def kv_bytes_per_position(model):
     """Bytes the KV cache keeps per position: the key and the value
     (a number per key/value head × head_dim) of every layer, in the
     model's dtype."""
-    config, attn = model.config, model.model.layers[0].self_attn
-    numbers = config.num_key_value_heads * attn.head_dim  # one key
-    return config.num_hidden_layers * 2 * numbers * model.dtype.itemsize
+    c = model.config  # GPT-2 has no num_key_value_heads: one per head
+    kv_heads = getattr(c, "num_key_value_heads", c.num_attention_heads)
+    numbers = kv_heads * head_dim(model)  # one key
+    return c.num_hidden_layers * 2 * numbers * model.dtype.itemsize
 
 
 def decode_bytes(model, context):
@@ -67,18 +70,19 @@ def decode_bytes(model, context):
 
 def matrix_multiply_adds(model):
     """Multiply-adds of the matrices for one token: one per weight of
-    every nn.Linear (the projections, the MLP, the output layer)."""
+    every nn.Linear (the projections, the MLP, the output layer; GPT-2's
+    Conv1D is an nn.Linear with its matrix stored transposed)."""
     return sum(m.weight.numel() for m in model.modules()
-               if isinstance(m, torch.nn.Linear))
+               if isinstance(m, (torch.nn.Linear, Conv1D)))
 
 
 def attention_multiply_adds(model, context):
     """Multiply-adds of attention for one token reading `context`
     positions: per layer and query head, head_dim for each score q·k
     and head_dim for each value mixed in."""
-    config, attn = model.config, model.model.layers[0].self_attn
-    per_query = config.num_attention_heads * attn.head_dim
-    return config.num_hidden_layers * 2 * per_query * context
+    c = model.config
+    per_query = c.num_attention_heads * head_dim(model)
+    return c.num_hidden_layers * 2 * per_query * context
 
 
 def prefill_multiply_adds(model, n):

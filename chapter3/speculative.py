@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from chapter3 import batching
+from chapter3.facts import layers_of
 from chapter3.measure import BUDGET, duration, one_thread
 from chapter3.twin import twin
 from token_by_token import controls, kvcache
@@ -85,7 +86,9 @@ def first_layers(model, layers):
     Chapter 2's logit lens, used as a model.
     """
     draft = twin(model)
-    draft.model.layers = draft.model.layers[:layers]
+    base = draft.base_model  # model.model (GPT-2: model.transformer)
+    name = "layers" if hasattr(base, "layers") else "h"  # GPT-2 calls them h
+    setattr(base, name, getattr(base, name)[:layers])
     draft.config.num_hidden_layers = layers
     return draft
 
@@ -210,7 +213,7 @@ def start_caches(model, cache, ids, draft):
     if draft is None:
         return mine, None
     theirs = kvcache.keeping_every_position()
-    for i in range(len(draft.model.layers)):
+    for i in range(len(layers_of(draft))):
         theirs.update(mine.layers[i].keys, mine.layers[i].values, i)
     return mine, theirs
 
