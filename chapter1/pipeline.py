@@ -119,7 +119,7 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
 
 def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
     """How many positions of `before`'s KV cache a forward of `ids` can keep (see advance)."""
-    if before is None or not croppable(before.cache):
+    if before is None or not kvcache.croppable(before.cache):
         return 0
     shared = 0
     for mine, theirs in zip(before.ids, ids, strict=False):
@@ -127,13 +127,6 @@ def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
             break
         shared += 1
     return max(min(shared, len(ids)) - 1, 0)
-
-
-def croppable(cache: DynamicCache) -> bool:
-    """Can `cache.crop` give back the cache of fewer positions exactly? Not when a layer
-    keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
-    its earliest positions, or will once it is full."""
-    return not any(cache.is_sliding)
 
 
 def take_branch(loaded) -> None:
@@ -157,7 +150,7 @@ def take_branch(loaded) -> None:
                 memo.put(FORWARD, None, None)
                 kvcache.keep(memo, None, None)
                 start = time.perf_counter()
-                if croppable(before.cache):
+                if kvcache.croppable(before.cache):
                     (_, last), trace = on_the_torch_thread(
                         traced, branch, loaded.model, before.cache, list(before.ids), at,
                         int(new_id))

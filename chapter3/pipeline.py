@@ -34,10 +34,11 @@ def learner_cache(model, ids: list[int], memo: Memo) -> DynamicCache:
     its sections read the first layer's keys and values whole. Chapter 1's cache of a model
     with sliding-window layers keeps only their window: then this one is read anew."""
     key = tuple(ids)
-    if (cache := every_position(kvcache.cache_of(memo, key))) is not None:
+    if (cache := kvcache.cache_of(memo, key)) is not None and kvcache.croppable(cache):
         return cache
     with FORWARD_LOCK, torch.inference_mode():
-        if (cache := every_position(kvcache.cache_of(memo, key))) is not None:  # read meanwhile
+        cache = kvcache.cache_of(memo, key)  # read while this one waited?
+        if cache is not None and kvcache.croppable(cache):
             return cache
         kvcache.keep(memo, None, None)  # a failed read must leave no stale cache behind
         cache = kvcache.keeping_every_position()
@@ -46,11 +47,6 @@ def learner_cache(model, ids: list[int], memo: Memo) -> DynamicCache:
                   logits_to_keep=1)
         kvcache.keep(memo, key, cache)
     return cache
-
-
-def every_position(cache: DynamicCache | None) -> DynamicCache | None:
-    """`cache` if none of its layers is a sliding window's, else None."""
-    return None if cache is None or any(cache.is_sliding) else cache
 
 
 SECTION_OF = {module.__name__: name for module, name in [

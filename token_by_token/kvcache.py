@@ -25,6 +25,13 @@ def keep(memo: Memo, ids, cache: DynamicCache | None) -> None:
     memo.put(KV, None if ids is None else tuple(ids), cache)
 
 
+def croppable(cache: DynamicCache) -> bool:
+    """Can `cache.crop` give back the cache of fewer positions exactly? Not when a layer
+    keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
+    its earliest positions, or will once it is full."""
+    return not any(cache.is_sliding)
+
+
 def keeping_every_position() -> DynamicCache:
     """A KV cache in which every layer keeps every position, a sliding-window layer's too
     (transformers makes a layer of each kind as it is first written). The model's mask still
