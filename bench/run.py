@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import tiny_model  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from helpers import CHAPTER2, counting_forwards, held_bytes, run_app  # noqa: E402
+from helpers import CHAPTER2, CHAPTER3, counting_forwards, held_bytes, run_app  # noqa: E402
 
 
 def in_thread(fn, *args):
@@ -85,6 +85,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="where to write the results table")
     parser.add_argument("--chapter2", action="store_true",
                         help="only Chapter 2's rows (g, and its peak RSS), merged into the table")
+    parser.add_argument("--chapter3", action="store_true",
+                        help="only Chapter 3's peak RSS at the cap, merged into the table")
     parser.add_argument("--play", action="store_true",
                         help="only the Play row (b), merged into the table")
     parser.add_argument("--lookup", action="store_true",
@@ -94,7 +96,8 @@ def main() -> None:
     out = Path(args.out or (tempfile.mkdtemp() + "/RESULTS.md" if args.smoke
                             else ROOT / "bench" / "RESULTS.md"))
     torch.set_num_threads(os.cpu_count() or 2)
-    lookup = None if args.chapter2 or args.play else lookup_section(args.smoke, reps)
+    only = args.chapter2 or args.chapter3 or args.play
+    lookup = None if only else lookup_section(args.smoke, reps)
     if args.lookup:
         return write_sections(out, [lookup])
 
@@ -127,6 +130,8 @@ def main() -> None:
 
     if args.chapter2:
         return merge_rows(out, *chapter2_rows(args.smoke, reps, loaded, bare_forward))
+    if args.chapter3:
+        return merge_rows(out, *chapter3_rows(args.smoke, loaded))
     if args.play:
         return merge_rows(out, *play_rows(args.smoke, loaded, bare_step))
 
@@ -422,6 +427,16 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     return notes + [f"Render cost, {name}: {median_time(fn, reps) * 1000:,.1f} ms."
                     for name, fn in parts.items()]
 
+def chapter3_rows(smoke: bool, loaded):
+    """e: the peak RSS of a fresh process that renders Chapter 1 and then Chapter 3 at the cap
+    (every section: the roofline's timed steps, the quantized model's, the batches)."""
+    _, rss = fresh_process("chapter3", Path(os.environ["TOKEN_BY_TOKEN_MODEL"]),
+                           loaded.max_tokens)
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters()) / 1e6
+    return [("e", f"peak RSS, {loaded.max_tokens} tokens, then Chapter 3 (MB)", rss,
+             "bf16 weights (MB)", weights, rss / weights,
+             "≤ 2.6 GB" if not smoke else "report")], []
+
 
 # Peak RSS of the process itself: VmHWM starts afresh at exec (ru_maxrss would inherit the
 # benchmark's own high-water mark through fork).
@@ -448,6 +463,8 @@ FRESH = {
     "app": FIRST_RENDER.replace("SWITCH", "").replace("TITLE", "'Chapter 1'"),
     "chapter2": FIRST_RENDER.replace("SWITCH", "at.switch_page({chapter2!r}).run()")
                             .replace("TITLE", "'Chapter 2'"),
+    "chapter3": FIRST_RENDER.replace("SWITCH", "at.switch_page({chapter3!r}).run()")
+                            .replace("TITLE", "'Chapter 3'"),
     "harness": PEAK + """
 import time
 t = time.perf_counter()
@@ -474,7 +491,7 @@ def fresh_process(kind: str, model_dir: Path, n: int) -> tuple[float, float]:
     from transformers import AutoTokenizer
     text = text_of(AutoTokenizer.from_pretrained(model_dir), n)
     code = FRESH[kind].format(root=str(ROOT), main=str(ROOT / "main.py"), text=text,
-                              model=str(model_dir), chapter2=CHAPTER2)
+                              model=str(model_dir), chapter2=CHAPTER2, chapter3=CHAPTER3)
     env = {**os.environ, "TOKEN_BY_TOKEN_MODEL": str(model_dir)}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, check=True)

@@ -32,6 +32,7 @@ from chapter3.measure import (
     size,
 )
 from chapter3.roofline import bytes_per_token
+from chapter3.speculative import first_layers
 from chapter3.twin import twin
 from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
@@ -201,11 +202,13 @@ class Quantized(torch.nn.Module):
 MANY_ROWS = 512
 
 
-def matrices(model) -> list[tuple[torch.nn.Module, str, torch.nn.Linear]]:
-    """Every nn.Linear inside the decoder layers, with its parent and name (the output
-    layer, the embedding table, stays as it is). GPT-2's Conv1D, a Linear whose matrix is
-    stored transposed, is given as one (`as_linear`: its weight read as [out, in])."""
-    return [(parent, name, as_linear(child)) for layer in layers_of(model)
+def matrices(model, layers: int | None = None) -> list[tuple[torch.nn.Module, str,
+                                                              torch.nn.Linear]]:
+    """Every nn.Linear inside the decoder layers (the first `layers` of them if given), with
+    its parent and name (the output layer, the embedding table, stays as it is). GPT-2's
+    Conv1D, a Linear whose matrix is stored transposed, is given as one (`as_linear`: its
+    weight read as [out, in])."""
+    return [(parent, name, as_linear(child)) for layer in layers_of(model)[:layers]
             for parent in layer.modules() for name, child in parent.named_children()
             if isinstance(child, (torch.nn.Linear, Conv1D))]
 
@@ -233,7 +236,7 @@ class Built:
     kernel: bool            # PyTorch's integer kernels run here
     check: float | None     # kernel against the lessons' dequantized matrix: max difference
     why_not: str | None     # why no kernel ran
-    seconds: float | None = None  # quantizing every layer took (for the timed steps)
+    seconds: float | None = None  # quantizing the timed layers took (for the timed steps)
 
 
 def kernel_check(linear: torch.nn.Linear, scheme: str) -> float:
@@ -281,16 +284,24 @@ def quantized_twin(model, scheme: str, kernel: bool, lazy: bool = False):
 STEP_CONTEXT = 16  # tokens each model has read before its timed decode step
 
 
+def timed_layers(model) -> int:
+    """How many layers the timed decode steps go through: the first quarter of them, so
+    that the quantized copy with its integers stays small (on the Qwen3-0.6B shape 7 of 28
+    layers: 0.11 GB of int8 integers, where every layer's would be 0.44 GB)."""
+    return max(1, len(layers_of(model)) // 4)
+
+
 def time_steps(model, quantized, ids) -> dict:
-    """One decode step of the loaded model and of its quantized twin (PyTorch's integer
-    kernels), after reading ids[:-1]: in turns, the fastest of a few tries each."""
+    """One decode step through the layers of `model` and of its quantized twin (PyTorch's
+    integer kernels; the output layer, which neither quantizes, left out), after reading
+    ids[:-1]: in turns, the fastest of a few tries each."""
     steps = {}
     for name, m in (("original", model), ("quantized", quantized)):
         cache = kvcache.keeping_every_position()
-        m(torch.tensor([ids[:-1]]), cache=cache, logits_to_keep=1)
+        m.base_model(torch.tensor([ids[:-1]]), cache=cache, use_cache=True)
 
         def step(m=m, cache=cache):
-            m(torch.tensor([ids[-1:]]), cache=cache)
+            m.base_model(torch.tensor([ids[-1:]]), cache=cache, use_cache=True)
             cache.crop(-1)
         steps[name] = step
     return alternately(steps, tries=3, budget=BUDGET / 4)
@@ -355,6 +366,8 @@ class Quantization:
     compared: Compared
     built: Built
     steps: Measured | None     # decode steps, original and quantized (None: no kernel)
+    timed: int                 # the layers those steps went through (the first ones)
+    promised: float            # those layers' matrices: original bytes / quantized bytes
     sizes: pd.DataFrame        # bytes per scheme
     matrix: str                # the matrix the traced lessons quantized
     error: tuple[float, float]  # its largest |w − dequantized| and its largest half step
@@ -362,26 +375,32 @@ class Quantization:
     traces: dict
 
 
-def sizes(model) -> pd.DataFrame:
-    """The bytes a decode step reads in each scheme: the layers' matrices quantized (integers
-    packed, scales in 2 bytes), everything else as it is."""
-    linears = [linear for _, _, linear in matrices(model)]
+def matrix_bytes(model, layers: int | None = None) -> dict[str, int]:
+    """The bytes of the layers' matrices (of the first `layers` if given), as they are
+    ("original") and in each scheme (the integers packed, the scales in 2 bytes each)."""
+    linears = [linear for _, _, linear in matrices(model, layers)]
     weights = sum(m.weight.numel() for m in linears)
     rows = sum(m.out_features for m in linears)
     groups = sum(m.out_features * (m.in_features // group_for(m.in_features)) for m in linears)
-    original = bytes_per_token(model)
-    rest = original - sum(m.weight.numel() * m.weight.element_size() for m in linears)
-    return pd.DataFrame({
-        "scheme": [str(model.dtype).removeprefix("torch."), "int8", "4-bit"],
-        "bytes": [original, rest + weights + 2 * rows, rest + weights // 2 + 2 * groups],
-    })
+    return {"original": sum(m.weight.numel() * m.weight.element_size() for m in linears),
+            "int8": weights + 2 * rows, "4-bit": weights // 2 + 2 * groups}
+
+
+def sizes(model) -> pd.DataFrame:
+    """The bytes a decode step reads in each scheme: the layers' matrices quantized,
+    everything else as it is."""
+    original, matrix = bytes_per_token(model), matrix_bytes(model)
+    rest = original - matrix["original"]
+    return pd.DataFrame({"scheme": [str(model.dtype).removeprefix("torch."), *SCHEMES],
+                         "bytes": [original, *(rest + matrix[s] for s in SCHEMES)]})
 
 
 def quantization_of(model, model_id: str, ids: tuple[int, ...], scheme: str,
                     memo) -> Quantization:
     """The learner's text read by the original and by the scheme's lazily quantized twin
-    (kept per ids and scheme), and the decode steps timed on a twin that keeps its integers
-    (once per process and scheme, where PyTorch's integer kernel runs; dropped after)."""
+    (kept per ids and scheme), and the decode steps timed through the first layers, on a twin
+    of them that keeps its integers (once per process and scheme, where PyTorch's integer
+    kernel runs; dropped after)."""
     about = probe(model, model_id, scheme)
     kept = memo.get(COMPARED, ids)
     if kept is None:
@@ -389,17 +408,20 @@ def quantization_of(model, model_id: str, ids: tuple[int, ...], scheme: str,
     if scheme not in kept:
         reading = quantized_twin(model, scheme, about.kernel, lazy=True)
         kept[scheme] = compare(model, reading, list(ids), scheme, memo)
-    steps, key = None, ("kernel", model_id, scheme, STEP_CONTEXT)
+    steps, key, layers = None, ("kernel", model_id, scheme, STEP_CONTEXT), timed_layers(model)
     if about.kernel and (steps := MEASURED.get(key)) is None:
+        first = first_layers(model, layers)  # (a twin: nothing copied)
         start = time.perf_counter()
-        resident = quantized_twin(model, scheme, kernel=True)  # (outside the lock)
+        resident = quantized_twin(first, scheme, kernel=True)  # (outside the lock)
         BUILT[model_id, scheme] = about = replace(about, seconds=time.perf_counter() - start)
         context = (list(ids) * STEP_CONTEXT)[-STEP_CONTEXT:]  # (repeated if shorter)
-        steps = measured(key, lambda: time_steps(model, resident, context))
+        steps = measured(key, lambda: time_steps(first, resident, context))
         del resident  # no quantized copy of the layers outlives its measurement
+    matrix = matrix_bytes(model, layers)
     where, errors, traces = one_matrix(model)
-    return Quantization(scheme, kept[scheme], BUILT[model_id, scheme], steps, sizes(model),
-                        where, errors[scheme], bytes_per_token(model),
+    return Quantization(scheme, kept[scheme], BUILT[model_id, scheme], steps,
+                        layers, matrix["original"] / matrix[scheme],
+                        sizes(model), where, errors[scheme], bytes_per_token(model),
                         {**traces, **kept[scheme].traces})
 
 
@@ -498,25 +520,32 @@ def render(loaded, view) -> str:
                     f"({built.why_not}): the quantized model multiplies by the dequantized "
                     "matrices instead, and no quantized step was measured.")
     else:
-        k = part.steps.value
+        k, layers = part.steps.value, f.layers
         ratio = k["original"] / k["quantized"]
+        through = ("all its layers" if part.timed == layers else "its first layer (of "
+                   f"{layers})" if part.timed == 1 else f"the first {part.timed} of its {layers} "
+                   "layers")
         st.markdown(
             f"Measured with PyTorch's own CPU kernels, which multiply by the integers "
             f"directly (they agree with the lessons' dequantized matrix to {built.check:.2g}): "
-            f"a decode step took **{duration(k['quantized'])} quantized against "
-            f"{duration(k['original'])}** in {dtype}: "
+            f"a decode step through {through} took **{duration(k['quantized'])} quantized "
+            f"against {duration(k['original'])}** in {dtype}: "
             + (f"{ratio:,.2f}× faster" if ratio >= 1 else f"{1 / ratio:,.2f}× slower")
-            + f", where the bytes promised {original / small:,.2f}×. A kernel must also "
-            "turn the integers back into numbers as it goes, and a step is not all reading "
-            f"(section {number(roofline)})."
+            + f", where the bytes of their matrices promised {part.promised:,.2f}×. A kernel "
+            "must also turn the integers back into numbers as it goes, and a step is not all "
+            f"reading (section {number(roofline)})."
         )
         st.caption(f"Steps {part.steps.stamp()}: each model read {STEP_CONTEXT - 1} tokens "
                    "of a text, then one more token is its timed step (the time depends on the "
                    "length, not on which tokens: measured once per scheme in this server "
-                   "process), the fastest of a few tries taken in turns"
-                   + (f"; quantizing every layer for them took {duration(built.seconds)} (the "
-                      "quantized copy is dropped once timed). " if built.seconds else ". ")
-                   +                    f"{view.machine.describe()}.")
+                   "process), the fastest of a few tries taken in turns; through "
+                   + ("the layers only" if part.timed == layers else
+                      "the first quarter of the layers only, so that the quantized copy with "
+                      "its integers stays small")
+                   + " (the output layer, which neither model quantizes, left out)"
+                   + (f"; quantizing them took {duration(built.seconds)} (the copy is dropped "
+                      "once timed). " if built.seconds else ". ")
+                   + f"{view.machine.describe()}.")
     controls.measure_again("quantize_again", again, (loaded.model_id,),
                            help="Time the decode steps, original and quantized, again.")
     return (f"{part.scheme}: the weights a step reads shrink to {small / original:.0%}; on your "

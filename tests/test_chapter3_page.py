@@ -279,11 +279,19 @@ def test_the_learner_keeps_one_kv_cache_whichever_chapter_read_it(loaded):
     assert len(caches) == 1 and caches[0] is kvcache.cache_of(memo, ids)
 
 
-def test_no_quantized_copy_of_the_layers_outlives_its_use(loaded):
+def test_no_quantized_copy_of_the_layers_outlives_its_use(loaded, monkeypatch):
     """The text is read by a twin that quantizes each matrix when it is used; the twin that
     keeps its integers for the timed steps is dropped once timed: after the page has drawn
     either scheme, no quantized module with integers is alive in the process."""
     import gc
+    built, twin = [], quantize.quantized_twin
+
+    def counting(model, scheme, kernel, lazy=False):
+        double = twin(model, scheme, kernel, lazy)
+        built.append((lazy, len(quantize.modules_of(double))))
+        return double
+    monkeypatch.setattr(quantize, "quantized_twin", counting)
+    measure.forget("kernel", loaded.model_id)  # (timed again here, whatever ran before)
     at = run_app(CHAPTER3)
     at.radio(key="quant_scheme").set_value("4-bit").run()
     assert not at.exception
@@ -294,3 +302,12 @@ def test_no_quantized_copy_of_the_layers_outlives_its_use(loaded):
             and hasattr(m, "q")]
     assert kept == []
     assert any(s.value.startswith("**Summary.** 4-bit:") for s in at.success)
+    # the twin that keeps its integers holds the timed layers' only (a quarter of them),
+    # and the page says through how many layers the steps went
+    layers, timed = len(loaded.model.model.layers), quantize.timed_layers(loaded.model)
+    assert 1 <= timed < layers
+    resident = [n for lazy, n in built if not lazy]
+    assert resident == [len(quantize.matrices(loaded.model, timed))] * 2
+    assert resident[0] < len(quantize.matrices(loaded.model))
+    through = "its first layer (of" if timed == 1 else f"the first {timed} of its {layers} layers"
+    assert any(f"a decode step through {through}" in m.value for m in at.markdown)
