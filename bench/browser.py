@@ -3,8 +3,12 @@
 `uv run python bench/browser.py [--smoke] [--model pocket|qwen3] [--reps 8]
  [--dtype bfloat16|float32]`
 
-Both pages are served by `streamlit run` (the app's main.py, and bench/floor.py: the same
-sidebar widgets and nothing else) and driven by one Chromium, alternately, in one run. Each
+The pages are served by `streamlit run` (the app's main.py, through bench/recorder.py; and
+bench/floor.py: the same sidebar widgets and nothing else) and driven by one Chromium,
+alternately, in one run. Chapter 1's rows have a second floor, bench/replay.py: the same
+widgets, and in the main area the very elements the app sent for that interaction (recorded
+as it ran), sent again with nothing computed: what Streamlit and the browser cost for the
+app's elements, apart from the app's own work. Each
 interaction is timed inside the page (performance.now()): from the input event (key press,
 pointer down, navigation) until the expected new content is in the DOM. Beside it, the split:
   server  from the first to the last websocket message the interaction brought
@@ -21,6 +25,7 @@ import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +38,8 @@ from browser import IDLE, SERVERS, chromium, streamlit_server  # noqa: E402
 import token_by_token  # noqa: E402,F401  (the app's thread policy, before torch loads)
 
 FLOOR = ROOT / "bench" / "floor.py"
+REPLAY = ROOT / "bench" / "replay.py"  # the second floor: the app's own elements, replayed
+RECORDER = ROOT / "bench" / "recorder.py"  # serves the app, keeping what it sends for REPLAY
 
 # Installed before any page script: notes every websocket message (arrival time, bytes) and
 # the time of the last DOM change, and resolves the moment a watched pattern appears.
@@ -214,9 +221,14 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             print(item[0] if isinstance(item, tuple) else item, file=sys.stderr, flush=True)
             super().append(item)
     rows, notes = Told(), Told()
-    env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir), "TOKEN_BY_TOKEN_DTYPE": DTYPE}
-    with streamlit_server(model_dir, **env) as app, \
-            streamlit_server(model_dir, script=FLOOR, **env) as floor, chromium() as browser:
+    records = tempfile.mkdtemp(prefix="bench-records-")
+    env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir), "TOKEN_BY_TOKEN_DTYPE": DTYPE,
+           "BENCH_RECORDS": records}
+    with streamlit_server(model_dir, launcher=[sys.executable, str(RECORDER), records],
+                          **env) as app, \
+            streamlit_server(model_dir, script=FLOOR, **env) as floor, \
+            streamlit_server(model_dir, script=REPLAY, **env) as replay, \
+            chromium() as browser:
         # the very first page of a fresh server loads the model too
         cold = first_load(browser, app, r"Conclusion")
         notes.append(f"First page of a fresh server (model loading included): "
@@ -225,29 +237,34 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
         for _ in range(reps):
             loads["app"].append(first_load(browser, app, r"Conclusion"))
             loads["floor"].append(first_load(browser, floor, r"generated so far"))
-        rows.append(("first load of Chapter 1 (server up, model loaded)", *loads.values()))
+        rows.append(("first load of Chapter 1 (server up, model loaded)", *loads.values(), None))
 
+        # the replay opens after the app: it draws the app's newest page run
         pages = {"app": open_page(browser, app, "Conclusion"),
-                 "floor": open_page(browser, floor, "Floor page")}
+                 "floor": open_page(browser, floor, "Floor page"),
+                 "replay": open_page(browser, replay, "Conclusion")}
         time.sleep(2)
         notes.append(f"Idle server CPU with a page open: app {idle_cpu(app):.1f} %, floor "
                      f"{idle_cpu(floor):.1f} % of a core.")
         figures = {name: {"slider": [], "seed": [], "resample": []} for name in pages}
-        for rep in range(reps):
+        for rep in range(reps):  # each interaction on the app, then the floors (the replay
+            # draws what the app drew last)
+            value, seed = ("0.75", 43) if rep % 2 == 0 else ("0.7", 42)
             for name, page in pages.items():
-                value = "0.75" if rep % 2 == 0 else "0.7"
                 figures[name]["slider"].append(slider_step(
                     page, "Temperature", rf"temperature = {re.escape(value)}\b",
                     up=value == "0.75"))
-                seed = 43 if rep % 2 == 0 else 42
-                pattern = rf"With seed {seed}\b" if name == "app" else rf"seed = {seed}\b"
+            for name, page in pages.items():
+                pattern = rf"seed = {seed}\b" if name == "floor" else rf"With seed {seed}\b"
                 figures[name]["seed"].append(seed_step(page, pattern, up=rep % 2 == 0))
-                pattern = (rf"resample count {rep + 1}\b" if name == "app"
-                           else rf"resamples = {rep + 1}\b")
+            for name, page in pages.items():
+                pattern = (rf"resamples = {rep + 1}\b" if name == "floor"
+                           else rf"resample count {rep + 1}\b")
                 figures[name]["resample"].append(click(page, "Resample", pattern))
         for kind, label in [("slider", "Temperature slider: key press"),
                             ("seed", "Seed +/−"), ("resample", "Resample")]:
-            rows.append((label, figures["app"][kind], figures["floor"][kind]))
+            rows.append((label, figures["app"][kind], figures["floor"][kind],
+                         figures["replay"][kind]))
         for page in pages.values():
             page.close()
 
@@ -264,14 +281,14 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
                 pattern = (rf"query position of layer {layer}\b" if name == "app"
                            else rf"layer = {layer}\b")
                 layers[name].append(slider_step(page, "Layer", pattern, up=layer == 1))
-        rows.append(("Chapter 2: Layer slider, key press", *layers.values()))
+        rows.append(("Chapter 2: Layer slider, key press", *layers.values(), None))
         heads = {name: [] for name in pages}
         for rep in range(reps):
             head = 1 - rep % 2
             for name, page in pages.items():
                 pattern = rf"Query head {head} \(" if name == "app" else rf"head = {head}\b"
                 heads[name].append(slider_step(page, "Query head", pattern, up=head == 1))
-        rows.append(("Chapter 2: Query head slider, key press", *heads.values()))
+        rows.append(("Chapter 2: Query head slider, key press", *heads.values(), None))
         tokens = {name: [] for name in pages}
         for rep in range(reps):
             for name, page in pages.items():
@@ -281,7 +298,7 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
                 new = now + (1 if up else -1)
                 pattern = rf"At position {new}\b" if name == "app" else rf"position = {new}\b"
                 tokens[name].append(slider_step(page, "Token", pattern, up=up))
-        rows.append(("Chapter 2: Token slider, key press", *tokens.values()))
+        rows.append(("Chapter 2: Token slider, key press", *tokens.values(), None))
         for page in pages.values():
             page.close()
 
@@ -308,7 +325,8 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
                 pattern = (rf"(^|\D){new} learners with" if name == "app"
                            else rf"learners = {new},")
                 learners[name].append(slider_step(page, "Learners", pattern, up=up))
-        rows.append(("Chapter 3: Learners slider (section 6), key press", *learners.values()))
+        rows.append(("Chapter 3: Learners slider (section 6), key press", *learners.values(),
+                     None))
         for page in pages.values():
             page.close()
 
@@ -316,8 +334,9 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             # greedy (top_k=1): an end-of-text token would stop generation within the reps
             query = f"/?text={quote(text_of(tokenizer, n))}&top_k=1"
             pages = {"app": open_page(browser, app + query, "Conclusion"),
-                     "floor": open_page(browser, floor + query, "Floor page")}
-            clicks = {"app": [], "floor": []}
+                     "floor": open_page(browser, floor + query, "Floor page"),
+                     "replay": open_page(browser, replay + query, "Conclusion")}
+            clicks = {"app": [], "floor": [], "replay": []}
             reported = []
             for page in pages.values():
                 toggle_autoregression(page)
@@ -330,7 +349,7 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
                                       .replace(",", "")) / 1000)
             bare = bare_step_seconds(model_dir, n, reps)
             rows.append((f"Generate next token at {n} tokens", clicks["app"], clicks["floor"],
-                         bare, statistics.median(reported)))
+                         clicks["replay"], bare, statistics.median(reported)))
             if n == 10:  # Play: the same steps, streamed, per token
                 page = pages["app"]
                 tokens = page.get_by_label("Tokens to play")
@@ -371,7 +390,7 @@ def forward_seconds(model_dir: Path, tokenizer) -> float:
 def targets(rows, forward: float) -> list[str]:
     """Each row against its target (issue 24): met or not, and by how much."""
     lines = []
-    for label, app, floor, *step in rows:
+    for label, app, floor, replay, *step in rows:
         a = statistics.median(f["latency"] for f in app)
         f = statistics.median(x["latency"] for x in floor)
         if label.startswith("first load"):
@@ -381,7 +400,13 @@ def targets(rows, forward: float) -> list[str]:
         else:
             goal, rule = 2 * f, "2 × floor"
         lines.append(f"Target, {label}: {a:.3f} s against ≤ {goal:.3f} s ({rule}): "
-                     + ("met." if a <= goal else f"not met ({a / goal:.1f} × the target)."))
+                     + ("met." if a <= goal else f"not met ({a / goal:.1f} × the target).")
+                     + (f" The replay of the app's elements alone: {r:.3f} s, "
+                        + ("within the target." if r <= goal else
+                           f"over it ({r / goal:.1f} ×): Streamlit drawing these elements "
+                           "costs more than the target allows, before any work of the app.")
+                        if replay and (r := statistics.median(x["latency"] for x in replay))
+                        else ""))
         if step:
             bare, reported = step
             lines.append(f"Target, the page's own step at {label.split()[-2]} tokens: "
@@ -396,21 +421,25 @@ COLUMNS = ["latency", "server", "messages", "kb", "browser", "script", "layout"]
 
 def table(rows, notes, title: str) -> str:
     lines = [f"### {title}", "",
-             "| Interaction | App | Floor | Ratio | App: server · messages · KB · browser "
-             "(Chromium: script · layout) | Floor: the same |",
-             "|---|---|---|---|---|---|"]
-    for label, app, floor, *step in rows:
-        a = {k: statistics.median(f[k] for f in app) for k in COLUMNS}
-        f = {k: statistics.median(x[k] for x in floor) for k in COLUMNS}
-        split = ("{server:.3f} s · {messages:.0f} · {kb:.1f} · {browser:.3f} s "
-                 "({script:.3f} · {layout:.3f} s)")
+             "| Interaction | App | Floor | Replay | App ÷ floor | App ÷ replay | App: server · "
+             "messages · KB · browser (Chromium: script · layout) | Floor: the same | Replay: "
+             "the same |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    split = ("{server:.3f} s · {messages:.0f} · {kb:.1f} · {browser:.3f} s "
+             "({script:.3f} · {layout:.3f} s)")
+    for label, app, floor, replay, *step in rows:
+        a, f, r = ({k: statistics.median(x[k] for x in runs) for k in COLUMNS} if runs else None
+                   for runs in (app, floor, replay))
         lines.append(f"| {label} | {a['latency']:.3f} s | {f['latency']:.3f} s | "
-                     f"{a['latency'] / f['latency']:.1f}× | {split.format(**a)} | "
-                     f"{split.format(**f)} |")
+                     + (f"{r['latency']:.3f} s" if r else "") + " | "
+                     f"{a['latency'] / f['latency']:.1f}× | "
+                     + (f"{a['latency'] / r['latency']:.1f}×" if r else "") + " | "
+                     f"{split.format(**a)} | {split.format(**f)} | "
+                     + (split.format(**r) if r else "") + " |")
         if step:
             bare, reported = step
             lines.append(f"| ↳ bare cached step (long-lived thread) / the page's own step | "
-                         f"{bare:.3f} s | | | page reports {reported:.3f} s | |")
+                         f"{bare:.3f} s | | | | | page reports {reported:.3f} s | | |")
     lines += ["", *[f"- {note}" for note in notes], ""]
     return "\n".join(lines)
 

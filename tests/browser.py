@@ -30,10 +30,12 @@ def free_port() -> int:
 @contextmanager
 def streamlit_server(model_dir: Path | str | None, timeout: float = 120,
                      script: Path | None = None, address: str = "127.0.0.1",
-                     port: int | None = None, **extra_env):
+                     port: int | None = None, launcher: list[str] | None = None,
+                     **extra_env):
     """`streamlit run main.py` (or `script`) on a free local port (or `port`, on a loopback
     `address`); yields its base URL. model_dir None: TOKEN_BY_TOKEN_MODEL unset (the app's
-    default model); "pocket": the built-in model."""
+    default model); "pocket": the built-in model. `launcher`: the command in place of
+    `python -m streamlit` (bench/recorder.py)."""
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "TOKEN_BY_TOKEN_MODEL"}
     env.update(extra_env)
@@ -42,7 +44,8 @@ def streamlit_server(model_dir: Path | str | None, timeout: float = 120,
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / f"streamlit-{address}-{port}.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "main.py"),
+        [*(launcher or [sys.executable, "-m", "streamlit"]), "run",
+         str(script or ROOT / "main.py"),
          "--server.address", address, "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

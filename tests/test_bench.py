@@ -41,3 +41,7 @@ def test_browser_benchmark_smoke_mode_measures_every_row():
                 "| Chapter 2: Layer slider, key press"]:
         assert row in result.stdout, row
     assert "Idle server CPU with a page open: app" in result.stdout
+    # Chapter 1's rows have the second floor: the app's own elements, replayed
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| Resample"))
+    replay = row.split(" | ")[3]
+    assert replay.endswith(" s") and float(replay[:-2]) > 0, row

@@ -1,0 +1,91 @@
+"""The second floor of the browser benchmark: the app's own elements, their values computed
+before (Chapter 1).
+
+`BENCH_RECORDS=DIR streamlit run bench/replay.py`, beside the app served by bench/recorder.py
+with the same DIR. The sidebar holds Chapter 1's widgets (as bench/floor.py: the same keys,
+in fragments nested as the app's: Generate's holds the sampling controls'); the main area
+holds what the app last drew: a page run sends the app's newest page run's elements again, a
+fragment's run the app's newest fragment run's, message for message, at the same places.
+Nothing is computed. What a learner waits for here is Streamlit sending and the browser
+drawing the app's elements; the app's time beyond it is the app's own work.
+"""
+
+import os
+import random
+import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import streamlit as st
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime.scriptrunner_utils.script_run_context import enqueue_message
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from token_by_token import controls, state  # noqa: E402
+
+RECORDS = Path(os.environ["BENCH_RECORDS"])
+SIDEBAR = 1  # delta_path[0]: 0 the main area, 1 the sidebar (this page draws its own)
+_REPLAYED: ContextVar[bool] = ContextVar("replayed", default=False)
+
+st.set_page_config(page_title="Replay", layout="centered", initial_sidebar_state="expanded")
+state.init()
+s = st.session_state
+
+
+def replay(kind: str) -> None:
+    """The app's newest run of this kind ("page" or "fragment"), its elements sent again."""
+    runs = sorted(RECORDS.glob(f"*-{kind}.pb"))
+    data = runs[-1].read_bytes() if runs else b""
+    at = 0
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        msg = ForwardMsg.FromString(data[at + 4:at + 4 + size])
+        at += 4 + size
+        if msg.metadata.delta_path[0] == SIDEBAR:
+            continue
+        msg.delta.fragment_id = ""  # (this page's own fragment, if any, is set on sending)
+        enqueue_message(msg)
+
+
+@contextmanager
+def replayed(kind: str):
+    """Replay the app's newest run of this kind, unless a run around this one did."""
+    if _REPLAYED.get():
+        yield
+        return
+    replay(kind)
+    token = _REPLAYED.set(True)
+    try:
+        yield
+    finally:
+        _REPLAYED.reset(token)
+
+
+def generate() -> None:
+    s["generated"].append(random.randrange(1000))
+
+
+@st.fragment
+def stepping() -> None:
+    with st.sidebar:
+        if s["autoregressive"]:
+            controls.generate_button(generate)
+    with replayed("fragment"):  # (rerun alone; else the page run replayed)
+        sampling()
+
+
+@st.fragment
+def sampling() -> None:
+    with st.sidebar:
+        controls.sampling_controls(state.sampling_reset(None))
+    with replayed("fragment"):
+        pass
+
+
+with st.sidebar:
+    controls.text_box()
+    controls.autoregressive_toggle()
+with replayed("page"):
+    stepping()
