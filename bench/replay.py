@@ -27,6 +27,9 @@ from token_by_token import controls, state  # noqa: E402
 
 RECORDS = Path(os.environ["BENCH_RECORDS"])
 SIDEBAR = 1  # delta_path[0]: 0 the main area, 1 the sidebar (this page draws its own)
+# element types sent as st.empty() in their place (to find what costs the browser most:
+# BENCH_REPLAY_SKIP=code,…)
+SKIP = set(filter(None, os.environ.get("BENCH_REPLAY_SKIP", "").split(",")))
 _REPLAYED: ContextVar[bool] = ContextVar("replayed", default=False)
 
 st.set_page_config(page_title="Replay", layout="centered", initial_sidebar_state="expanded")
@@ -45,6 +48,9 @@ def replay(kind: str) -> None:
         at += 4 + size
         if msg.metadata.delta_path[0] == SIDEBAR:
             continue
+        if (msg.delta.WhichOneof("type") == "new_element"
+                and msg.delta.new_element.WhichOneof("type") in SKIP):
+            msg.delta.new_element.empty.SetInParent()  # (its place kept: st.empty())
         msg.delta.fragment_id = ""  # (this page's own fragment, if any, is set on sending)
         enqueue_message(msg)
 

@@ -25,7 +25,8 @@ def report(done: int, total: int, what: str) -> None:
 @contextmanager
 def shown(place) -> Iterator[None]:
     """While inside, reports go to a progress bar in `place` (an st.empty()), with the time
-    left estimated from the pace so far; the place is emptied at the end."""
+    left estimated from the pace so far; the place is emptied at the end, if a bar was
+    drawn (else it is left alone: one message fewer per section drawn)."""
     start, last = time.perf_counter(), [0.0]
 
     def sink(done: int, total: int, what: str) -> None:
@@ -43,4 +44,5 @@ def shown(place) -> Iterator[None]:
         yield
     finally:
         _SINK.reset(token)
-        place.empty()
+        if last[0]:
+            place.empty()
