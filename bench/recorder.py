@@ -1,9 +1,10 @@
 """`python bench/recorder.py DIR run main.py …`: `streamlit run`, keeping every script run's
 element messages in DIR for the second floor (bench/replay.py).
 
-Each run (a page run or a fragment's) becomes one file, numbered in the order runs finish:
-`NNNNN-page.pb` or `NNNNN-fragment.pb`, its delta messages as sent (before Streamlit swaps a
-message the browser has cached for a reference), each prefixed by its length (4 bytes).
+Each run that finishes (a page run or a fragment's; not one stopped for a rerun) becomes one
+file, numbered in the order runs finish: `NNNNN-page.pb` or `NNNNN-fragment.pb`, its delta
+messages as sent (before Streamlit swaps a message the browser has cached for a reference),
+each prefixed by its length (4 bytes).
 """
 
 import itertools
@@ -11,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime import app_session
 from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
 from streamlit.web import cli
@@ -21,6 +23,7 @@ RUNS: dict[str, tuple[str, list[bytes]]] = {}  # session id -> (kind, messages s
 NUMBERS, LOCK = itertools.count(), threading.Lock()
 
 sent, enqueue = app_session.AppSession._enqueue_forward_msg, ScriptRunContext.enqueue
+FINISHED = {ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY}
 
 
 def sending(self, msg) -> None:
@@ -29,6 +32,8 @@ def sending(self, msg) -> None:
         RUNS[self.id] = ("fragment" if msg.metadata.run.fragment_ids else "page", [])
     elif kind == "script_finished" and self.id in RUNS:
         what, messages = RUNS.pop(self.id)
+        if msg.script_finished not in FINISHED:  # stopped for a rerun: not the page drawn
+            return sent(self, msg)
         with LOCK:
             path = OUT / f"{next(NUMBERS):05d}-{what}.pb"
         path.with_suffix(".tmp").write_bytes(b"".join(len(m).to_bytes(4, "big") + m
