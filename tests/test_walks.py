@@ -391,7 +391,7 @@ class Learner(RuleBasedStateMachine):
                 assert self.allowed(self.forwards), self.forwards
 
     @invariant()
-    def chapter3_draws_every_section_or_says_why_not(self):
+    def chapter3_draws_every_section_or_asks_for_text(self):
         if not self.on(CHAPTER3):
             return
         # it runs on every architecture, Mistral's sliding windows included
