@@ -56,9 +56,12 @@ def test_the_numbers_on_the_page_are_the_loaded_models(loaded):
     ids = tokenize(loaded.tokenizer, at.session_state["text"])
     kv = roofline.kv_bytes_per_position(model)
     config = model.config
-    assert kv == config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * 2
+    width = model.dtype.itemsize  # 2 in bfloat16, 4 in float32 (TEST_DTYPE)
+    assert kv == (config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim
+                  * width)
     assert f"adds {kv:,} bytes per position" in text
-    assert f"weights are **{size(roofline.bytes_per_token(model))}** in bfloat16" in text
+    dtype = str(model.dtype).removeprefix("torch.")
+    assert f"weights are **{size(roofline.bytes_per_token(model))}** in {dtype}" in text
     mac = roofline.matrix_multiply_adds(model) + roofline.attention_multiply_adds(
         model, len(ids))
     assert f"**{mac:,} multiply-adds**" in text
