@@ -285,9 +285,9 @@ STEP_CONTEXT = 16  # tokens each model has read before its timed decode step
 
 
 def timed_layers(model) -> int:
-    """How many layers the timed decode steps go through: the first quarter of them, so
-    that the quantized copy with its integers stays small (on the Qwen3-0.6B shape 7 of 28
-    layers: 0.11 GB of int8 integers, where every layer's would be 0.44 GB)."""
+    """How many layers the timed decode steps go through: the first quarter of them (at least
+    one), so that the quantized copy with its integers stays small (on the Qwen3-0.6B shape
+    7 of 28 layers: 0.11 GB of int8 integers, where every layer's would be 0.44 GB)."""
     return max(1, len(layers_of(model)) // 4)
 
 
@@ -539,9 +539,9 @@ def render(loaded, view) -> str:
                    "of a text, then one more token is its timed step (the time depends on the "
                    "length, not on which tokens: measured once per scheme in this server "
                    "process), the fastest of a few tries taken in turns; through "
-                   + ("the layers only" if part.timed == layers else
-                      "the first quarter of the layers only, so that the quantized copy with "
-                      "its integers stays small")
+                   + (f"{through} only" if part.timed == layers else
+                      f"{through} only, so that the quantized copy with its integers stays "
+                      "small")
                    + " (the output layer, which neither model quantizes, left out)"
                    + (f"; quantizing them took {duration(built.seconds)} (the copy is dropped "
                       "once timed). " if built.seconds else ". ")
