@@ -97,8 +97,8 @@ def forward_of(at):
 
 
 def chips_blocks(at) -> list[str]:
-    """The markdown blocks holding token chips (st-annotated-text's markup), in page order."""
-    return [m.value for m in at.markdown if m.value.startswith("<span><span")]
+    """The st.html blocks holding token chips (st-annotated-text's markup), in page order."""
+    return [h.value for h in at.html if h.value.startswith("<span><span")]
 
 
 class _ChipBodies(HTMLParser):
@@ -124,20 +124,10 @@ class _ChipBodies(HTMLParser):
 
 
 def chip_bodies(block: str) -> list[str]:
-    """Each chip's body as the Markdown renderer receives it (HTML entities decoded)."""
+    """Each chip's body as the browser shows it (HTML entities decoded)."""
     parser = _ChipBodies()
     parser.feed(block)
     return parser.bodies
-
-
-def literal_markdown(tokenizer, ids) -> str:
-    """What the page must hand to Markdown for the tokens `ids` to show literally: each token
-    as the chips show it (␣ for a space, <0xE3> for a piece of a character), every ASCII
-    punctuation mark behind a backslash, CommonMark's escape (& < > " ' are HTML-escaped
-    instead). Written here apart from the app's own escaping, which it checks."""
-    from token_by_token.tokens import show_ids
-    return "".join("\\" + c if c in string.punctuation and c not in "&<>\"'" else c
-                   for c in "".join(show_ids(tokenizer, ids)))
 
 
 def page_text(at) -> str:

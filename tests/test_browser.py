@@ -35,7 +35,7 @@ def test_type_text_and_see_the_token_spans(page, loaded):
     ids = loaded.tokenizer.encode(text, add_special_tokens=False)
     expect(page.get_by_text(f"tokens = {ids}")).to_be_visible()
     first_chips = page.locator(
-        '[data-testid="stMarkdownContainer"]:has(span[style*="inline-flex"])').first
+        '[data-testid="stHtml"]:has(span[style*="inline-flex"])').first
     expect(first_chips.locator('span[style*="inline-flex"]')).to_have_count(len(ids))
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "chapter1-tokenizer.png"), full_page=True)
@@ -64,7 +64,7 @@ def test_markup_in_the_text_is_shown_literally(page, loaded):
     text = "**bold** _it_ $x^2$ :red[alarm] <b>tag</b> [a](javascript:alert(1)) `x` \\ {{ }}"
     type_text(page, text)
     container = page.locator(
-        '[data-testid="stMarkdownContainer"]:has(span[style*="inline-flex"])').first
+        '[data-testid="stHtml"]:has(span[style*="inline-flex"])').first
     expect(container).to_be_visible()
     # each chip's body is its token exactly as show() gives it: nothing was interpreted
     bodies = container.evaluate(

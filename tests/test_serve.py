@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 
 from token_by_token.state import DEFAULT_TEXT
 
-CHIPS = '[data-testid="stMarkdownContainer"]:has(span[style*="inline-flex"])'
+CHIPS = '[data-testid="stHtml"]:has(span[style*="inline-flex"])'
 
 
 def record(**timings) -> None:
