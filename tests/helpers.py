@@ -2,7 +2,6 @@
 what a page shows, and a count of the memory a learner's session really holds."""
 
 import gc
-import string
 import types
 from contextlib import contextmanager
 from html.parser import HTMLParser

@@ -1,7 +1,6 @@
 """The catalogue of hostile inputs and actions: whatever a learner types or clicks, the page
 keeps working, shows their text literally, and keeps their ids and choices."""
 
-import re
 
 import pytest
 import torch
