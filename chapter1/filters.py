@@ -12,7 +12,7 @@ from transformers import (
 
 from token_by_token import charts
 from token_by_token.controls import table_alternative
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.state import SAMPLE
 from token_by_token.tokens import markdown_literal, show
@@ -156,10 +156,7 @@ def render(loaded, view) -> str:
     st.vega_lite_chart(bars, charts.fast_spec(charts.probability_bars, bars), width="stretch")
     st.caption("Grey: the model's own probabilities (softmax at temperature 1, no filter). "
                "Blue: after your filters. The outlined bar is the token sampled in Section 4.")
-    # a static table: a few rows, redrawn at every slider move (st.dataframe's grid cost the
-    # browser ~0.04 s more per Generate, measured in Chromium)
-    st.table(table.style.format({"original probability kept": "{:.1%}"}).set_uuid("kept"),
-             hide_index=True)
+    small_table(table, {"original probability kept": "{:.1%}"})
     table_alternative("The chart as a table", "table_filters", lambda: bars)
     return ("Temperature reshapes the scores, Top-K, Top-P and Min-P remove the unlikely "
             "tail, softmax turns what is left into probabilities that add up to 1.")

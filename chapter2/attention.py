@@ -14,7 +14,7 @@ import torch
 
 from chapter2.rmsnorm import norm
 from token_by_token.precision import name
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
@@ -340,7 +340,7 @@ def render(loaded, view) -> str:
     checked = [c for c in ["q_proj", "k_proj", "v_proj", "QK-norm (q)", "QK-norm (k)",
                            "RoPE (q)", "RoPE (k)", "attention weights",
                            "attention output (o_proj)"] if c in opened.checks]
-    st.dataframe(view.checks_table(checked), hide_index=True)
+    small_table(view.checks_table(checked))
     rows = opened.checks["attention weights"][0][1]
     st.caption(f"The attention weights are compared on the last {counted(rows, 'query row')}, "
                "in float32 on both sides, from the layer's own q and k: the model's fused "
@@ -405,11 +405,11 @@ def render_rope(f, position: int, config) -> None:
             f"{slowed} of {f.head_dim // 2} pairs turn slower than θ alone says "
             "(`llama3_speeds`).")
         lesson(llama3_speeds)
-    st.dataframe(pd.DataFrame({
+    small_table(pd.DataFrame({
         "pair": pairs, "radians per position": speeds,
         "angle at this position (radians)": [position * s for s in speeds],
         "full turns": [position * s / (2 * math.pi) for s in speeds],
-    }), hide_index=True)
+    }))
 
 
 def render_weights(tokenizer, view, head: int, position: int) -> None:
@@ -422,7 +422,7 @@ def render_weights(tokenizer, view, head: int, position: int) -> None:
         f"positions 0 to {position} sum to {float(row.sum()):.3f}; the later positions get "
         f"{later:g} in all. It reads most from:"
     )
-    st.dataframe(pd.DataFrame({
+    small_table(pd.DataFrame({
         "position": top.indices.tolist(),
         "token": [show(tokenizer, view.ids[int(i)]) for i in top.indices],
-        "weight": top.values.tolist()}), hide_index=True)
+        "weight": top.values.tolist()}))

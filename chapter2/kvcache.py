@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from token_by_token.precision import name
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 
@@ -64,13 +64,13 @@ def render(loaded, view) -> str:
     )
     per_layer = 2 * f.hidden * (f.heads + f.kv_heads) * f.head_dim  # q, k, v, o projections
     st.markdown("**Prefill versus one step.** What one layer computes:")
-    st.dataframe(pd.DataFrame({
+    small_table(pd.DataFrame({
         "": ["positions run through the projections and the MLP",
              "attention scores per head (the query × key pairs the mask lets through)",
              "keys and values read from the cache", "keys and values appended to it"],
         f"prefill of your {n:,} tokens": [n, n * (n + 1) // 2, 0, n],
         "one decode step (the next token)": [1, n + 1, n, 1],
-    }), hide_index=True)
+    }))
     st.caption(f"Per position and layer, the projections alone are {per_layer:,} "
                f"multiply-adds and the MLP {3 * f.hidden * f.intermediate:,}: a step does them "
                f"once, a recomputation of the whole text and the new token {n + 1:,} times.")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from chapter2.architecture import family
 from chapter2.facts import parameters
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 
 TITLE = "The MLP — each position on its own"
@@ -56,7 +56,7 @@ def render(loaded, view) -> str:
            f"the {['', 'second', 'third', 'fourth'][rank]} largest part of the model "
            f"(after {' and '.join(sorted(parts, key=parts.get, reverse=True)[:rank])}).")
     )
-    st.dataframe(view.checks_table(["MLP"]), hide_index=True)
+    small_table(view.checks_table(["MLP"]))
     attended = opened.checks["attention output (o_proj)"][1]
     st.caption(("The lesson's MLP reads x plus the lesson's attention output, the library's "
                 "reads x plus its own; the two attention outputs differ by "

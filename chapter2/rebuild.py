@@ -10,7 +10,7 @@ from chapter2.facts import parameters
 from chapter2.mlp import mlp
 from chapter2.rmsnorm import norm
 from token_by_token import precision
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 
@@ -79,7 +79,7 @@ def render(loaded, view) -> str:
     st.caption("The page ran exactly these functions on your ids (in chunks of positions for "
                "the last product, to keep memory low) and compared every layer with the "
                "library's forward.")
-    st.dataframe(view.checks_table(["layer output"]), hide_index=True)
+    small_table(view.checks_table(["layer output"]))
     st.caption(view.rounding(["layer output"]))
     st.subheader("Your logits, by hand and by the library")
     agree, worst, dtype, kind = seen.agree, seen.logit_gap(), f.dtype, f.attention

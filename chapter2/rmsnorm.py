@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from token_by_token import precision
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 
@@ -62,7 +62,7 @@ def render(loaded, view) -> str:
         + ("residual stream, two per layer on each head's queries and keys, QK-norm, and one "
            "after the last layer)." if "q_norm" in kinds else
            "residual stream and one after the last layer; this model has no QK-norm)."))
-    st.dataframe(view.checks_table(["input RMSNorm"]), hide_index=True)
+    small_table(view.checks_table(["input RMSNorm"]))
     st.caption(view.rounding(["input RMSNorm"]))
     where = ("all in float32" if facts.dtype == torch.float32 else "the division in float32, "
              f"the product with the weight in the model's {precision.name(facts.dtype)}")

@@ -123,7 +123,7 @@ def test_the_controls_change_what_is_shown(loaded):
     token = markdown_literal(show(loaded.tokenizer, ids[3]))
     assert any(f"Query head 2 (pick another in the sidebar), at position 3 “{token}”" in m.value
                for m in at.markdown)
-    [top] = [d.value for d in at.dataframe if "weight" in d.value.columns]
+    [top] = [d.value for d in at.table if "weight" in d.value.columns]
     weights = pattern_of(at).row(2, 3)
     assert top["position"].tolist()[0] == int(weights.argmax())
     assert all(p <= 3 for p in top["position"])  # the causal mask: nothing after position 3

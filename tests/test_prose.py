@@ -236,7 +236,7 @@ def test_no_score_passes_the_qk_norm_bound(monkeypatch):
 
 def test_every_check_table_tells_its_differences_in_steps_of_the_dtype(loaded, monkeypatch):
     at = run_app(CHAPTER2)
-    tables = [d.value for d in at.dataframe if "in steps of its dtype" in d.value.columns]
+    tables = [d.value for d in at.table if "in steps of its dtype" in d.value.columns]
     assert len(tables) == 4  # RMSNorm, attention, MLP, the layer output
     seen = at.session_state["_memo"].latest(__import__("chapter2.pipeline").pipeline.INSIDE)
     checks = seen.layers[0].checks

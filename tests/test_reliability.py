@@ -109,7 +109,7 @@ def test_all_filters_at_their_strictest_leave_the_favourite(loaded):
     last = logits(loaded.model, ids)[-1]
     favourites = set(torch.nonzero(last == last.max()).flatten().tolist())
     assert shown_next_id(at) in favourites
-    table = next(d.value for d in at.dataframe if "tokens left" in d.value.columns)
+    table = next(d.value for d in at.table if "tokens left" in d.value.columns)
     assert table["tokens left"].iloc[-1] == len(favourites)
     probs = probabilities(last, warpers(0.05, 1, 0.0, 1.0))
     assert not probs.isnan().any()
