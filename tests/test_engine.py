@@ -33,7 +33,7 @@ from token_by_token.tokens import (
     token_bytes,
     visible,
 )
-from token_by_token.trace import describe, traced, with_values
+from token_by_token.trace import counts, describe, traced, with_values
 
 # --- trace: values beside the lesson code ---------------------------------------------------
 
@@ -515,3 +515,15 @@ def test_nested_captures_both_record(peaked_dir):
     with capture([model.model.norm]) as outer, capture([model.lm_head]) as inner:
         logits_of(model, IDS)
     assert len(outer["0"]) == len(inner["0"]) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_counts_of_finite_and_non_zero_values_match_torch(dtype):
+    special = torch.tensor([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1e-40, -3.5,
+                            torch.finfo(dtype).max, torch.finfo(dtype).tiny,
+                            torch.finfo(dtype).tiny / 4])
+    values = torch.cat([special, torch.randn(997) * 10 ** torch.randint(-40, 38, (997,))])
+    flat = values.to(dtype)[torch.randperm(len(values))]
+    assert counts(flat) == (int(torch.isfinite(flat).sum()), int(torch.count_nonzero(flat)))
+    assert counts(flat[::3]) == (int(torch.isfinite(flat[::3]).sum()),
+                                 int(torch.count_nonzero(flat[::3])))  # a strided view

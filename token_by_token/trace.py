@@ -226,10 +226,17 @@ def describe_tensor(t: torch.Tensor) -> str:
 def counts(flat: torch.Tensor) -> tuple[int, int]:
     """How many values are finite, and how many non-zero. By numpy where it can read the
     dtype (torch.isfinite took 0.41 ms over 151,936 float32 scores, numpy 0.013 ms:
-    measured); numpy has no bfloat16."""
+    measured). numpy has no bfloat16: its bits are read as int16 instead (a bfloat16 is
+    finite unless its 8 exponent bits are all ones, zero when all but the sign bit are 0;
+    7 x faster than torch's two counts, measured: describe() was a quarter of the tracing
+    of Chapter 2's first open)."""
     if flat.dtype in NUMPY_FLOATS:
         values = flat.numpy()
         return int(np.count_nonzero(np.isfinite(values))), int(np.count_nonzero(values))
+    if flat.dtype == torch.bfloat16:
+        bits = flat.contiguous().view(torch.int16).numpy()
+        return (int(np.count_nonzero((bits & 0x7F80) != 0x7F80)),
+                int(np.count_nonzero(bits & 0x7FFF)))
     return int(torch.count_nonzero(torch.isfinite(flat))), int(torch.count_nonzero(flat))
 
 
