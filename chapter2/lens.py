@@ -126,11 +126,15 @@ def columns(model, inside, positions: range, halfway: bool, memo: Memo) -> dict:
                 and (part == "after" or p >= first)]
         if not todo:
             continue
-        for p in todo:  # the trace shown is the last column's, the rightmost
+        for p in todo:
             xs = (inside.stream[:, [p]] if part == "after" else
                   torch.stack([o.halfway[[p - first]] for o in inside.layers]))
             with FORWARD_LOCK:
-                (probs, ids), kept["trace"] = traced(lens_top_k, model, xs, 5)
+                if p == todo[-1]:  # the trace shown: the last column's, the rightmost (a
+                    # trace describes every value, the 4.4M probabilities too: once, not 8 ×)
+                    (probs, ids), kept["trace"] = traced(lens_top_k, model, xs, 5)
+                else:
+                    probs, ids = lens_top_k(model, xs, 5)
             kept[p, part] = (probs[:, 0], ids[:, 0])
     return kept
 

@@ -271,6 +271,22 @@ def test_the_lens_grid_scores_one_column_at_a_time(loaded, monkeypatch):
     assert widths == [1] * min(COLUMNS, len(inside_of(at).ids))
 
 
+def test_the_lens_lesson_shows_the_rightmost_column_and_only_it_is_traced(loaded, monkeypatch):
+    """A trace describes every value (a column's 4.4M probabilities on the Qwen3-0.6B
+    shape): one column of the grid is traced, the one the lesson shows."""
+    import chapter2.lens as lens
+    from token_by_token.trace import describe
+    calls, traced_of = [], lens.traced
+    monkeypatch.setattr(lens, "traced", lambda *a: calls.append(a) or traced_of(*a))
+    at = run_app(CHAPTER2)
+    assert not at.exception and len(inside_of(at).ids) > 1
+    [(_, _, xs, _)] = calls
+    rightmost = inside_of(at).stream[:, [len(inside_of(at).ids) - 1]]
+    assert torch.equal(xs, rightmost)
+    shown = next(c.value for c in at.code if "def lens_top_k" in c.value)
+    assert f"xs = {describe(rightmost)}" in shown
+
+
 def test_the_pushes_of_every_update_add_up_to_the_logit(loaded):
     from chapter2.stream import push
     at = run_app(CHAPTER2)
