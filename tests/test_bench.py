@@ -45,3 +45,14 @@ def test_browser_benchmark_smoke_mode_measures_every_row():
     row = next(line for line in result.stdout.splitlines() if line.startswith("| Resample"))
     replay = row.split(" | ")[3]
     assert replay.endswith(" s") and float(replay[:-2]) > 0, row
+
+
+def test_message_cost_benchmark_prints_a_cost_per_element_of_each_kind():
+    """bench/message_cost.py, one repetition (timings unchecked: a line per kind)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "message_cost.py"),
+                             "--reps", "1"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("- ")]
+    assert [line.split(":")[0] for line in lines] == [
+        "- empty", "- unchanged markdown", "- changing markdown", "- changing code"]
+    assert all(line.endswith("ms per element") for line in lines)
