@@ -27,7 +27,7 @@ from chapter3.measure import (
 )
 from chapter3.roofline import bytes_per_token, decode_point, kv_bytes_per_position
 from token_by_token import charts, controls, kvcache
-from token_by_token.sections import lesson, number
+from token_by_token.sections import lesson, number, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
@@ -171,7 +171,7 @@ def render(loaded, view) -> str:
     )
     data = part.table
     st.vega_lite_chart(data, charts.fast_spec(charts.batching, data), width="stretch")
-    st.dataframe(data, hide_index=True)
+    small_table(data)
     b, last = steps[-1]
     if b == 1:
         st.markdown(

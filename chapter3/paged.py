@@ -18,7 +18,7 @@ from chapter3.roofline import kv_bytes_per_position
 from token_by_token import charts, controls
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 from token_by_token.trace import traced
@@ -221,7 +221,7 @@ def render(loaded, view) -> str:
                          unit: [b / scale for b in part.memory.values()],
                          "size": [size(b) for b in part.memory.values()]})
     st.vega_lite_chart(bars, charts.fast_spec(charts.memory_bars, bars), width="stretch")
-    st.dataframe(bars, hide_index=True)
+    small_table(bars)
     contiguous, paged, shared = part.memory.values()
     waste = part.learners * (blocks_needed(part.length, part.block) * part.block - part.length)
     st.markdown(

@@ -37,7 +37,7 @@ from chapter3.twin import twin
 from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.sections import lesson, number
+from token_by_token.sections import lesson, number, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
@@ -491,8 +491,7 @@ def render(loaded, view) -> str:
     if c.perplexity:
         rows["perplexity of your text"] = (f"{c.perplexity[0]:,.2f} original, "
                                            f"{c.perplexity[1]:,.2f} quantized")
-    st.dataframe(pd.DataFrame({"": list(rows), part.scheme: list(rows.values())}),
-                 hide_index=True)
+    small_table(pd.DataFrame({"": list(rows), part.scheme: list(rows.values())}))
     built = part.built
     st.caption(f"Both models read your {counted(n, 'token')} in one forward each "
                f"({duration(c.seconds)}); the quantized one "
@@ -506,7 +505,7 @@ def render(loaded, view) -> str:
     st.subheader("Memory and speed")
     table = part.sizes.copy()
     table["size"] = [size(b) for b in table["bytes"]]
-    st.dataframe(table, hide_index=True)
+    small_table(table)
     original, small = table["bytes"].iloc[0], table["bytes"].iloc[1 + SCHEMES.index(part.scheme)]
     st.markdown(
         f"In {part.scheme} the weights a step reads shrink from {size(original)} to "

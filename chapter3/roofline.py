@@ -30,7 +30,7 @@ from token_by_token import charts, controls
 from token_by_token.kvcache import PREFILL_CHUNK
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import traced
@@ -395,7 +395,7 @@ def render(loaded, view) -> str:
                "no cheaper per token than a decode step here.")
             + " Each point is one forward; the nearer its roof, the better it used the machine."
         )
-    st.dataframe(points_table(part.points, bw, peak), hide_index=True)
+    small_table(points_table(part.points, bw, peak))
     left = [n for n in part.lengths if n not in {p.tokens for p in prefills}]
     st.caption(
         f"Decode step: the last token of a text of your length ({counted(n, 'token')}) once "
