@@ -268,10 +268,12 @@ def test_branch_at_a_generated_step(page):
 
 
 def test_chat_mode_wraps_the_text_in_the_chat_template(page, loaded):
+    text = page.get_by_role("textbox", name="Your text").input_value()  # (read before
+    # the click: while its rerun redraws the sidebar the box can read empty)
     page.get_by_test_id("stSidebar").get_by_text("Chat mode").click()
     ids = loaded.tokenizer.apply_chat_template(
-        [{"role": "user", "content": page.get_by_role("textbox", name="Your text")
-          .input_value()}], add_generation_prompt=True, enable_thinking=False)["input_ids"]
+        [{"role": "user", "content": text}], add_generation_prompt=True,
+        enable_thinking=False)["input_ids"]
     expect(page.get_by_text(f"tokens = {ids}")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Chat mode is on")).to_be_visible()
     wait_idle(page)
