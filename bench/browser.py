@@ -144,9 +144,27 @@ def open_page(browser, url: str, wait: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.add_init_script(probe())
     page.goto(url)
-    page.wait_for_selector(f"text={wait}", timeout=120_000)
-    page.wait_for_selector(IDLE, timeout=120_000)
+    try:
+        page.wait_for_selector(f"text={wait}", timeout=120_000)
+        page.wait_for_selector(IDLE, timeout=120_000)
+    except Exception as error:  # say what the page showed instead
+        shown = page.inner_text("body")[:1500] if not page.is_closed() else "(closed)"
+        raise RuntimeError(f"{url} did not show {wait!r} and settle; it shows:\n{shown}") \
+            from error
     return page
+
+
+def replay_ready(records: str, text: str, timeout: float = 30) -> None:
+    """Wait until the app's newest recorded page run (what the replay draws) holds `text`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = sorted(Path(records).glob("*-page.pb"))
+        if runs and text.encode() in runs[-1].read_bytes():
+            return
+        if time.monotonic() > deadline:
+            newest = [(run.name, run.stat().st_size) for run in runs[-4:]]
+            raise RuntimeError(f"the app's newest page runs {newest} lack {text!r}")
+        time.sleep(0.1)
 
 
 def slider_step(page, label: str, pattern: str, up: bool):
@@ -241,8 +259,9 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
 
         # the replay opens after the app: it draws the app's newest page run
         pages = {"app": open_page(browser, app, "Conclusion"),
-                 "floor": open_page(browser, floor, "Floor page"),
-                 "replay": open_page(browser, replay, "Conclusion")}
+                 "floor": open_page(browser, floor, "Floor page")}
+        replay_ready(records, "Chapter 1: Tokenization")
+        pages["replay"] = open_page(browser, replay, "Conclusion")
         time.sleep(2)
         notes.append(f"Idle server CPU with a page open: app {idle_cpu(app):.1f} %, floor "
                      f"{idle_cpu(floor):.1f} % of a core.")
@@ -341,8 +360,9 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             # greedy (top_k=1): an end-of-text token would stop generation within the reps
             query = f"/?text={quote(text_of(tokenizer, n))}&top_k=1"
             pages = {"app": open_page(browser, app + query, "Conclusion"),
-                     "floor": open_page(browser, floor + query, "Floor page"),
-                     "replay": open_page(browser, replay + query, "Conclusion")}
+                     "floor": open_page(browser, floor + query, "Floor page")}
+            replay_ready(records, "Chapter 1: Tokenization")
+            pages["replay"] = open_page(browser, replay + query, "Conclusion")
             clicks = {"app": [], "floor": [], "replay": []}
             reported = []
             for page in pages.values():
