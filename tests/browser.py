@@ -18,6 +18,10 @@ CI = os.environ.get("CI") == "true"  # .ci/run sets it: there, a missing tool is
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# Chapter 1's own title in the main area: the sidebar's link to it shows the same words as soon
+# as the navigation is drawn, before the page's first run has drawn anything (waiting for those
+# let a test read the sidebar's text box before the run had filled it)
+CHAPTER1 = '[data-testid="stMain"] h1:has-text("Chapter 1: Tokenization")'
 SERVERS: dict[str, subprocess.Popen] = {}  # base URL -> its running streamlit process
 
 

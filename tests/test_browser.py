@@ -5,10 +5,11 @@ import re
 
 import pytest
 import tiny_model
-from browser import ARTIFACTS, chromium, no_errors, streamlit_server, type_text, wait_idle
+from browser import ARTIFACTS, CHAPTER1, chromium, no_errors, streamlit_server, type_text, wait_idle
 from playwright.sync_api import expect
 
 import chapter2
+from token_by_token.state import DEFAULT_TEXT
 from token_by_token.tokens import show_ids
 
 
@@ -24,7 +25,7 @@ def page(server):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(server)  # Chapter 1 is the default page
-        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
         yield page
 
@@ -51,7 +52,7 @@ def test_a_long_cjk_text_makes_a_share_link_under_8_kb_that_loads(page, server):
     other = page.context.browser.new_page()  # another learner opens the link
     response = other.goto(link)
     assert response.status == 200
-    other.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+    other.wait_for_selector(CHAPTER1, timeout=90_000)
     box = other.get_by_role("textbox", name="Your text")
     expect(box).not_to_have_value("", timeout=90_000)  # the sidebar is drawn after the title
     wait_idle(other)
@@ -206,7 +207,7 @@ def slower_page(tmp_path_factory):
     with streamlit_server(model) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(url)
-        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
         yield page
 
@@ -268,11 +269,10 @@ def test_branch_at_a_generated_step(page):
 
 
 def test_chat_mode_wraps_the_text_in_the_chat_template(page, loaded):
-    text = page.get_by_role("textbox", name="Your text").input_value()  # (read before
-    # the click: while its rerun redraws the sidebar the box can read empty)
+    expect(page.get_by_role("textbox", name="Your text")).to_have_value(DEFAULT_TEXT)
     page.get_by_test_id("stSidebar").get_by_text("Chat mode").click()
     ids = loaded.tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True,
+        [{"role": "user", "content": DEFAULT_TEXT}], add_generation_prompt=True,
         enable_thinking=False)["input_ids"]
     expect(page.get_by_text(f"tokens = {ids}")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Chat mode is on")).to_be_visible()
@@ -291,7 +291,7 @@ def test_a_click_while_the_last_one_is_being_handled_is_refused_visibly(server):
         sent = []  # every message the page sends to the server (each rerun request is one)
         page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
         page.goto(server)
-        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
         generate = switch_on_autoregression(page)
         before = len(sent)
@@ -326,7 +326,7 @@ def test_two_learners_in_two_browsers_never_see_each_others_work(server):
         b = browser.new_context().new_page()
         for page in (a, b):
             page.goto(server)
-            page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+            page.wait_for_selector(CHAPTER1, timeout=90_000)
             wait_idle(page)
         type_text(a, "Learner A's own words")
         type_text(b, "Learner B types something else")
@@ -336,7 +336,7 @@ def test_two_learners_in_two_browsers_never_see_each_others_work(server):
             expect(a.get_by_text(f"{n} generated so far")).to_be_visible(timeout=30_000)
             wait_idle(a)
         b.reload()
-        b.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        b.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(b)
         expect(b.get_by_role("textbox", name="Your text")).to_have_value(
             "Learner B types something else")

@@ -11,7 +11,7 @@ import os
 import random
 
 import pytest
-from browser import ARTIFACTS, chromium, streamlit_server, type_text, wait_idle
+from browser import ARTIFACTS, CHAPTER1, chromium, streamlit_server, type_text, wait_idle
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 WALK_SEEDS = int(os.environ.get("WALK_SEEDS", 10))
@@ -88,7 +88,7 @@ def test_a_random_walk_never_shows_a_traceback(server, seed):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(server)
-        page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+        page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
         for _ in range(WALK_STEPS):
             possible = actions(page)

@@ -13,6 +13,7 @@ import serve
 import yaml
 from browser import (
     ARTIFACTS,
+    CHAPTER1,
     chromium,
     free_port,
     no_errors,
@@ -37,7 +38,7 @@ def record(**timings) -> None:
 
 def open_chapter_one(page, url: str) -> None:
     page.goto(url)
-    page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+    page.wait_for_selector(CHAPTER1, timeout=90_000)
     wait_idle(page)
 
 
@@ -233,7 +234,7 @@ def test_two_learners_keep_their_own_replica_and_session_behind_the_proxy(tmp_pa
         # A reload is a new session on the same replica, built from the share link.
         for name, (page, _) in learners.items():
             page.reload()
-            page.wait_for_selector("text=Chapter 1: Tokenization", timeout=90_000)
+            page.wait_for_selector(CHAPTER1, timeout=90_000)
             wait_idle(page)
             unchanged(name, resamples=None)
             generate(page, plan[name][4] + 1)
