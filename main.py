@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from token_by_token import model, state
+from token_by_token import model, state, unchanged
 
 ROOT = Path(__file__).parent
 
@@ -12,6 +12,7 @@ st.set_page_config(page_title="Token by Token", page_icon="🔤", layout="center
                    initial_sidebar_state="expanded")
 st.logo(str(ROOT / "attention.png"), size="large")
 state.init()
+unchanged.page_started(st.session_state)  # a page run sends every element (unchanged.py)
 with st.sidebar:
     model.picker()
 
@@ -24,3 +25,4 @@ st.navigation([
     st.Page(ROOT / "chapter3" / "page.py", title="Chapter 3: The Speed of Inference", icon="⚡",
             url_path="chapter-3"),
 ]).run()
+unchanged.page_finished(st.session_state)

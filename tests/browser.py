@@ -114,3 +114,39 @@ def type_text(page, text: str) -> None:
 
 def no_errors(page) -> None:
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+# An init script: counts the websocket messages the page receives (window.__received)
+COUNT_MESSAGES = """(() => {
+  window.__received = 0;
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", () => { window.__received += 1; });
+    }
+  };
+})()"""
+
+
+def received(page) -> int:
+    """Websocket messages the page received so far (its init script: COUNT_MESSAGES)."""
+    return page.evaluate("window.__received")
+
+
+def shown(page) -> tuple[str, str]:
+    """The text the page shows: the main area's and the sidebar's (if it has one)."""
+    sidebar = page.get_by_test_id("stSidebar")
+    return (page.get_by_test_id("stMain").inner_text(),
+            sidebar.inner_text() if sidebar.count() else "")
+
+
+def rerun_page(page) -> None:
+    """A page run, as the R key gives (it sends every element anew), then idle. The page's
+    init script must be COUNT_MESSAGES: the run is seen to start by the messages it sends."""
+    before = received(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("r")
+    page.wait_for_function(f"window.__received > {before}", timeout=60_000)
+    page.wait_for_timeout(150)
+    wait_idle(page, timeout=120_000)

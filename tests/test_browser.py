@@ -5,10 +5,23 @@ import re
 
 import pytest
 import tiny_model
-from browser import ARTIFACTS, CHAPTER1, chromium, no_errors, streamlit_server, type_text, wait_idle
+from browser import (
+    ARTIFACTS,
+    CHAPTER1,
+    COUNT_MESSAGES,
+    chromium,
+    no_errors,
+    received,
+    rerun_page,
+    shown,
+    streamlit_server,
+    type_text,
+    wait_idle,
+)
 from playwright.sync_api import expect
 
 import chapter2
+from browser import ROOT
 from token_by_token.state import DEFAULT_TEXT
 from token_by_token.tokens import show_ids
 
@@ -24,6 +37,7 @@ def server(tiny_dir):
 def page(server):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.add_init_script(COUNT_MESSAGES)  # (rerun_page sees its run start by them)
         page.goto(server)  # Chapter 1 is the default page
         page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
@@ -115,6 +129,111 @@ def test_walk_the_chapter_sliders_resample_and_five_generated_tokens(page):
     page.screenshot(path=str(ARTIFACTS / "chapter1-generated.png"))
 
 
+def test_a_control_sends_only_what_changed_and_the_page_shows_what_a_page_run_draws(
+        server, tiny_dir):
+    """token_by_token/unchanged.py: a Temperature move, a Resample and Generate clicks send
+    fewer messages than the same app sending everything (TOKEN_BY_TOKEN_SEND_UNCHANGED=1),
+    and after each the page shows, word for word, what a page run then draws."""
+    sent = {}
+    with streamlit_server(tiny_dir, TOKEN_BY_TOKEN_SEND_UNCHANGED="1") as everything, \
+            chromium() as browser:
+        for name, url in (("skipped", server), ("everything", everything)):
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.add_init_script(COUNT_MESSAGES)
+            page.goto(url)
+            page.wait_for_selector(CHAPTER1, timeout=90_000)
+            wait_idle(page)
+            counts = []
+
+            def act(action, appears):
+                before = received(page)
+                action()
+                expect(page.get_by_text(appears).first).to_be_visible(timeout=30_000)
+                page.wait_for_timeout(150)
+                wait_idle(page)
+                counts.append(received(page) - before)
+                drawn = shown(page)
+                rerun_page(page)
+                assert shown(page) == drawn, f"{name}: after {appears!r}"
+
+            temperature = page.locator('[data-testid="stSlider"]', has_text="Temperature")
+            temperature.get_by_role("slider").focus()
+            act(lambda: page.keyboard.press("ArrowRight"), "temperature = 0.75")
+            act(lambda: page.get_by_role("button", name="Resample").click(),
+                "resample count 1")
+            generate = switch_on_autoregression(page)
+            for n in (1, 2, 3):
+                act(generate.click, f"{n} generated so far")
+            no_errors(page)
+            sent[name] = counts
+            page.close()
+    # the first Generate changes what section 5 holds (the page reruns after it: see
+    # unchanged.py); every other action sends fewer messages
+    for index in (0, 1, 3, 4):
+        assert sent["skipped"][index] < 0.8 * sent["everything"][index], sent
+
+
+TOY = """
+import sys
+from contextvars import ContextVar
+
+sys.path.insert(0, ROOT)
+import streamlit as st
+
+from token_by_token import unchanged
+
+unchanged.page_started(st.session_state)
+place, within = st.container(), ContextVar("within", default=False)
+
+
+@st.fragment
+def lines():
+    n = st.slider("Lines", 0, 6, 4)
+    with unchanged.drawing(st.session_state, alone=not within.get()), place:
+        st.markdown("the same in every run")
+        box = st.container(border=True) if n % 2 else st.expander("box", expanded=True)
+        box.markdown("in a box")  # (the same element, in another kind of container)
+        for i in range(n):
+            st.markdown(f"line {i} of {n}")
+
+
+token = within.set(True)
+lines()
+within.reset(token)
+unchanged.page_finished(st.session_state)
+"""
+
+
+def test_a_fragment_that_draws_less_leaves_nothing_stale(tmp_path):
+    """unchanged.py on a page of its own: a fragment draws n lines; moved from 6 lines to 1,
+    the 5 lines it no longer draws (the page's own elements, which the browser keeps through
+    a fragment's run) must go: the page reruns. An element the same as before, in a container
+    of another kind, is sent again (the browser dropped it with the old container). Every
+    step shows what a page run draws."""
+    page_file = tmp_path / "toy.py"
+    page_file.write_text(TOY.replace("ROOT", repr(str(ROOT))))
+    with streamlit_server(None, script=page_file) as url, chromium() as browser:
+        page = browser.new_page()
+        page.add_init_script(COUNT_MESSAGES)
+        page.goto(url)
+        page.wait_for_selector("text=line 3 of 4")
+        wait_idle(page)
+        handle = page.get_by_role("slider")
+        for key, n in [("End", 6), ("ArrowLeft", 5), ("Home", 0), ("ArrowRight", 1),
+                       ("End", 6), ("ArrowLeft", 5), ("ArrowLeft", 4), ("Home", 0)]:
+            handle.focus()
+            page.keyboard.press(key)
+            expect(page.get_by_test_id("stSlider")).to_contain_text(str(n))
+            page.wait_for_timeout(300)
+            wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            expect(main.get_by_text(" of ")).to_have_count(n)
+            expect(main.get_by_text("in a box", exact=True)).to_have_count(1)
+            drawn = shown(page)
+            rerun_page(page)
+            assert shown(page) == drawn, f"{n} lines"
+
+
 def test_walk_chapter_two_pick_a_layer_a_head_and_a_token(server, loaded):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
@@ -196,6 +315,9 @@ def test_rapid_generate_clicks_append_exactly_one_id_each(page):
     assert len(generated_in(page)) == 6
     expect(page.get_by_text("6 generated so far")).to_be_visible()
     no_errors(page)
+    drawn = shown(page)  # runs stopped for newer ones left the page as a page run draws it
+    rerun_page(page)
+    assert shown(page) == drawn
 
 
 @pytest.fixture

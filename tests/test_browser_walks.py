@@ -1,5 +1,7 @@
 """Random walks of real clicks and key presses in Chromium, on the app's own server: after
-every action the page has no exception box and no "Traceback" anywhere.
+every action the page has no exception box and no "Traceback" anywhere, and every 5 actions
+it shows, word for word, what a page run then draws (the fragments send only what changed:
+token_by_token/unchanged.py).
 
 Each walk is seeded (WALK_SEEDS walks, default 10, of WALK_STEPS actions, default 20); a
 failure names the seed and the actions so far, and the screenshot of the failing page is in
@@ -11,7 +13,17 @@ import os
 import random
 
 import pytest
-from browser import ARTIFACTS, CHAPTER1, chromium, streamlit_server, type_text, wait_idle
+from browser import (
+    ARTIFACTS,
+    CHAPTER1,
+    COUNT_MESSAGES,
+    chromium,
+    rerun_page,
+    shown,
+    streamlit_server,
+    type_text,
+    wait_idle,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 WALK_SEEDS = int(os.environ.get("WALK_SEEDS", 10))
@@ -87,10 +99,11 @@ def test_a_random_walk_never_shows_a_traceback(server, seed):
     rng, taken = random.Random(seed), []
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.add_init_script(COUNT_MESSAGES)
         page.goto(server)
         page.wait_for_selector(CHAPTER1, timeout=90_000)
         wait_idle(page)
-        for _ in range(WALK_STEPS):
+        for step in range(1, WALK_STEPS + 1):
             possible = actions(page)
             name = rng.choice(sorted(possible))
             taken.append(name)
@@ -103,3 +116,8 @@ def test_a_random_walk_never_shows_a_traceback(server, seed):
                 page.screenshot(path=str(ARTIFACTS / f"walk-{seed}.png"), full_page=True)
             assert not broken, (f"seed {seed}: {' → '.join(taken)}: " + " ".join(
                 page.locator('[data-testid="stException"]').all_inner_texts())[:2000])
+            if step % 5 == 0:  # what the fragments left on the page is what a page run draws
+                # (token_by_token/unchanged.py sends only the elements that changed)
+                drawn = shown(page)
+                rerun_page(page)
+                assert shown(page) == drawn, f"seed {seed}: {' → '.join(taken)}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from token_by_token import progress, sections
+from token_by_token import progress, sections, unchanged
 from token_by_token.memo import Slot, memo_of
 from token_by_token.state import BUTTONS
 
@@ -191,9 +191,10 @@ def _fragment(chapter, loaded, part: Part, places) -> None:
             before = drawn.get((chapter.name, index))
             if index not in part.sections and before not in (None, _choices(state, module)):
                 st.rerun()
-    token = _WITHIN.set(True)
+    alone, token = not _WITHIN.get(), _WITHIN.set(True)
     try:
-        _draw_part(chapter, loaded, part, places, chapter.view(loaded, state))
+        with unchanged.drawing(state, alone):  # (what the browser shows as it is is not sent)
+            _draw_part(chapter, loaded, part, places, chapter.view(loaded, state))
     finally:
         _WITHIN.reset(token)
 

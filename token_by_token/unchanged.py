@@ -1,0 +1,153 @@
+"""What the browser already shows is not sent again.
+
+A control reruns the fragment of the sections that read it, and most of what those sections
+draw comes out the same: headers, prose, code blocks whose values did not move, the charts of
+what the control does not touch (a Temperature move drew 87 of its 96 elements byte for byte
+as before; a Generate click 72 of 111). Streamlit sends them all again and the browser lays
+them all out again. Here a chapter's fragment sends an element only when it differs from the
+one the browser shows at the same place.
+
+How: every element (not a widget) that a chapter's fragment draws is sent as the page's own,
+without the fragment's id. The browser removes, after a fragment's run, only the elements of
+that fragment the run did not send (Streamlit's frontend, `clearStaleNodes`); the page's own
+stay as they are. So a fragment's run that skips an element leaves the browser showing it.
+The record of what was sent where (`Record`, one per learner) starts anew with every page run,
+which sends everything.
+
+Two rules keep the page true to what a page run would draw:
+- a place that held an element of the fragment's last run and that this run leaves unwritten
+  would keep a stale element (the page's own are never removed by a fragment's run): the whole
+  page reruns, after the fragment's run;
+- a run that did not finish (stopped for a newer one) leaves unknown what the browser got: the
+  next fragment run sends everything and is followed by a page run.
+A place whose container changed (another kind of block, or an element where a block was)
+loses its record for everything inside it: the browser dropped those elements with it.
+
+`TOKEN_BY_TOKEN_SEND_UNCHANGED=1` turns this off (everything is sent, as Streamlit does): the
+benchmarks measure the page both ways.
+"""
+
+import hashlib
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext, ThreadState
+
+OFF = os.environ.get("TOKEN_BY_TOKEN_SEND_UNCHANGED") == "1"
+KEY = "_unchanged"  # the learner's Record in their session state
+ONE_SHOT = {"toast", "balloons", "snow"}  # elements that act once, whatever they show
+
+
+@dataclass
+class Record:
+    """One learner's: what the browser shows at each place a chapter's fragment drew."""
+    shown: dict[tuple, bytes] = field(default_factory=dict)  # delta path -> digest sent there
+    owned: dict[str, set] = field(default_factory=dict)  # fragment id -> the places of the
+    # elements its last run drew as the page's own
+    open: bool = True  # a run began and has not finished yet
+    page_run: "Run" = field(default=None, repr=False)  # the page run's, made with the record
+
+    def __post_init__(self):
+        self.page_run = Run(self, skip=False)
+
+
+@dataclass
+class Run:
+    """A page run, or a fragment's run alone, while a chapter's fragments draw."""
+    record: Record = field(repr=False)
+    skip: bool  # elements the browser shows as they are are skipped (a fragment's run alone)
+    fragments: set = field(default_factory=set)  # the chapter's fragments drawing in it
+    drawn: dict[str, set] = field(default_factory=dict)  # fragment id -> the places of the
+    # elements it drew as the page's own
+    written: set = field(default_factory=set)  # every place written (a container, a widget)
+
+
+_RUN: ContextVar[Run | None] = ContextVar("token_by_token_unchanged", default=None)
+
+
+def page_started(state) -> None:
+    """The top of every page run: it sends everything, so the record starts anew."""
+    state[KEY] = Record()
+
+
+def page_finished(state) -> None:
+    if (record := state.get(KEY)) is not None:
+        record.open = False
+
+
+@contextmanager
+def drawing(state, alone: bool):
+    """Around a chapter's fragment. `alone`: Streamlit reruns it by itself (its own control);
+    else it runs as part of a page run or of a fragment around it."""
+    fragment, run, record = ThreadState.get().fragment_id, _RUN.get(), state.get(KEY)
+    if OFF or fragment is None or record is None:
+        yield
+        return
+    top, unsure = run is None, alone and record.open  # (open: the run before did not finish)
+    if top:
+        run = Run(record, skip=not unsure) if alone else record.page_run
+        record.open = True
+    run.fragments.add(fragment)
+    run.drawn[fragment] = set()
+    token = _RUN.set(run)
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+    if top and alone:
+        left = any(record.owned.get(f, set()) - run.written for f in run.fragments)
+        record.owned.update(run.drawn)
+        if unsure or left:
+            st.rerun()  # (the page run sends everything; the record stays open until it ends)
+        record.open = False
+    elif top:  # a page run's
+        record.owned.update(run.drawn)
+
+
+def _digest(message) -> bytes:
+    return hashlib.blake2b(message.SerializeToString(), digest_size=16).digest()
+
+
+def _forget_inside(record: Record, path: tuple) -> None:
+    """The browser dropped what was inside `path` (its container was replaced)."""
+    for place in [p for p in record.shown if len(p) > len(path) and p[:len(path)] == path]:
+        del record.shown[place]
+
+
+_send = ScriptRunContext.enqueue
+
+
+def _enqueue(self, msg) -> None:
+    run = _RUN.get()
+    if run is None or msg.WhichOneof("type") != "delta" or \
+            msg.delta.fragment_id not in run.fragments:
+        return _send(self, msg)
+    path, kind = tuple(msg.metadata.delta_path), msg.delta.WhichOneof("type")
+    run.written.add(path)
+    if kind == "add_block":  # a container stays the fragment's (Streamlit removes it with it)
+        digest = _digest(msg.delta.add_block)
+        if run.record.shown.get(path) != digest:
+            _forget_inside(run.record, path)
+            run.record.shown[path] = digest
+        return _send(self, msg)
+    element = msg.delta.new_element if kind == "new_element" else None
+    which = element.WhichOneof("type") if element is not None else None
+    if which is None or which in ONE_SHOT or getattr(getattr(element, which), "id", ""):
+        run.record.shown.pop(path, None)  # a widget, or another kind of delta: sent as it is
+        _forget_inside(run.record, path)
+        return _send(self, msg)
+    run.drawn[msg.delta.fragment_id].add(path)
+    msg.delta.fragment_id = ""  # the page's own: kept through a fragment's run that skips it
+    digest = _digest(element)
+    if run.skip and run.record.shown.get(path) == digest:
+        return None
+    if run.record.shown.get(path) is not None:
+        _forget_inside(run.record, path)
+    run.record.shown[path] = digest
+    return _send(self, msg)
+
+
+ScriptRunContext.enqueue = _enqueue
