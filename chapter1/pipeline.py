@@ -60,6 +60,16 @@ class Forward:
     def vocab(self) -> int:
         return self.last.shape[-1]
 
+    @cached_property
+    def original(self) -> torch.Tensor:
+        """The model's own probabilities for the next token (softmax at temperature 1, no
+        filter), and their entropy below: once per forward, not at every slider move."""
+        return torch.softmax(self.last, dim=-1)
+
+    @cached_property
+    def original_bits(self) -> float:
+        return float(entropy(self.original))
+
     @property
     def stepped(self) -> bool:
         """True: one cached step for one appended id; False: the whole sequence was read."""
@@ -230,11 +240,12 @@ class View:
         generator, stream_trace = traced(random_stream, c["seed"], len(self.ids),
                                          c["resamples"])
         next_id, sample_trace = traced(sample, probs, generator)
+        bits, entropy_trace = traced(entropy, probs)
         traces = {"warpers": warpers_trace, "probabilities": probs_trace,
                   "random_stream": stream_trace, "sample": sample_trace,
-                  "entropy": traced(entropy, probs)[1],
+                  "entropy": entropy_trace,
                   "surprisal": traced(surprisal, float(probs[next_id]))[1]}
-        return chain, probs, next_id, traces
+        return chain, probs, next_id, traces, float(bits)
 
     @property
     def chain(self) -> list:
@@ -247,6 +258,11 @@ class View:
     @property
     def next_id(self) -> int:
         return self.sampled[2]
+
+    @property
+    def bits(self) -> float:
+        """The entropy of the probabilities after the filters (its traced lesson's value)."""
+        return self.sampled[4]
 
     @property
     def proof(self):

@@ -111,9 +111,8 @@ def render_uncertainty(tokenizer, view) -> None:
     """How sure the model is about the next token, before and after the filters, and how
     surprising the drawn token is."""
     st.subheader("How sure is the model?")
-    before = torch.softmax(view.forward.last, dim=-1)  # temperature 1, no filters
-    bits = {"Before the filters": float(entropy(before)),
-            "after the filters": float(entropy(view.probs))}
+    before = view.forward.original  # temperature 1, no filters
+    bits = {"Before the filters": view.forward.original_bits, "after the filters": view.bits}
     lesson(view.trace(entropy), view.trace(surprisal))
     p_before, p_after = float(before[view.next_id]), float(view.probs[view.next_id])
     rank = int((before > before[view.next_id]).sum()) + 1
