@@ -154,16 +154,24 @@ def open_page(browser, url: str, wait: str):
     return page
 
 
-def replay_ready(records: str, text: str, timeout: float = 30) -> None:
-    """Wait until the app's newest recorded page run (what the replay draws) holds `text`."""
+def newest_record(records: str) -> int:
+    """The number of the app's newest recorded run (-1: none yet)."""
+    return max((int(run.name.split("-")[0]) for run in Path(records).glob("*.pb")), default=-1)
+
+
+def replay_ready(records: str, text: str, after: int, timeout: float = 60) -> None:
+    """Wait until a page run of the app recorded after run number `after` holds `text` (the
+    replay draws the newest that does: bench/replay.py)."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = sorted(Path(records).glob("*-page.pb"))
-        if runs and text.encode() in runs[-1].read_bytes():
+        runs = [run for run in sorted(Path(records).glob("*.pb"))
+                if int(run.name.split("-")[0]) > after]
+        if any(run.name.endswith("-page.pb") and text.encode() in run.read_bytes()
+               for run in runs):
             return
         if time.monotonic() > deadline:
-            newest = [(run.name, run.stat().st_size) for run in runs[-4:]]
-            raise RuntimeError(f"the app's newest page runs {newest} lack {text!r}")
+            raise RuntimeError(f"no page run of the app recorded after run {after} holds "
+                               f"{text!r}; since then: {[run.name for run in runs]}")
         time.sleep(0.1)
 
 
@@ -257,10 +265,11 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
             loads["floor"].append(first_load(browser, floor, r"generated so far"))
         rows.append(("first load of Chapter 1 (server up, model loaded)", *loads.values(), None))
 
-        # the replay opens after the app: it draws the app's newest page run
+        # the replay opens after the app: it draws the app's newest page run of Chapter 1
+        mark = newest_record(records)
         pages = {"app": open_page(browser, app, "Conclusion"),
                  "floor": open_page(browser, floor, "Floor page")}
-        replay_ready(records, "Chapter 1: Tokenization")
+        replay_ready(records, "Chapter 1: Tokenization", after=mark)
         pages["replay"] = open_page(browser, replay, "Conclusion")
         time.sleep(2)
         notes.append(f"Idle server CPU with a page open: app {idle_cpu(app):.1f} %, floor "
@@ -359,9 +368,10 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
         for n in (10, 500):
             # greedy (top_k=1): an end-of-text token would stop generation within the reps
             query = f"/?text={quote(text_of(tokenizer, n))}&top_k=1"
+            mark = newest_record(records)
             pages = {"app": open_page(browser, app + query, "Conclusion"),
                      "floor": open_page(browser, floor + query, "Floor page")}
-            replay_ready(records, "Chapter 1: Tokenization")
+            replay_ready(records, "Chapter 1: Tokenization", after=mark)
             pages["replay"] = open_page(browser, replay + query, "Conclusion")
             clicks = {"app": [], "floor": [], "replay": []}
             reported = []

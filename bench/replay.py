@@ -5,7 +5,9 @@ before (Chapter 1).
 with the same DIR. The sidebar holds Chapter 1's widgets (as bench/floor.py: the same keys,
 in fragments nested as the app's: Generate's holds the sampling controls'); the main area
 holds what the app last drew: a page run sends the app's newest page run's elements again, a
-fragment's run the app's newest fragment run's, message for message, at the same places.
+fragment's run the app's newest fragment run's, message for message, at the same places,
+each owned as the app's was (an element the app sent as the page's own, which its fragment's
+later runs may skip, token_by_token/unchanged.py, is the page's own here too).
 Nothing is computed. What a learner waits for here is Streamlit sending and the browser
 drawing the app's elements; the app's time beyond it is the app's own work.
 """
@@ -19,13 +21,17 @@ from pathlib import Path
 
 import streamlit as st
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-from streamlit.runtime.scriptrunner_utils.script_run_context import enqueue_message
+from streamlit.runtime.scriptrunner_utils.script_run_context import (
+    enqueue_message,
+    get_script_run_ctx,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from token_by_token import controls, state  # noqa: E402
 
 RECORDS = Path(os.environ["BENCH_RECORDS"])
+CHAPTER1 = b"Chapter 1: Tokenization"  # in the title of a page run of Chapter 1
 SIDEBAR = 1  # delta_path[0]: 0 the main area, 1 the sidebar (this page draws its own)
 # element types sent as st.empty() in their place (to find what costs the browser most:
 # BENCH_REPLAY_SKIP=code,…)
@@ -40,6 +46,8 @@ s = st.session_state
 def replay(kind: str) -> None:
     """The app's newest run of this kind ("page" or "fragment"), its elements sent again."""
     runs = sorted(RECORDS.glob(f"*-{kind}.pb"))
+    if kind == "page":  # Chapter 1's newest (a run of another page, in a tab closed a moment
+        runs = [run for run in runs if CHAPTER1 in run.read_bytes()]  # ago, may end later)
     data = runs[-1].read_bytes() if runs else b""
     at = 0
     while at < len(data):
@@ -51,8 +59,11 @@ def replay(kind: str) -> None:
         if (msg.delta.WhichOneof("type") == "new_element"
                 and msg.delta.new_element.WhichOneof("type") in SKIP):
             msg.delta.new_element.empty.SetInParent()  # (its place kept: st.empty())
-        msg.delta.fragment_id = ""  # (this page's own fragment, if any, is set on sending)
-        enqueue_message(msg)
+        if msg.delta.fragment_id:  # the app's fragment's: this page's own fragment's
+            msg.delta.fragment_id = ""  # (set on sending)
+            enqueue_message(msg)
+        else:  # the page's own, as the app sent it (token_by_token/unchanged.py: the
+            get_script_run_ctx().enqueue(msg)  # browser keeps it through fragment runs)
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 import json
 import re
+from functools import partial
 
 import pytest
 import tiny_model
@@ -9,6 +10,7 @@ from browser import (
     ARTIFACTS,
     CHAPTER1,
     COUNT_MESSAGES,
+    ROOT,
     chromium,
     no_errors,
     received,
@@ -21,7 +23,6 @@ from browser import (
 from playwright.sync_api import expect
 
 import chapter2
-from browser import ROOT
 from token_by_token.state import DEFAULT_TEXT
 from token_by_token.tokens import show_ids
 
@@ -129,6 +130,21 @@ def test_walk_the_chapter_sliders_resample_and_five_generated_tokens(page):
     page.screenshot(path=str(ARTIFACTS / "chapter1-generated.png"))
 
 
+def messages_for(page, action, appears: str) -> int:
+    """The messages an action brought, until `appears` is shown and the page is idle; then
+    the page must show what a page run draws."""
+    before = received(page)
+    action()
+    expect(page.get_by_text(appears).first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(150)
+    wait_idle(page)
+    count = received(page) - before
+    drawn = shown(page)
+    rerun_page(page)
+    assert shown(page) == drawn, f"after {appears!r}"
+    return count
+
+
 def test_a_control_sends_only_what_changed_and_the_page_shows_what_a_page_run_draws(
         server, tiny_dir):
     """token_by_token/unchanged.py: a Temperature move, a Resample and Generate clicks send
@@ -143,27 +159,15 @@ def test_a_control_sends_only_what_changed_and_the_page_shows_what_a_page_run_dr
             page.goto(url)
             page.wait_for_selector(CHAPTER1, timeout=90_000)
             wait_idle(page)
-            counts = []
-
-            def act(action, appears):
-                before = received(page)
-                action()
-                expect(page.get_by_text(appears).first).to_be_visible(timeout=30_000)
-                page.wait_for_timeout(150)
-                wait_idle(page)
-                counts.append(received(page) - before)
-                drawn = shown(page)
-                rerun_page(page)
-                assert shown(page) == drawn, f"{name}: after {appears!r}"
-
             temperature = page.locator('[data-testid="stSlider"]', has_text="Temperature")
             temperature.get_by_role("slider").focus()
-            act(lambda: page.keyboard.press("ArrowRight"), "temperature = 0.75")
-            act(lambda: page.get_by_role("button", name="Resample").click(),
-                "resample count 1")
+            counts = [messages_for(page, partial(page.keyboard.press, "ArrowRight"),
+                                   "temperature = 0.75"),
+                      messages_for(page, page.get_by_role("button", name="Resample").click,
+                                   "resample count 1")]
             generate = switch_on_autoregression(page)
-            for n in (1, 2, 3):
-                act(generate.click, f"{n} generated so far")
+            counts += [messages_for(page, generate.click, f"{n} generated so far")
+                       for n in (1, 2, 3)]
             no_errors(page)
             sent[name] = counts
             page.close()
