@@ -107,8 +107,11 @@ def drawing(state, alone: bool):
         record.owned.update(run.drawn)
 
 
-def _digest(message) -> bytes:
-    return hashlib.blake2b(message.SerializeToString(), digest_size=16).digest()
+def _digest(kind: str, message) -> bytes:
+    """What a container or an element is, in 16 bytes (its kind too: a container and an
+    element never compare equal)."""
+    return hashlib.blake2b(kind.encode() + b":" + message.SerializeToString(),
+                           digest_size=16).digest()
 
 
 def _forget_inside(record: Record, path: tuple) -> None:
@@ -121,33 +124,38 @@ _send = ScriptRunContext.enqueue
 
 
 def _enqueue(self, msg) -> None:
+    """ScriptRunContext.enqueue: what is sent is noted once sent (Streamlit may stop the run
+    for a newer one inside the sending, and the message is then never sent)."""
     run = _RUN.get()
     if run is None or msg.WhichOneof("type") != "delta" or \
             msg.delta.fragment_id not in run.fragments:
         return _send(self, msg)
-    path, kind = tuple(msg.metadata.delta_path), msg.delta.WhichOneof("type")
-    run.written.add(path)
-    if kind == "add_block":  # a container stays the fragment's (Streamlit removes it with it)
-        digest = _digest(msg.delta.add_block)
-        if run.record.shown.get(path) != digest:
-            _forget_inside(run.record, path)
-            run.record.shown[path] = digest
-        return _send(self, msg)
+    record, path = run.record, tuple(msg.metadata.delta_path)
+    kind = msg.delta.WhichOneof("type")
     element = msg.delta.new_element if kind == "new_element" else None
     which = element.WhichOneof("type") if element is not None else None
-    if which is None or which in ONE_SHOT or getattr(getattr(element, which), "id", ""):
-        run.record.shown.pop(path, None)  # a widget, or another kind of delta: sent as it is
-        _forget_inside(run.record, path)
-        return _send(self, msg)
-    run.drawn[msg.delta.fragment_id].add(path)
-    msg.delta.fragment_id = ""  # the page's own: kept through a fragment's run that skips it
-    digest = _digest(element)
-    if run.skip and run.record.shown.get(path) == digest:
-        return None
-    if run.record.shown.get(path) is not None:
-        _forget_inside(run.record, path)
-    run.record.shown[path] = digest
-    return _send(self, msg)
+    if kind == "add_block":  # a container stays the fragment's (Streamlit removes it with it)
+        digest = _digest(kind, msg.delta.add_block)
+    elif which is None or which in ONE_SHOT or getattr(getattr(element, which), "id", ""):
+        digest = None  # a widget, or another kind of delta: sent as it is, never skipped
+    else:
+        digest = _digest(kind, element)
+        run.drawn[msg.delta.fragment_id].add(path)
+        msg.delta.fragment_id = ""  # the page's own: kept through a fragment's run that
+        # skips it
+        if run.skip and record.shown.get(path) == digest:
+            run.written.add(path)
+            return None
+    before = record.shown.get(path)
+    _send(self, msg)
+    run.written.add(path)
+    if before is not None and (before != digest or digest is None):
+        _forget_inside(record, path)  # (what the browser had inside it went with it)
+    if digest is None:
+        record.shown.pop(path, None)
+    else:
+        record.shown[path] = digest
+    return None
 
 
 ScriptRunContext.enqueue = _enqueue
