@@ -15,11 +15,12 @@ UNCERTAINTY = 4 + 4 + 4 + 8  # per position: entropy, end-of-text and next-id pr
 def expected_bytes(loaded, positions: int, warpers: int) -> int:
     """The KV cache (bf16), the top candidates (int64 ids, float32 logits and probabilities)
     and the uncertainty per position,
-    logits[0], logits[-1] and the probabilities (float32 rows), and each warper's mask of the
+    logits[0], logits[-1], the model's own probabilities of the next token (Forward.original,
+    kept with the forward) and the filtered ones (float32 rows), and each warper's mask of the
     tokens it kept (bool)."""
     config, vocab = loaded.model.config, loaded.vocab_size
     kv = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 2
-    return positions * (kv + TOP * (8 + 4 + 4) + UNCERTAINTY) + 3 * vocab * 4 + warpers * vocab
+    return positions * (kv + TOP * (8 + 4 + 4) + UNCERTAINTY) + 4 * vocab * 4 + warpers * vocab
 
 
 def session_of(at):
