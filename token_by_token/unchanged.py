@@ -7,10 +7,11 @@ as before; a Generate click 72 of 111). Streamlit sends them all again and the b
 them all out again. Here a chapter's fragment sends an element only when it differs from the
 one the browser shows at the same place.
 
-How: every element (not a widget) that a chapter's fragment draws is sent as the page's own,
-without the fragment's id. The browser removes, after a fragment's run, only the elements of
-that fragment the run did not send (Streamlit's frontend, `clearStaleNodes`); the page's own
-stay as they are. So a fragment's run that skips an element leaves the browser showing it.
+How: every element (not a widget) and container that a chapter's fragment draws is sent as
+the page's own, without the fragment's id. The browser removes, after a fragment's run, only
+the elements of that fragment the run did not send (Streamlit's frontend, `clearStaleNodes`);
+the page's own stay as they are (a container the run did not send goes, with all inside it).
+So a fragment's run that skips an element leaves the browser showing it.
 The record of what was sent where (`Record`, one per learner) starts anew with every page run,
 which sends everything.
 
@@ -29,12 +30,19 @@ benchmarks measure the page both ways.
 
 import hashlib
 import os
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext, ThreadState
+from streamlit.runtime import Runtime
+from streamlit.runtime.forward_msg_queue import ForwardMsgQueue
+from streamlit.runtime.scriptrunner_utils.script_run_context import (
+    ScriptRunContext,
+    ThreadState,
+    get_script_run_ctx,
+)
 
 OFF = os.environ.get("TOKEN_BY_TOKEN_SEND_UNCHANGED") == "1"
 KEY = "_unchanged"  # the learner's Record in their session state
@@ -75,7 +83,25 @@ def page_started(state) -> None:
 
 def page_finished(state) -> None:
     if (record := state.get(KEY)) is not None:
-        record.open = False
+        record.open = not _all_sent()
+
+
+def _all_sent(wait: float = 0.1) -> bool:
+    """Whether every element this run drew has left for the browser (waiting up to `wait`
+    seconds). A new run's start drops the fragment's messages not sent yet, and what the
+    record says the browser shows must be what it got. Without a server (AppTest): True."""
+    ctx = get_script_run_ctx()
+    sessions = getattr(Runtime.instance(), "_session_mgr", None) if Runtime.exists() else None
+    info = sessions.get_session_info(ctx.session_id) if sessions and ctx else None
+    queue = getattr(getattr(info, "session", None), "_browser_queue", None)
+    if not isinstance(queue, ForwardMsgQueue):  # (AppTest's runtime is a stand-in)
+        return True
+    deadline = time.monotonic() + wait
+    while any(m.WhichOneof("type") == "delta" for m in list(queue._queue)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 @contextmanager
@@ -102,7 +128,7 @@ def drawing(state, alone: bool):
         record.owned.update(run.drawn)
         if unsure or left:
             st.rerun()  # (the page run sends everything; the record stays open until it ends)
-        record.open = False
+        record.open = not _all_sent()
     elif top:  # a page run's
         record.owned.update(run.drawn)
 
@@ -112,6 +138,17 @@ def _digest(kind: str, message) -> bytes:
     element never compare equal)."""
     return hashlib.blake2b(kind.encode() + b":" + message.SerializeToString(),
                            digest_size=16).digest()
+
+
+def _fragments_own(block) -> bool:
+    """A container that must stay the fragment's: Streamlit's wrapper of what a fragment
+    writes into a container made outside it (the browser removes, in it, what the fragment
+    no longer draws), and one that acts as a widget (tabs or an expander with a key: a
+    change reruns the fragment it belongs to), or a form or dialog."""
+    which = block.WhichOneof("type")
+    if block.id or which in ("transparent", "form", "dialog"):
+        return True
+    return which is not None and bool(getattr(getattr(block, which), "id", ""))
 
 
 def _forget_inside(record: Record, path: tuple) -> None:
@@ -132,12 +169,16 @@ def _enqueue(self, msg) -> None:
         return _send(self, msg)
     record, path = run.record, tuple(msg.metadata.delta_path)
     kind = msg.delta.WhichOneof("type")
+    if kind == "new_transient":  # a spinner over the element there: the browser keeps that
+        return _send(self, msg)  # element beneath it, and gets it back when it is cleared
     element = msg.delta.new_element if kind == "new_element" else None
     which = element.WhichOneof("type") if element is not None else None
-    if kind == "add_block":  # a container stays the fragment's (Streamlit removes it with it)
+    if kind == "add_block":
         digest = _digest(kind, msg.delta.add_block)
+        if not _fragments_own(msg.delta.add_block):
+            msg.delta.fragment_id = ""  # the page's own, as the elements in it
     elif which is None or which in ONE_SHOT or getattr(getattr(element, which), "id", ""):
-        digest = None  # a widget, or another kind of delta: sent as it is, never skipped
+        digest = None  # a widget, or a change to an element (add_rows): sent, never skipped
     else:
         digest = _digest(kind, element)
         run.drawn[msg.delta.fragment_id].add(path)
@@ -145,6 +186,7 @@ def _enqueue(self, msg) -> None:
         # skips it
         if run.skip and record.shown.get(path) == digest:
             run.written.add(path)
+            self.yield_check()  # (where Streamlit stops a run for a newer one, as a send)
             return None
     before = record.shown.get(path)
     _send(self, msg)
@@ -158,4 +200,25 @@ def _enqueue(self, msg) -> None:
     return None
 
 
+_clear = ForwardMsgQueue.clear
+
+
+def _clear_whole(self, retain_lifecycle_msgs: bool = False,
+                 fragment_ids_this_run: list[str] | None = None) -> None:
+    """ForwardMsgQueue.clear at a fragment's run's start drops that fragment's messages not
+    sent yet and keeps the page's own: here the page's own inside a dropped container go too
+    (the browser could not place them; the run after one that did not finish sends
+    everything again)."""
+    if fragment_ids_this_run:
+        going = [tuple(m.metadata.delta_path) for m in self._queue
+                 if m.WhichOneof("type") == "delta"
+                 and m.delta.fragment_id in fragment_ids_this_run]
+        self._queue = [m for m in self._queue if not (
+            m.WhichOneof("type") == "delta" and not m.delta.fragment_id and any(
+                len(m.metadata.delta_path) > len(g)
+                and tuple(m.metadata.delta_path[:len(g)]) == g for g in going))]
+    _clear(self, retain_lifecycle_msgs, fragment_ids_this_run)
+
+
 ScriptRunContext.enqueue = _enqueue
+ForwardMsgQueue.clear = _clear_whole
