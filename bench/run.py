@@ -402,12 +402,12 @@ def render_costs(loaded, tokenizer, reps: int) -> list[str]:
     probs = probabilities(forward.last, chain)
     parts = {
         "probabilities (4 warpers + softmax)": lambda: probabilities(forward.last, chain),
-        "survivor table (from the watched warpers)": lambda: survivors(forward.last, chain),
+        "survivor table (from the watched warpers)": lambda: survivors(forward.original, chain),
         "heatmap table + chart spec": lambda: charts.fast_spec(
             charts.logits_heatmap, heatmap_table(tokenizer, ids, forward.candidates, 12, 8),
             height=360),
         "probability bars table + chart spec": lambda: charts.fast_spec(
-            charts.probability_bars, bars_table(tokenizer, forward.last, probs, 0)),
+            charts.probability_bars, bars_table(tokenizer, forward.original, probs, 0)),
         "token chips (150 tokens), cached HTML": lambda: "".join(
             chip_html(*chip) for chip in spans(tokenizer, ids)),
     }

@@ -63,11 +63,11 @@ class Watched:
         return scores
 
 
-def survivors(last_logits, watched: list[Watched]) -> pd.DataFrame:
+def survivors(original, watched: list[Watched]) -> pd.DataFrame:
     """After each filter in turn: how many tokens remain, and how much of the original
-    (temperature 1) probability they carry. `watched` has been through `probabilities`."""
-    original = torch.softmax(last_logits, dim=-1)
-    rows = [("no filter", len(last_logits), 1.0)]
+    probability (`original`: softmax at temperature 1, no filter) they carry. `watched` has
+    been through `probabilities`."""
+    rows = [("no filter", len(original), 1.0)]
     for w in watched:
         rows.append((describe(w.warper), int(w.kept.sum()), float(original[w.kept].sum())))
     return pd.DataFrame(rows, columns=["after", "tokens left", "original probability kept"])
@@ -83,10 +83,10 @@ def describe(warper) -> str:
     return f"{name} = {getattr(warper, name):g}"
 
 
-def bars_table(tokenizer, last_logits, probs, next_id, count: int = 12) -> pd.DataFrame:
+def bars_table(tokenizer, original, probs, next_id, count: int = 12) -> pd.DataFrame:
     """The top candidates by original probability (plus the sampled token): each token's
-    probability before and after the filters."""
-    original = torch.softmax(last_logits, dim=-1)
+    probability before (`original`: softmax at temperature 1, no filter) and after the
+    filters."""
     top = original.topk(count).indices.tolist()
     if next_id not in top:
         top.append(next_id)
@@ -145,14 +145,14 @@ def render(loaded, view) -> str:
     for tab, rule in zip(st.tabs(list(RULES)), RULES.values(), strict=True):
         tab.markdown(rule)
 
-    table = survivors(last, chain)
+    table = survivors(view.forward.original, chain)
     left = int(table["tokens left"].iloc[-1])
     st.markdown(
         f"With your settings ({', '.join(table['after'].iloc[1:])}), **{left:,} of "
         f"{len(last):,} tokens** can still be chosen. Move Temperature to 0.1, or Top-K to 1, "
         "in the sidebar and watch the bars."
     )
-    bars = bars_table(tokenizer, last, probs, next_id)
+    bars = bars_table(tokenizer, view.forward.original, probs, next_id)
     st.vega_lite_chart(bars, charts.fast_spec(charts.probability_bars, bars), width="stretch")
     st.caption("Grey: the model's own probabilities (softmax at temperature 1, no filter). "
                "Blue: after your filters. The outlined bar is the token sampled in Section 4.")

@@ -88,7 +88,7 @@ def test_the_filters_really_bite_on_this_model(peaked, temperature, top_k, top_p
     watched = [Watched(w) for w in chain]
     probs = probabilities(last, watched)
     assert torch.equal(probs, probabilities(last, chain))  # watching changes nothing
-    left = survivors(last, watched)["tokens left"]
+    left = survivors(torch.softmax(last, dim=-1), watched)["tokens left"]
     assert left.iloc[-1] < len(last) and left.iloc[-1] >= 1
     assert probs[~watched[-1].kept].sum() == 0  # what the last filter removed can't be drawn
     assert left.is_monotonic_decreasing  # a filter only ever removes

@@ -114,7 +114,7 @@ def test_the_page_shows_the_values_its_own_lessons_produced(loaded):
     from chapter1.filters import Watched
     watched = [Watched(w) for w in chain]
     probabilities(rows[-1], watched)
-    left = survivors(rows[-1], watched)["tokens left"].tolist()[1:]
+    left = survivors(torch.softmax(rows[-1], dim=-1), watched)["tokens left"].tolist()[1:]
     code = lesson_code(at, "probabilities")
     for number, count in enumerate(left, start=1):
         if count < loaded.vocab_size:
@@ -287,7 +287,7 @@ def test_probability_bars_mark_the_sampled_token_even_outside_the_top(loaded):
     last = logits(loaded.model, ids)[-1]
     probs = probabilities(last, warpers(2.0, 0, 1.0, 0.0))
     rare = int(last.argmin())
-    table = bars_table(loaded.tokenizer, last, probs, rare, count=5)
+    table = bars_table(loaded.tokenizer, torch.softmax(last, dim=-1), probs, rare, count=5)
     assert table["token"].nunique() == 6
     label = f"{show(loaded.tokenizer, rare)}  ({rare})"
     assert table[table["sampled"]]["token"].tolist() == [label]
