@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from chapter2.architecture import family
+from token_by_token.locks import FORWARD_LOCK
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
@@ -66,7 +67,8 @@ def _nearest_to(model, token_id: int):
     if token_id not in kept:
         if len(kept) >= NEAREST_KEPT:
             kept.pop(next(iter(kept)))
-        (ids, similarities), trace = traced(nearest, model, token_id)
+        with FORWARD_LOCK:  # a pass over the whole table, on every core
+            (ids, similarities), trace = traced(nearest, model, token_id)
         kept[token_id] = ids, similarities, trace
     return kept[token_id]
 

@@ -7,6 +7,7 @@ import streamlit as st
 import torch
 
 from token_by_token import charts
+from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
 from token_by_token.precision import name
 from token_by_token.sections import lesson
@@ -54,7 +55,7 @@ def pushes_of(model, seen, eps: float, memo) -> Pushes:
     final = seen.stream[-1, -1].float()
     token = int(seen.top_library[-1])
     scale = float(final.pow(2).mean().add(eps).sqrt())
-    with torch.inference_mode():
+    with FORWARD_LOCK, torch.inference_mode():  # (passes over the vocabulary's table)
         pushes = [[float(push(model, u, token, scale)) for u in opened.last]
                   for opened in seen.layers]
         trace = traced(push, model, seen.layers[-1].last[1], token, scale)[1]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from token_by_token import threads
 from token_by_token.locks import FORWARD_LOCK
 
 BUDGET = 2.0  # seconds one measurement may take at most (on the Qwen3-0.6B shape)
@@ -127,7 +128,7 @@ def machine() -> Machine:
     memory = int(meminfo.get("MemTotal", "0 kB").split()[0]) * 1024
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return Machine(names[0] if names else "an unnamed CPU", cores or 1,
-                   torch.get_num_threads(), tuple(f for f in BF16_FLAGS if f in flags),
+                   threads.cores(), tuple(f for f in BF16_FLAGS if f in flags),
                    caches(), memory)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from token_by_token import progress, sections, unchanged
+from token_by_token import progress, sections, threads, unchanged
 from token_by_token.memo import Slot, memo_of
 from token_by_token.state import BUTTONS
 
@@ -184,6 +184,7 @@ def _fragment(chapter, loaded, part: Part, places) -> None:
     """A part of the page in a fragment: its controls rerun it alone. Rerun alone, it first
     checks the sections outside it: if a choice one of them reads has changed since it was
     drawn (the part's own widgets changed it), the whole page reruns."""
+    threads.for_the_page()  # (rerun alone, it runs in a thread of its own)
     state = st.session_state
     if not _WITHIN.get():  # rerun alone
         drawn = _drawn(loaded)

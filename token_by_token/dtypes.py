@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from token_by_token import threads
 from token_by_token.locks import FORWARD_LOCK
 
 SETTING = "TOKEN_BY_TOKEN_DTYPE"
@@ -89,7 +90,7 @@ def choose(hidden: int, intermediate: int, parameters: int, budget: int) -> Choi
     wanted = setting()
     if wanted != "auto":
         return Choice(CHOICES[wanted], f"{wanted}: set by {SETTING}", {})
-    seconds = measured(hidden, intermediate, torch.get_num_threads())
+    seconds = measured(hidden, intermediate, threads.cores())
     cost = {name: sum(seconds[name, rows] for rows in ROWS) for name in CHOICES}
     faster = min(cost, key=cost.get)
     slower = max(cost, key=cost.get)

@@ -1,4 +1,4 @@
-"""How torch's threads share the CPU with the page: set before torch is first imported.
+"""How torch's threads share the CPU with the page.
 
 torch's CPU kernels run on an OpenMP thread pool (libgomp). By default an idle pool thread
 spins for a while after every parallel region, holding a core that Streamlit's event loop and,
@@ -7,14 +7,24 @@ each parallel region waits for a descheduled thread. Measured on 2 cores (Qwen3-
 bf16, a cached decode step, the machine busy with other work): the default policy gave a median
 step of 240 ms (fastest 33 ms), OMP_WAIT_POLICY=PASSIVE 58 ms; the page's small tensor
 operations (a softmax, a top-k, a count over 151,936 scores) 1.3 ms against 0.48 ms. PASSIVE
-makes idle pool threads sleep at once: every forward still uses every core.
+makes idle pool threads sleep at once. It is set when this module is imported, before torch.
+
+Then each thread decides how many of torch's threads its own operations use (OpenMP keeps the
+count per thread): a forward takes every core (`cores()`, held by locks.FORWARD_LOCK and in the
+long-lived torch thread), while a script run's small operations on the vocabulary (the filters,
+the sample, the tables) take one (`for_the_page`): on 2 cores shared with the browser, a second
+thread joining each of them waits for a core more than it saves.
 
 The process's own settings win: OMP_WAIT_POLICY or OMP_NUM_THREADS set in the environment
-(the container sets the threads per replica) are left as they are.
+(the container sets the threads per replica) are left as they are, and OMP_NUM_THREADS is what
+`cores()` gives a forward.
 """
 
 import os
 import sys
+from functools import cache
+
+PAGE = 1  # torch's threads for a script run's own operations (not its forwards)
 
 
 def share_the_cores() -> None:
@@ -25,3 +35,28 @@ def share_the_cores() -> None:
 
 
 share_the_cores()
+
+
+@cache
+def cores() -> int:
+    """The threads a forward uses: torch's own default for this process (OMP_NUM_THREADS if
+    set, else one per core), read once, before any thread changes its own."""
+    import torch
+    return torch.get_num_threads()
+
+
+def use(threads: int) -> int:
+    """torch on `threads` threads in the calling thread from now on; returns the count it had.
+    (Setting it clears oneDNN's kernel cache: nothing is set when the count is already right.)"""
+    import torch
+    before = torch.get_num_threads()  # (a thread's first call also fixes its own count)
+    if threads != before:
+        torch.set_num_threads(threads)
+    return before
+
+
+def for_the_page() -> None:
+    """At the start of a script run (a page's or a fragment's, each in a new thread): its own
+    tensor operations on one thread; its forwards still take every core (FORWARD_LOCK)."""
+    cores()  # (read before the first thread lowers its own)
+    use(PAGE)
