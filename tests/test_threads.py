@@ -6,8 +6,8 @@ import sys
 import threading
 
 import torch
-
 from helpers import run_app
+
 from token_by_token import threads
 from token_by_token.locks import FORWARD_LOCK, on_the_torch_thread
 

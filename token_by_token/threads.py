@@ -36,19 +36,19 @@ def share_the_cores() -> None:
 
 share_the_cores()
 
+import torch  # noqa: E402  (after the policy: libgomp reads it when torch loads it)
+
 
 @cache
 def cores() -> int:
     """The threads a forward uses: torch's own default for this process (OMP_NUM_THREADS if
     set, else one per core), read once, before any thread changes its own."""
-    import torch
     return torch.get_num_threads()
 
 
 def use(threads: int) -> int:
     """torch on `threads` threads in the calling thread from now on; returns the count it had.
     (Setting it clears oneDNN's kernel cache: nothing is set when the count is already right.)"""
-    import torch
     before = torch.get_num_threads()  # (a thread's first call also fixes its own count)
     if threads != before:
         torch.set_num_threads(threads)
