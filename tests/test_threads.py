@@ -66,3 +66,17 @@ def test_every_script_run_sets_its_own_threads(monkeypatch):
         sys._getframe(1).f_code.co_name) or for_the_page())
     run_app()
     assert callers[0] == "<module>" and "_fragment" in callers, callers
+
+
+def test_a_browser_elsewhere_leaves_the_page_every_core(monkeypatch):
+    """The page's own operations take one thread only when the learner's browser shares this
+    machine (a localhost connection); a served app's learners are elsewhere."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime import context
+    for address, here in [("127.0.0.1", True), ("::1", True), ("10.0.0.7", False)]:
+        monkeypatch.setattr(context, "_get_client_context",
+                            lambda address=address: SimpleNamespace(remote_ip=address))
+        assert threads.browser_here() is here, address
+        assert in_a_new_thread(lambda: (threads.for_the_page(), torch.get_num_threads())[1]) \
+            == (threads.PAGE if here else threads.cores()), address
