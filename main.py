@@ -11,7 +11,7 @@ ROOT = Path(__file__).parent
 st.set_page_config(page_title="Token by Token", page_icon="🔤", layout="centered",
                    initial_sidebar_state="expanded")
 st.logo(str(ROOT / "attention.png"), size="large")
-threads.for_the_page()  # this run's own tensor operations on one thread (threads.py)
+threads.for_the_page()  # this run's own tensor operations: one thread if the browser is here
 state.init()
 unchanged.page_started(st.session_state)  # a page run sends every element (unchanged.py)
 with st.sidebar:

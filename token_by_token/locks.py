@@ -4,8 +4,8 @@ FORWARD_LOCK: one forward at a time in this process, on every core. Concurrent l
 instead of fighting for the same CPU cores (two forwards at once are each slower than one after
 the other). Every forward, and every measurement that times the CPU, holds it; it is not
 reentrant. While a thread holds it, that thread's torch operations use every core
-(threads.cores()); when it lets go, the thread's own count is back (one, in a script run:
-token_by_token/threads.py).
+(threads.cores()); when it lets go, the thread's own count is back (in a script run, one
+when the learner's browser is on this machine: token_by_token/threads.py).
 
 `on_the_torch_thread(fn, *args)`: run a forward in the process's one long-lived torch thread,
 on every core. Streamlit runs every rerun in a new thread, and the first forward a thread runs
