@@ -46,7 +46,9 @@ def visible(locator) -> bool:
 
 
 def slider(page, label: str):
-    return page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
+    """The slider whose label is `label`, exactly (Chapter 2's Token, not "Tokens per …")."""
+    label = page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)
+    return page.locator('[data-testid="stSlider"]').filter(has=label).get_by_role("slider")
 
 
 def press_slider(page, label: str, rng: random.Random) -> None:
@@ -65,7 +67,7 @@ def actions(page):
     }
     if visible(page.get_by_role("textbox", name="Your text")):
         found["type"] = lambda rng: type_text(page, rng.choice(TEXTS))
-    for label in ("Temperature", "Top-K", "Top-P", "Min-P", "Layer", "Query head",
+    for label in ("Temperature", "Top-K", "Top-P", "Min-P", "Token", "Layer", "Query head",
                   "Attention rows", "Positions shown",
                   # Chapter 3
                   "Tokens per sequence", "Block size (keys per block)",

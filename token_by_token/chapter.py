@@ -10,8 +10,10 @@ its WIDGETS) rerun the sections that read them.
 
 The fragments nest by the sections they redraw (Chapter 2: the Layer slider redraws sections
 2–6, inside it the Query head redraws 3 and 6, inside that the Attention rows redraw 6). Of
-two groups that overlap without nesting, the larger reruns the part that holds both (Chapter
-2's Token, read by most sections, reruns the page). Every section has a place on the page,
+two groups that overlap without nesting, the larger reruns a part holding both, the smaller
+nested in it (Chapter 2's Token reruns sections 1–8: those reading the token or the Layer; the
+two sections that read neither come out the same and are not sent again). Every section has
+a place on the page,
 made by the page run in order, and is drawn there by the innermost fragment that covers it.
 
 A fragment that finds, when it reruns alone, that a choice read by a section outside it
@@ -74,11 +76,13 @@ class Chapter:
         while overlap := next(((a, b) for a in groups for b in groups
                                if a & b and not (a <= b or b <= a)), None):
             # two groups overlap without one holding the other: the larger one's controls
-            # go to the part that holds both (the page run at worst), the smaller keeps its
-            # fragment (Chapter 2's Token, read by most sections, reruns the page)
-            larger = max(overlap, key=len)
-            holders = [g for g in groups if larger | min(overlap, key=len) < g]
-            (groups[min(holders, key=len)] if holders else root).extend(groups.pop(larger))
+            # rerun both (the smallest part holding them: its sections that don't read
+            # those controls are drawn again as they were, and the browser is sent nothing
+            # for them: token_by_token/unchanged.py), the smaller keeps its fragment inside
+            # it (Chapter 2's Token: the sections reading it or the Layer, not the page)
+            larger, both = max(overlap, key=len), overlap[0] | overlap[1]
+            (root if both == everything else groups.setdefault(both, [])).extend(
+                groups.pop(larger))
         parts = {covered: Part(covered, blocks) for covered, blocks in groups.items()}
         top = Part(frozenset(range(len(self.sections))), root)
         for covered in sorted(parts, key=len):  # each inside the smallest part holding it
