@@ -13,7 +13,7 @@ from helpers import CHAPTER1, CHAPTER2, CHAPTER3, README, run_app
 import chapter1
 import chapter2
 import chapter3
-from token_by_token import state
+from token_by_token import sections, state
 from token_by_token.chapter import DRAWN, Chapter, Controls, _choices
 
 CHAPTERS = {"chapter1": chapter1, "chapter2": chapter2, "chapter3": chapter3}
@@ -70,6 +70,30 @@ def test_every_section_is_drawn_once_in_order_with_its_lessons(chapter):
             if function.__name__ in NOT_ON_THE_DEFAULT_PAGE:
                 continue
             assert f"def {function.__name__}(" in shown, function.__name__
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_a_page_run_draws_its_first_section_first(chapter, monkeypatch):
+    """What the learner reads first is drawn first: a part's own sections and the parts
+    inside it go in the order of their first sections (Chapter 2's section 1 before a later
+    section opens the model; drawn after the sections the page run holds itself, it waited
+    for the whole opening). A fragment draws its sections together, so one whose sections
+    are apart (Chapter 2's Query head: sections 3 and 6) comes before the sections between."""
+    drawn = []
+    draw_one = sections.draw_one
+
+    def recording(chapter_name, modules, index, *args):
+        drawn.append((chapter_name, index))
+        return draw_one(chapter_name, modules, index, *args)
+
+    monkeypatch.setattr(sections, "draw_one", recording)
+    run_app(PAGES[chapter])  # (main.py's first run draws Chapter 1, then the page's run)
+    package = CHAPTERS[chapter]
+    order = [index for name, index in drawn if name == package.CHAPTER.name]
+    order = order[-len(package.SECTIONS):]
+    assert order[0] == 0 and sorted(order) == list(range(len(package.SECTIONS))), order
+    if chapter != "chapter2":  # (every fragment's sections are next to each other)
+        assert order == sorted(order)
 
 
 # lessons the default page does not show (another mode, or the contract's whole-model calls)

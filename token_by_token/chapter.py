@@ -165,18 +165,21 @@ def _drawn(loaded) -> dict:
 
 
 def _draw_part(chapter, loaded, part: Part, places, view) -> None:
-    """A part's controls (in the sidebar), its own sections (each in its place), then the
-    parts inside it, each in its fragment."""
+    """A part's controls (in the sidebar), then its own sections (each in its place) and the
+    parts inside it (each in its fragment), in the order of their first sections: what the
+    learner reads first is drawn first (Chapter 2's section 1 before the model is opened)."""
     with st.sidebar:
         for block in part.controls:
             if block.draw is not None:
                 block.draw(loaded, view)
     view = chapter.view(loaded, st.session_state)  # as the controls left the choices
-    for index in part.own():
-        with places[index]:
-            _draw_section(chapter, loaded, index, view)
-    for child in part.children:
-        _fragment(chapter, loaded, child, places)
+    inner = {min(child.sections): child for child in part.children}
+    for first in sorted([*part.own(), *inner]):
+        if first in inner:
+            _fragment(chapter, loaded, inner[first], places)
+        else:
+            with places[first]:
+                _draw_section(chapter, loaded, first, view)
     with st.sidebar:
         for block in part.controls:
             if block.after is not None:
