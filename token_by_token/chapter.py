@@ -11,10 +11,10 @@ its WIDGETS) rerun the sections that read them.
 The fragments nest by the sections they redraw (Chapter 2: the Layer slider redraws sections
 2–6, inside it the Query head redraws 3 and 6, inside that the Attention rows redraw 6). Of
 two groups that overlap without nesting, the larger reruns a part holding both, the smaller
-nested in it (Chapter 2's Token reruns sections 1–8: those reading the token or the Layer; the
-two sections that read neither come out the same and are not sent again). Every section has
-a place on the page,
-made by the page run in order, and is drawn there by the innermost fragment that covers it.
+nested in it (Chapter 2's Token reruns sections 1–8: those reading the token or the Layer;
+sections 4 and 5, which read only the Layer, come out the same and are not sent again). Every
+section has a place on the page, made by the page run in order, and is drawn there by the
+innermost fragment that covers it.
 
 A fragment that finds, when it reruns alone, that a choice read by a section outside it
 changed (Chapter 1's Branch button, in Section 5, cuts the generated ids that Section 2 reads
