@@ -98,9 +98,17 @@ def chromium():
             browser.close()
 
 
+LOADING = '[data-testid="stSkeleton"]'  # an element whose code is still being fetched
+
+
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """After an action: the app has finished its rerun."""
+    """After an action: the app has finished its rerun, and the browser has every element's
+    code. The first element of a kind (a download button, a chart) is drawn by code the
+    browser fetches then, and shows a skeleton meanwhile, after the run may have ended: a
+    page read at that moment lacked Section 5's download buttons (a browser walk, about one
+    time in three on one machine)."""
     page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_function(f"!document.querySelector('{LOADING}')", timeout=timeout)
 
 
 def type_text(page, text: str) -> None:
