@@ -23,7 +23,7 @@ from chapter1.tokenizer import tokenize
 from token_by_token import charts, model, precision
 from token_by_token.capture import capture, forward_capturing
 from token_by_token.locks import FORWARD_LOCK
-from token_by_token.precision import Difference, difference, in_steps, spacing
+from token_by_token.precision import PIECE, Difference, difference, in_steps, spacing
 from token_by_token.tokens import (
     markdown_literal,
     show,
@@ -372,6 +372,35 @@ def test_difference_of_two_tensors():
     assert pickle.loads(pickle.dumps(d)).said() == d.said()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_difference_piece_by_piece_is_the_whole_tensors(dtype):
+    """difference() reduces a large tensor in pieces (no whole-size temporary): the same
+    numbers as over the whole tensors at once, NaN and infinities included, broadcast too."""
+    def whole(mine, theirs):  # the formula, over the whole tensors at once
+        theirs = theirs.float()
+        return float((mine.float() - theirs).abs().max()), float(theirs.abs().max())
+
+    torch.manual_seed(0)
+    theirs = (torch.randn(5 * PIECE // 2) * 30).to(dtype)
+    mine = (theirs.float() + torch.randn(len(theirs)) * 0.01).to(dtype)
+    mine[-1] += 50  # the largest difference, in the last piece
+    cases = [(mine, theirs), (mine.float(), theirs), (mine[::2], theirs[1::2])]
+    inf = theirs.clone()
+    inf[PIECE + 3] = -float("inf")  # an infinity in both: inf - inf is NaN
+    cases.append((inf.clone(), inf))
+    nan = mine.clone()
+    nan[2 * PIECE] = float("nan")
+    cases.append((nan, theirs))
+    cases.append((theirs[:PIECE].reshape(2, -1)[:1], theirs[:PIECE].reshape(2, -1)))
+    for m, t in cases:
+        d = difference(m, t, dtype)
+        expected = whole(m, t)
+        assert (float(d), d.scale) == pytest.approx(expected, nan_ok=True), (m.shape, t.shape)
+        assert math.isnan(float(d)) == math.isnan(expected[0])
+    assert math.isnan(float(difference(nan, theirs, dtype)))
+    assert difference(theirs[:0], theirs[:0], dtype) == 0
+
+
 def test_why_says_the_bits_and_the_spacing():
     sentence = precision.why(torch.bfloat16, 22.4)
     assert sentence.startswith("bfloat16 keeps 8 significant bits (about 2.4 decimal digits), "
@@ -527,3 +556,5 @@ def test_counts_of_finite_and_non_zero_values_match_torch(dtype):
     assert counts(flat) == (int(torch.isfinite(flat).sum()), int(torch.count_nonzero(flat)))
     assert counts(flat[::3]) == (int(torch.isfinite(flat[::3]).sum()),
                                  int(torch.count_nonzero(flat[::3])))  # a strided view
+    large = torch.cat([flat[i % len(flat)][None].expand(PIECE) for i in range(3)] + [flat])
+    assert counts(large) == (int(torch.isfinite(large).sum()), int(torch.count_nonzero(large)))
