@@ -35,7 +35,7 @@ from chapter2.patterns import ROWS, window_weights
 from chapter2.rebuild import unembed
 from chapter2.rmsnorm import norm, rms_norm
 from token_by_token.capture import capture
-from token_by_token.precision import Difference, difference, largest_abs
+from token_by_token.precision import Difference, difference
 from token_by_token.trace import Trace, traced
 
 
@@ -136,8 +136,7 @@ def open_block(block, layer: int, x, output, theirs: dict, rope, config) -> Open
         "attention output (o_proj)": (attended, theirs["self_attn"][0][0]),
         "MLP": (after, theirs["MLP"][0]), "layer output": (mid + after, output),
     }
-    checks = {what: (tuple(mine.shape), gap(mine, lib), largest_abs(lib))
-              for what, (mine, lib) in pairs.items()}
+    checks = {what: checked(mine, lib) for what, (mine, lib) in pairs.items()}
     checks["attention weights"] = check_window(block.self_attn, q2[:, -ROWS:], k2, window)
     updates = torch.stack([attended, after]).float()  # [2, positions, hidden]
     sink = float(weights[:, 1:, 0].mean()) if n > 1 else 1.0
@@ -168,7 +167,7 @@ def check_window(attn, q, k, window: int | None = None) -> tuple:
     # v, so the values' mix, unused, costs nothing)
     _, theirs = eager_attention_forward(attn, q[None], k[None], k[None, ..., :1],
                                         mask[None, None], attn.scaling)
-    return tuple(mine.shape), gap(mine, theirs[0]), largest_abs(theirs[0])
+    return checked(mine, theirs[0])
 
 
 def compare_logits(model, hand, library):
@@ -185,4 +184,10 @@ def gap(mine: torch.Tensor, theirs: torch.Tensor) -> Difference:
     """The largest absolute difference between two tensors of the same values, judged in the
     steps of the dtype the library computed `theirs` in."""
     return difference(mine, theirs, theirs.dtype)
+
+
+def checked(mine: torch.Tensor, theirs: torch.Tensor) -> tuple:
+    """A check: the shape, the gap, and the largest |library value| it is judged at."""
+    found = gap(mine, theirs)
+    return tuple(mine.shape), found, found.scale
 
