@@ -8,9 +8,12 @@ import json
 import math
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -428,6 +431,18 @@ def test_the_model_is_set_aside_from_the_collector_and_later_garbage_is_still_co
     del a, b
     gc.collect(2)
     assert gone() is None
+
+
+def test_the_modules_are_set_aside_when_the_engine_is_imported_before_any_model_loads():
+    """The modules imported before token_by_token.model (streamlit, torch, transformers) are
+    frozen out of the collector at its import, so that the automatic full collections while a
+    model's code is imported and the first page is drawn don't walk them again."""
+    code = ("import gc, torch, token_by_token.model\n"
+            "tracked = {id(o) for o in gc.get_objects()}\n"
+            "print(gc.get_freeze_count() > 0, id(vars(torch.nn.functional)) in tracked)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent).stdout.split()
+    assert out == ["True", "False"]
 
 
 def test_tiny_model_loads_in_the_tests_dtype_in_eval_mode_with_its_facts(loaded, tiny_dir):
