@@ -173,11 +173,16 @@ def check_window(attn, q, k, window: int | None = None) -> tuple:
 def compare_logits(model, hand, library):
     """Logits by hand (`unembed`) and by the library's own output layer, for some positions:
     per position the largest difference and the largest |library logit| (what it is judged
-    at), both top-1 ids, and the library's top-2 margin."""
-    mine, theirs = unembed(model, hand).float(), model.lm_head(library).float()
-    top2 = theirs.topk(2, dim=-1).values
-    return ((mine - theirs).abs().amax(-1), theirs.abs().amax(-1), mine.argmax(-1),
-            theirs.argmax(-1), top2[:, 0] - top2[:, 1])
+    at), both top-1 ids, and the library's top-2 margin. One float32 table of [positions ×
+    vocabulary] at a time: the difference is taken in place, the rest read in the model's
+    dtype (exact: a float32 copy of bfloat16 numbers holds the same numbers)."""
+    mine, theirs = unembed(model, hand), model.lm_head(library)
+    top_mine, top_theirs = mine.argmax(-1), theirs.argmax(-1)
+    low, high = torch.aminmax(theirs, dim=-1)
+    top2 = theirs.topk(2, dim=-1).values.float()
+    gaps = mine.float().sub_(theirs).abs_().amax(-1)  # (mine's own table if already float32)
+    return (gaps, torch.maximum(low.abs(), high.abs()).float(), top_mine, top_theirs,
+            top2[:, 0] - top2[:, 1])
 
 
 def gap(mine: torch.Tensor, theirs: torch.Tensor) -> Difference:

@@ -326,6 +326,25 @@ def test_tied_embeddings(pair):
     assert embeddings.tied(model) is model.config.tie_word_embeddings is True
 
 
+def test_the_logits_comparison_is_the_whole_table_formula_in_float32(pair):
+    """compare_logits reads the tables in the model's dtype and takes the difference in place
+    (for the peak memory): the same numbers as the plain formulas over float32 copies, with
+    the hand's side far off the library's (so that a difference taken in bfloat16 would
+    round)."""
+    from chapter2.checks import compare_logits
+    model, _ = pair
+    library = model.model.embed_tokens.weight[IDS[:9]]
+    hand = model.model.embed_tokens.weight[IDS[9:18]] * 3
+    mine, theirs = rebuild.unembed(model, hand).float(), model.lm_head(library).float()
+    top2 = theirs.topk(2, dim=-1).values
+    expected = ((mine - theirs).abs().amax(-1), theirs.abs().amax(-1), mine.argmax(-1),
+                theirs.argmax(-1), top2[:, 0] - top2[:, 1])
+    found = compare_logits(model, hand, library)
+    assert found[0].max() > 0
+    for ours, plain in zip(found, expected, strict=True):
+        assert ours.dtype == plain.dtype and torch.equal(ours, plain)
+
+
 def test_nearest_tokens_by_cosine_similarity(pair):
     model, _ = pair
     table = model.model.embed_tokens.weight.float()
