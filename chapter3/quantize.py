@@ -37,6 +37,7 @@ from chapter3.twin import twin
 from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
+from token_by_token.precision import difference, largest_abs
 from token_by_token.sections import lesson, number, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
@@ -335,10 +336,11 @@ def compare(model, quantized, ids, scheme: str, memo) -> Compared:
         theirs = quantized.base_model(torch.tensor([ids])).last_hidden_state[0]
         gap, largest, agree, kl, bits = 0.0, 0.0, 0, [], ([], [])
         for c in range(0, len(ids), CHUNK):
-            a = model.lm_head(mine[c:c + CHUNK]).float()
-            b = model.lm_head(theirs[c:c + CHUNK]).float()
-            gap = max(gap, float((a - b).abs().max()))
-            largest = max(largest, float(a.abs().max()))
+            # the scores in the model's dtype (the lessons take them to float32 themselves):
+            # no float32 copies alive beside the lessons' own [CHUNK × vocabulary] tables
+            a, b = model.lm_head(mine[c:c + CHUNK]), model.lm_head(theirs[c:c + CHUNK])
+            gap = max(gap, float(difference(a, b, a.dtype)))
+            largest = max(largest, largest_abs(a))
             agree += int((a.argmax(-1) == b.argmax(-1)).sum())
             kl.append(once(traces, kl_divergence, a, b))
             following = torch.tensor(ids[c + 1:c + CHUNK + 1], dtype=torch.long)

@@ -225,6 +225,28 @@ def test_kl_divergence_and_perplexity():
     assert float(quantize.perplexity(bits)) == pytest.approx(3.0)
 
 
+def test_the_comparison_of_the_two_models_is_the_whole_table_formulas(loaded):
+    """compare() reads the scores CHUNK positions at a time in the model's dtype (for the
+    peak memory): its numbers are the plain formulas' over the whole text in float32."""
+    from token_by_token.memo import Memo
+    model = loaded.model
+    ids = tokenize(loaded.tokenizer, TEXT * 3)
+    assert len(ids) > 2 * quantize.CHUNK
+    twin = quantize.quantized_twin(model, "4-bit", kernel=False, lazy=True)
+    found = quantize.compare(model, twin, ids, "4-bit", Memo())
+    with torch.inference_mode():
+        a, b = model(torch.tensor([ids])).logits[0].float(), twin(torch.tensor([ids])).logits[0]
+        b = b.float()
+    following = torch.tensor(ids[1:])
+    assert found.largest_gap == pytest.approx(float((a - b).abs().max()), rel=0, abs=0)
+    assert found.largest_logit == float(a.abs().max())
+    assert found.agree == int((a.argmax(-1) == b.argmax(-1)).sum())
+    torch.testing.assert_close(found.kl, quantize.kl_divergence(a, b), rtol=0, atol=1e-6)
+    assert found.perplexity == pytest.approx(
+        (float(quantize.perplexity(quantize.surprisals(a[:-1], following))),
+         float(quantize.perplexity(quantize.surprisals(b[:-1], following)))), rel=1e-6)
+
+
 # --- 5. speculative decoding --------------------------------------------------------------
 
 def distributions(k, vocab, seed):
