@@ -77,7 +77,8 @@ def attention_plain(q, k, v):
     float32."""
     q, k, v = q.float(), k.float(), v.float()
     scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
-    scores += torch.full(scores.shape[-2:], float("-inf")).triu(1)  # the mask, in place
+    mask = torch.full(scores.shape[-2:], float("-inf")).triu(1)
+    scores += mask  # in place: no second [heads, n, n] table
     return torch.softmax(scores, dim=-1) @ v
 
 
