@@ -56,3 +56,19 @@ def test_message_cost_benchmark_prints_a_cost_per_element_of_each_kind():
     assert [line.split(":")[0] for line in lines] == [
         "- empty", "- unchanged markdown", "- changing markdown", "- changing code"]
     assert all(line.endswith("ms per element") for line in lines)
+
+
+def test_chapter2_draw_benchmark_splits_the_first_open():
+    """bench/chapter2_draw.py, its smoke mode: the app's first open of Chapter 2, then the
+    replay of its elements, whole and without each kind (timings unchecked)."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "chapter2_draw.py"),
+                             "--smoke"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split(" | ")[0] for line in result.stdout.splitlines()
+            if line.startswith("| ") and line.endswith(" s |")]
+    assert rows == ["| whole", "| without charts", "| without dataframes",
+                    "| without static tables", "| without code",
+                    "| without markdown", "| without headings, alerts, bars",
+                    "| every kind left out"]
+    assert "code " in result.stdout.split("Its main area:")[1].splitlines()[0]
+    assert "The app's own work:" in result.stdout
