@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from recorded import main_area  # bench/, this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("bench_browser", ROOT / "bench" / "browser.py")
@@ -47,16 +47,12 @@ def last_change(page) -> float:
 
 def kinds_of(record: Path) -> dict:
     """Element kind -> (messages, KB) in a recorded run's main area."""
-    data, at, count, size = record.read_bytes(), 0, collections.Counter(), collections.Counter()
-    while at < len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        msg = ForwardMsg.FromString(data[at + 4:at + 4 + length])
-        at += 4 + length
-        if msg.metadata.delta_path[0] == 0:
-            kind = msg.delta.WhichOneof("type")
-            kind = msg.delta.new_element.WhichOneof("type") if kind == "new_element" else kind
-            count[kind] += 1
-            size[kind] += length
+    count, size = collections.Counter(), collections.Counter()
+    for msg in main_area(record):
+        kind = msg.delta.WhichOneof("type")
+        kind = msg.delta.new_element.WhichOneof("type") if kind == "new_element" else kind
+        count[kind] += 1
+        size[kind] += msg.ByteSize()
     return {kind: (n, size[kind] / 1000) for kind, n in count.most_common()}
 
 

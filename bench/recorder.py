@@ -4,7 +4,7 @@ element messages in DIR for the second floor (bench/replay.py).
 Each run that finishes (a page run or a fragment's; not one stopped for a rerun) becomes one
 file, numbered in the order runs finish: `NNNNN-page.pb` or `NNNNN-fragment.pb`, its delta
 messages as sent (before Streamlit swaps a message the browser has cached for a reference),
-each prefixed by its length (4 bytes).
+each prefixed by its length (bench/recorded.py reads them).
 
 A run's record begins in the script's thread, when Streamlit resets the run's context, before
 its first element, and ends when its `script_finished` message leaves, on the event loop; the
@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
+from recorded import encoded  # bench/, this script's folder
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime import app_session
 from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
@@ -49,8 +50,7 @@ def sending(self, msg) -> None:
             return sent(self, msg)
         with LOCK:
             path = OUT / f"{next(NUMBERS):05d}-{what}.pb"
-        path.with_suffix(".tmp").write_bytes(b"".join(len(m).to_bytes(4, "big") + m
-                                                      for m in messages))
+        path.with_suffix(".tmp").write_bytes(encoded(messages))
         path.with_suffix(".tmp").rename(path)  # whole, or not there
     sent(self, msg)
 

@@ -20,7 +20,6 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import streamlit as st
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.runtime.scriptrunner_utils.script_run_context import (
     enqueue_message,
     get_script_run_ctx,
@@ -28,11 +27,12 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from recorded import main_area  # noqa: E402  (bench/, the script's folder)
+
 from token_by_token import controls, state  # noqa: E402
 
 RECORDS = Path(os.environ["BENCH_RECORDS"])
 CHAPTER1 = b"Chapter 1: Tokenization"  # in the title of a page run of Chapter 1
-SIDEBAR = 1  # delta_path[0]: 0 the main area, 1 the sidebar (this page draws its own)
 # element types sent as st.empty() in their place (to find what costs the browser most:
 # BENCH_REPLAY_SKIP=code,…)
 SKIP = set(filter(None, os.environ.get("BENCH_REPLAY_SKIP", "").split(",")))
@@ -48,17 +48,7 @@ def replay(kind: str) -> None:
     runs = sorted(RECORDS.glob(f"*-{kind}.pb"))
     if kind == "page":  # Chapter 1's newest (a run of another page, in a tab closed a moment
         runs = [run for run in runs if CHAPTER1 in run.read_bytes()]  # ago, may end later)
-    data = runs[-1].read_bytes() if runs else b""
-    at = 0
-    while at < len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        msg = ForwardMsg.FromString(data[at + 4:at + 4 + size])
-        at += 4 + size
-        if msg.metadata.delta_path[0] == SIDEBAR:
-            continue
-        if (msg.delta.WhichOneof("type") == "new_element"
-                and msg.delta.new_element.WhichOneof("type") in SKIP):
-            msg.delta.new_element.empty.SetInParent()  # (its place kept: st.empty())
+    for msg in main_area(runs[-1], SKIP) if runs else ():
         if msg.delta.fragment_id:  # the app's fragment's: this page's own fragment's
             msg.delta.fragment_id = ""  # (set on sending)
             enqueue_message(msg)

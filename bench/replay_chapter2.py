@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import streamlit as st
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from recorded import main_area  # bench/, the script's folder
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 RECORDS = Path(os.environ["BENCH_RECORDS"])
 CHAPTER2 = "1. Embeddings — ".encode()  # in a page run of Chapter 2 (its first section)
-SIDEBAR = 1  # delta_path[0]: 0 the main area, 1 the sidebar (this page draws its own)
 
 st.set_page_config(page_title="Replay of Chapter 2", layout="centered")
 s = st.session_state
@@ -28,15 +27,6 @@ with st.sidebar:
     st.write(f"draws = {s.draws}")
 if s.draws % 2:
     runs = [run for run in sorted(RECORDS.glob("*-page.pb")) if CHAPTER2 in run.read_bytes()]
-    data, at, context = runs[-1].read_bytes(), 0, get_script_run_ctx()
-    while at < len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        msg = ForwardMsg.FromString(data[at + 4:at + 4 + size])
-        at += 4 + size
-        if msg.metadata.delta_path[0] == SIDEBAR:
-            continue
-        if (msg.delta.WhichOneof("type") == "new_element"
-                and msg.delta.new_element.WhichOneof("type") in skip):
-            msg.delta.new_element.empty.SetInParent()  # (its place kept: st.empty())
+    for msg in main_area(runs[-1], skip):
         msg.delta.fragment_id = ""  # this page's own
-        context.enqueue(msg)
+        get_script_run_ctx().enqueue(msg)
