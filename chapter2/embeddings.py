@@ -8,7 +8,7 @@ import torch
 
 from chapter2.architecture import family
 from token_by_token.locks import FORWARD_LOCK
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
@@ -117,9 +117,10 @@ def render(loaded, view) -> str:
         f"position {view.position}; pick another in the sidebar), by cosine similarity:"
     )
     lesson(trace)
-    st.dataframe(pd.DataFrame({"id": ids.tolist(),
-                               "token": [show(tokenizer, int(i)) for i in ids],
-                               "cosine similarity": similarities.tolist()}), hide_index=True)
+    small_table(pd.DataFrame({"id": ids.tolist(),
+                              "token": [show(tokenizer, int(i)) for i in ids],
+                              "cosine similarity": similarities.tolist()}),
+                {"cosine similarity": "{:.3f}"})
     return (f"Embedding is a table lookup: id → a row of {facts.hidden:,} numbers. No position "
             "is added; " + ("the same table scores the output at the end." if is_tied else
                             "a separate matrix scores the output at the end."))

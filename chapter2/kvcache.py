@@ -43,12 +43,12 @@ def render(loaded, view) -> str:
         + f"The cache the model keeps for your {counted(n, 'token')} (one per learner: "
         "Chapter 1's Generate steps append to the same one), read from the cache itself:"
     )
-    st.dataframe(pd.DataFrame({
+    small_table(pd.DataFrame({
         "layer": range(len(cached.keys)),
         "keys [batch, KV heads, positions, head_dim]": [" × ".join(map(str, s))
                                                          for s in cached.keys],
         "values": [" × ".join(map(str, s)) for s in cached.values],
-    }), hide_index=True, height=min(35 * len(cached.keys) + 38, 250))
+    }), most=6)
     sliding = [i for i, s in enumerate(cached.keys) if s[2] < n]
     if sliding:
         st.markdown(

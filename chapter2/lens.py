@@ -12,7 +12,7 @@ from token_by_token import charts
 from token_by_token.capture import capture
 from token_by_token.memo import Memo, Slot
 from token_by_token.model import FORWARD_LOCK
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, markdown_literal, show
 from token_by_token.trace import traced
@@ -206,7 +206,7 @@ def render(loaded, view) -> str:
     mine = grid[grid["position"] == position]
     st.markdown(f"At position {position} “{markdown_literal(show(tokenizer, ids[position]))}"
                 "”, the five likeliest next tokens at each depth:")
-    st.dataframe(mine[["read from", "top-1", "probability", "top 5"]], hide_index=True,
-                 height=min(35 * len(mine) + 38, 420))
+    small_table(mine[["read from", "top-1", "probability", "top 5"]],
+                {"probability": "{:.1%}"}, most=11)
     return ("The logit lens reads the residual stream through the final norm and the table "
             "after every layer: the prediction takes shape as layers add to the stream.")

@@ -112,14 +112,14 @@ def render(loaded, view) -> str:
         "max |difference|": seen.logit_gaps.tolist(),
         "in steps of the dtype": [seen.logit_gap(p).said() for p in range(n)],
     })
-    st.dataframe(table, hide_index=True, height=min(35 * n + 38, 320))
+    small_table(table, most=8)
     st.markdown("The residual stream after each layer, by hand against the library's "
                 "forward (each layer fed the previous by-hand result, so a difference is "
                 "carried on and can grow):")
-    st.dataframe(pd.DataFrame({"after layer": range(f.layers),
-                               "max |by hand − library|": map(float, seen.layer_gaps),
-                               "in steps of the dtype": [d.said() for d in seen.layer_gaps]}),
-                 hide_index=True, height=min(35 * f.layers + 38, 320))
+    small_table(pd.DataFrame({"after layer": range(f.layers),
+                              "max |by hand − library|": map(float, seen.layer_gaps),
+                              "in steps of the dtype": [d.said() for d in seen.layer_gaps]}),
+                {"max |by hand − library|": "{:.3g}"}, most=8)
     parts = parameters(loaded.model)
     total = sum(parts.values())
     st.markdown(

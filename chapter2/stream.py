@@ -10,7 +10,7 @@ from token_by_token import charts
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
 from token_by_token.precision import name
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import markdown_literal, show
 from token_by_token.trace import traced
@@ -92,7 +92,7 @@ def render(loaded, view) -> str:
     lesson(trace, note="Values for the last layer's MLP update.")
     pushed = pd.DataFrame({"layer": range(f.layers),
                            "attention": [p[0] for p in pushes], "MLP": [p[1] for p in pushes]})
-    st.dataframe(pushed, hide_index=True, height=min(35 * f.layers + 38, 320))
+    small_table(pushed, {"attention": "{:+.3g}", "MLP": "{:+.3g}"}, most=8)
     best = pushed.melt("layer").sort_values("value").iloc[-1]
     st.caption(f"The largest push comes from layer {int(best['layer'])}'s {best['variable']} "
                f"({best['value']:+.3g}). Approximate: the final norm's division is held fixed.")

@@ -22,7 +22,7 @@ from chapter3.measure import size
 from token_by_token import controls
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted
 from token_by_token.trace import Trace, traced
@@ -257,7 +257,7 @@ def render(loaded, view) -> str:
         + view.facts.first_layer_window(n)
     )
     st.markdown("The loop for your last token, query head 0, block by block:")
-    st.dataframe(t.steps, hide_index=True, height=min(35 * len(t.steps) + 38, 300))
+    small_table(t.steps, most=7)
     st.caption("Once a block has passed, it is never read again: m and s are all the past "
                "that is kept.")
     st.subheader("The memory it never allocates")

@@ -202,7 +202,7 @@ def render(loaded, view) -> str:
         "blocks before yours). The keys and values are your KV cache's, the first layer's, as "
         "the library keeps them:"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, height=min(35 * len(rows) + 38, 280))
+    small_table(pd.DataFrame(rows), most=6)
     lesson(view.trace(paged_attention))
     st.markdown(
         f"Your last token's query (first layer, {f.heads} heads) against the keys and values "

@@ -23,7 +23,7 @@ from chapter3.twin import twin
 from token_by_token import controls, kvcache
 from token_by_token.locks import FORWARD_LOCK
 from token_by_token.memo import Slot
-from token_by_token.sections import lesson, number
+from token_by_token.sections import lesson, number, small_table
 from token_by_token.sequence import IDS
 from token_by_token.tokens import counted, show
 from token_by_token.trace import traced
@@ -368,7 +368,7 @@ def render(loaded, view) -> str:
              "kept": len(r.kept) - 1, "of": len(r.guesses),
              "then the model's own": show(tokenizer, r.kept[-1])}
             for i, r in enumerate(run.rounds)]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, height=min(35 * len(rows) + 38, 320))
+    small_table(pd.DataFrame(rows), most=8)
     rate = run.accepted / run.proposed if run.proposed else 0.0
     made = len(run.ids)
     st.markdown(

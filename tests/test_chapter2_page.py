@@ -209,7 +209,7 @@ def test_a_pattern_keeps_a_window_of_rows_at_the_cap(loaded):
 
 
 def lens_table(at):
-    [table] = [d.value for d in at.dataframe if "read from" in d.value.columns]
+    [table] = [d.value for d in at.table if "read from" in d.value.columns]
     return table
 
 

@@ -252,7 +252,7 @@ def test_every_check_table_tells_its_differences_in_steps_of_the_dtype(loaded, m
     assert f"{precision.significant_bits(loaded.model.dtype)} significant bits" in said
     worst = seen.logit_gap()
     assert f"**{worst:.4g}**: {worst.said()}" in said
-    logits = next(d.value for d in at.dataframe if "top-1 by hand" in d.value.columns)
+    logits = next(d.value for d in at.table if "top-1 by hand" in d.value.columns)
     assert logits["in steps of the dtype"].tolist() == [seen.logit_gap(p).said()
                                                         for p in range(len(seen.ids))]
 

@@ -7,6 +7,7 @@ import ast
 import inspect
 from pathlib import Path
 
+import pyarrow
 import pytest
 from helpers import CHAPTER1, CHAPTER2, CHAPTER3, README, run_app
 
@@ -352,3 +353,28 @@ def test_a_charts_table_is_built_when_its_expander_opens(key):
     closed = run_app(page, **state)
     opened = run_app(page, **state, **{key: True})
     assert tables(closed) == 0 and tables(opened) >= 1
+
+
+@pytest.mark.parametrize("rows, most, drawn, scrolls", [
+    (5, 8, "Table", False), (28, 8, "Table", True), (sections.LONG + 1, 8, "Dataframe", False)])
+def test_a_small_table_is_static_scrolls_past_most_rows_and_is_a_grid_when_long(
+        rows, most, drawn, scrolls):
+    """Static HTML for the browser (a grid costs it ~5 × as much to lay out), within a
+    scrolling box past `most` rows, and a grid over LONG rows (the browser draws only the rows
+    in view); the values formatted as asked."""
+    from streamlit.testing.v1 import AppTest
+
+    def page(rows, most):
+        import pandas as pd
+
+        from token_by_token.sections import small_table
+        small_table(pd.DataFrame({"x": [i / 3 for i in range(rows)]}), {"x": "{:.2f}"}, most)
+    at = AppTest.from_function(page, args=(rows, most)).run()
+    [element] = [*at.table, *at.dataframe]
+    assert type(element).__name__ == drawn and len(element.value) == rows
+    boxes = [b for b in at.main.children.values() if type(b).__name__ == "Block"
+             and b.proto.height_config.pixel_height]
+    assert [b.proto.height_config.pixel_height for b in boxes] == \
+        ([sections.ROW * (most + 1)] if scrolls else [])
+    shown = pyarrow.ipc.open_stream(element.proto.arrow_data.styler.display_values)
+    assert shown.read_pandas()["x"].tolist()[:3] == ["0.00", "0.33", "0.67"]

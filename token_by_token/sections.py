@@ -10,6 +10,7 @@ A section that can be read before the learner has typed anything (the tokenizer)
 NEEDS_IDS = False; one that draws widgets of its own lists their keys in WIDGETS.
 """
 
+import contextlib
 import sys
 
 import streamlit as st
@@ -37,14 +38,27 @@ def draw_one(chapter: str, modules, index: int, loaded, view) -> None:
     st.progress(number / len(modules), text=f"{chapter} · section {number} of {len(modules)}")
 
 
-def small_table(data, formats: dict[str, str] | None = None) -> None:
+def small_table(data, formats: dict[str, str] | None = None, most: int | None = None) -> None:
     """A table of a few rows as static HTML (st.table), not st.dataframe's grid: a canvas
     widget that the browser keeps laying out after every rerun that redraws it (Chapter 1's
     survivors table as a grid: a Generate at 500 tokens held still 0.13 s later in
-    Chromium). `formats`: a column's format ("{:.1%}"), else the value as it is."""
+    Chromium; Chapter 2's first open drew a grid in ~55 ms, a table of its size in ~10).
+    `formats`: a column's format ("{:.1%}"), else the value as it is. `most`: the rows
+    shown at once; a longer table (a row per layer) scrolls within their height. Over LONG
+    rows it is a grid after all (a row per position of a long text): the browser draws only
+    the rows in view."""
+    rows, scrolls = len(data), most is not None and len(data) > most
     if formats:  # (a fixed id: the same table sends the same element)
         data = data.style.format(formats).set_uuid("table")
-    st.table(data, hide_index=True)
+    if rows > LONG:
+        st.dataframe(data, hide_index=True, height=ROW * (min(most or rows, rows) + 1))
+        return
+    with st.container(height=ROW * (most + 1)) if scrolls else contextlib.nullcontext():
+        st.table(data, hide_index=True)
+
+
+ROW = 36  # pixels: a row of st.table's, for the height of one that scrolls
+LONG = 100  # rows: a longer table is a grid
 
 
 def number(module) -> int:
