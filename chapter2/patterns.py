@@ -132,6 +132,28 @@ def pattern_table(tokenizer, ids, pattern, heads, rows: range) -> pd.DataFrame:
     })
 
 
+GAP = 8  # pixels between the heads' squares
+
+
+def heads_picture(pattern, rows: range, config) -> np.ndarray:
+    """Every head's heatmap of `rows` as one RGB picture [height, width, 3]: a row of squares
+    per key/value head, its query heads left to right; each weight a square of a few pixels
+    (charts.weight_colours). One picture, not a Vega-Lite chart of every cell: a layer's
+    16 heads at 17 positions are 4,896 cells, which cost Chromium ~0.15 s to draw on each
+    change of layer (measured); a picture, next to nothing."""
+    heads = sorted(range(config.num_attention_heads), key=lambda h: (kv_head_of(h, config), h))
+    keys = sorted({0, *rows})
+    first = rows.start - pattern.rows.start
+    block = pattern.weights[heads, first: first + len(rows)][..., keys]  # [h, rows, keys]
+    cell = max(2, 96 // len(keys))
+    squares = charts.weight_colours(block.numpy()).repeat(cell, 1).repeat(cell, 2)
+    squares = np.pad(squares, ((0, 0), (0, GAP), (0, GAP), (0, 0)), constant_values=255)
+    h, height, width, _ = squares.shape
+    group = h // config.num_key_value_heads
+    return (squares.reshape(h // group, group, height, width, 3).transpose(0, 2, 1, 3, 4)
+            .reshape(h // group * height, group * width, 3))
+
+
 def top_keys(tokenizer, ids, pattern, head: int, rows: range, k: int = 3) -> pd.DataFrame:
     """The table alternative: for each query position, the k keys it reads most."""
     out = []
@@ -185,11 +207,12 @@ def render(loaded, view) -> str:
         "that share one key/value head (grouped-query attention): heads in the same group "
         "compare their queries with the same keys."
     )
-    everything = pattern_table(tokenizer, ids, pattern, range(f.heads), rows)
-    kv_heads = {h: kv_head_of(h, loaded.model.config) for h in range(f.heads)}
-    everything["KV head"] = everything["head"].map(kv_heads)
-    st.vega_lite_chart(everything, charts.fast_spec(charts.attention_small_multiples,
-                                                    everything, columns=group))
+    picture = heads_picture(pattern, rows, loaded.model.config)
+    st.image(picture, width=picture.shape[1], output_format="PNG",  # pixel for pixel
+             caption=f"A row per key/value head, 0 to {f.kv_heads - 1}; in each, its "
+             f"{counted(group, 'query head')} left to right (heads 0 to {group - 1} on the "
+             "first row). Each square is the heatmap above for one head: the same rows, "
+             "keys and colours.")
     table_alternative("The same as a table: the three keys each position reads most",
                       "table_patterns", lambda: top_keys(tokenizer, ids, pattern, head, rows))
     return ("Attention weights form a lower-triangular table per head; heads of one group "

@@ -196,6 +196,36 @@ def test_attention_patterns_are_the_layers_weights_masked_above_the_diagonal(loa
     assert calls == [] and not at.exception
 
 
+def test_all_heads_are_one_picture_of_their_weights_a_row_per_kv_head(loaded):
+    """Every head's square shows its own weights, in the heatmap's colours, in the row of
+    its key/value head; the page draws the picture pixel for pixel."""
+    from chapter2.attention import kv_head_of
+    from chapter2.patterns import GAP, heads_picture, window_of
+    from token_by_token.charts import weight_colours
+    at = run_app(CHAPTER2)
+    pattern, config = pattern_of(at), loaded.model.config
+    rows = window_of(pattern.rows.stop - 1, 5)
+    keys = sorted({0, *rows})
+    picture = heads_picture(pattern, rows, config)
+    cell = max(2, 96 // len(keys))
+    group = config.num_attention_heads // config.num_key_value_heads
+    tall, wide = len(rows) * cell + GAP, len(keys) * cell + GAP
+    assert picture.shape == (config.num_key_value_heads * tall, group * wide, 3)
+    for head in range(config.num_attention_heads):
+        top = kv_head_of(head, config) * tall
+        left = (head - kv_head_of(head, config) * group) * wide  # its place in the group
+        for i, row in enumerate(rows):
+            for j, key in enumerate(keys):
+                colour = picture[top + i * cell + cell - 1, left + j * cell]
+                weight = pattern.row(head, row)[key].numpy()
+                assert (colour == weight_colours(weight)).all(), (head, row, key)
+    assert (weight_colours(torch.tensor([0.0, 1.0]).numpy()) ==
+            [[0xee, 0xf1, 0xfb], [0, 0, 0x80]]).all()  # the heatmap's scale's two ends
+    [image] = at.get("image")  # lossless: the colours are the weights
+    assert image.value[0].endswith(".png") and image.captions[0].startswith(
+        f"A row per key/value head, 0 to {config.num_key_value_heads - 1}")
+
+
 def test_a_pattern_keeps_a_window_of_rows_at_the_cap(loaded):
     """At 1,024 positions the picked layer keeps ROWS query rows, not the whole table."""
     at = run_app(CHAPTER2, text=" ".join(["word"] * 1100))

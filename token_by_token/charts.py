@@ -8,10 +8,27 @@ import copy
 from functools import cache
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 NAVY = "#000080"
 GREY = "#b8bfd8"
+LIGHT = "#eef1fb"  # an attention weight of 0: near the page's white, so the mask reads empty
+
+
+def rgb(colour: str) -> np.ndarray:
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float32)
+
+
+def weight_colours(weights: np.ndarray) -> np.ndarray:
+    """RGB bytes [..., 3] of attention weights in [0, 1]: LIGHT at 0 to NAVY at 1, straight
+    through RGB, as the heatmap's WEIGHTS scale draws them (one lightness ramp: readable
+    with any colour vision). For pictures drawn without Vega-Lite (all heads at once)."""
+    light, navy = rgb(LIGHT), rgb(NAVY)
+    return np.rint(light + weights[..., None].clip(0, 1) * (navy - light)).astype(np.uint8)
+
+
+WEIGHTS = alt.Scale(range=[LIGHT, NAVY], interpolate="rgb", domain=[0, 1])
 
 
 def logits_heatmap(table: pd.DataFrame, row_height: int = 28) -> alt.Chart:
@@ -66,34 +83,17 @@ def probability_bars(table: pd.DataFrame) -> alt.Chart:
 
 
 def attention_heatmap(table: pd.DataFrame) -> alt.Chart:
-    """Query rows × key columns of one head; colour = weight (viridis: readable with any
-    colour vision). `table`: query, key, query token, key token, weight."""
+    """Query rows × key columns of one head; colour = weight (WEIGHTS, as
+    weight_colours). `table`: query, key, query token, key token, weight."""
     return alt.Chart(table).mark_rect().encode(
         x=alt.X("key token:N", sort=alt.EncodingSortField("key", op="min"), title="key",
                 axis=alt.Axis(labelAngle=-60, labelLimit=90, orient="top")),
         y=alt.Y("query token:N", sort=alt.EncodingSortField("query", op="min"),
                 title="query", axis=alt.Axis(labelLimit=120)),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]),
+        color=alt.Color("weight:Q", scale=WEIGHTS,
                         legend=alt.Legend(orient="bottom", format="%")),
         tooltip=[alt.Tooltip("query token:N"), alt.Tooltip("key token:N"),
                  alt.Tooltip("weight:Q", format=".2%")],
-    )
-
-
-def attention_small_multiples(table: pd.DataFrame) -> alt.Chart:
-    """Every head of a layer, one small heatmap each. `table`: as attention_heatmap, plus
-    head and KV head. Draw it with `columns=` the heads per key/value head (fast_spec's
-    properties): each row of the grid is then one group that shares keys and values."""
-    return alt.Chart(table).mark_rect().encode(
-        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis", domain=[0, 1]),
-                        legend=None),
-        tooltip=[alt.Tooltip("head:O"), alt.Tooltip("KV head:O"),
-                 alt.Tooltip("query token:N"), alt.Tooltip("key token:N"),
-                 alt.Tooltip("weight:Q", format=".2%")],
-    ).properties(width=90, height=90).facet(
-        facet=alt.Facet("head:O", header=alt.Header(labelExpr="'head ' + datum.value")),
-        columns=1,
     )
 
 
