@@ -359,7 +359,7 @@ def test_a_charts_table_is_built_when_its_expander_opens(key):
     (5, 8, "Table", False), (28, 8, "Table", True), (sections.LONG + 1, 8, "Dataframe", False)])
 def test_a_small_table_is_static_scrolls_past_most_rows_and_is_a_grid_when_long(
         rows, most, drawn, scrolls):
-    """Static HTML for the browser (a grid costs it ~5 × as much to lay out), within a
+    """Static HTML (a grid keeps the browser laying it out after a rerun), within a
     scrolling box past `most` rows, and a grid over LONG rows (the browser draws only the rows
     in view); the values formatted as asked."""
     from streamlit.testing.v1 import AppTest

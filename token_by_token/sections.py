@@ -42,8 +42,9 @@ def small_table(data, formats: dict[str, str] | None = None, most: int | None = 
     """A table of a few rows as static HTML (st.table), not st.dataframe's grid: a canvas
     widget that the browser keeps laying out after every rerun that redraws it (Chapter 1's
     survivors table as a grid: a Generate at 500 tokens held still 0.13 s later in
-    Chromium; Chapter 2's first open drew a grid in ~55 ms, a table of its size in ~10).
-    `formats`: a column's format ("{:.1%}"), else the value as it is. `most`: the rows
+    Chromium), and that Ctrl-F can't search. Not cheaper per cell: five tables of 28 rows ×
+    4 columns, new on a rerun, cost Chromium's script 0.21–0.23 s as tables, 0.07 s as grids
+    (which then kept changing the page for 0.21 s; measured). `formats`: a column's format ("{:.1%}"), else the value as it is. `most`: the rows
     shown at once; a longer table (a row per layer) scrolls within their height. Over LONG
     rows it is a grid after all (a row per position of a long text): the browser draws only
     the rows in view."""
