@@ -44,10 +44,12 @@ def small_table(data, formats: dict[str, str] | None = None, most: int | None = 
     survivors table as a grid: a Generate at 500 tokens held still 0.13 s later in
     Chromium), and that Ctrl-F can't search. Not cheaper per cell: five tables of 28 rows ×
     4 columns, new on a rerun, cost Chromium's script 0.21–0.23 s as tables, 0.07 s as grids
-    (which then kept changing the page for 0.21 s; measured). `formats`: a column's format ("{:.1%}"), else the value as it is. `most`: the rows
-    shown at once; a longer table (a row per layer) scrolls within their height. Over LONG
-    rows it is a grid after all (a row per position of a long text): the browser draws only
-    the rows in view."""
+    (which then kept changing the page for 0.21 s; measured).
+
+    `formats`: a column's format ("{:.1%}"), else the value as it is. `most`: the rows shown
+    at once; a longer table (a row per layer) scrolls within their height. Over LONG rows it
+    is a grid after all (a row per position of a long text): the browser draws only the rows
+    in view."""
     rows, scrolls = len(data), most is not None and len(data) > most
     if formats:  # (a fixed id: the same table sends the same element)
         data = data.style.format(formats).set_uuid("table")
