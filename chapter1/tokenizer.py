@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from token_by_token.controls import table_alternative, vocabulary_lookup
-from token_by_token.sections import lesson
+from token_by_token.sections import lesson, small_table
 from token_by_token.sequence import TEXT, chat, has_chat_template, thinks, tokenize  # noqa: F401
 from token_by_token.tokens import (
     BYTE_OF_CHAR,
@@ -330,9 +330,8 @@ def render_special_tokens(loaded, ids: list[int]) -> None:
             f"with `split_special_tokens=True` `{example}` is still "
             + (f"one token, {split}." if len(split) == 1 else f"{split}.")
         )
-    st.dataframe(pd.DataFrame({"id": list(added), "token": [t.content for t in added.values()],
-                               "special": [t.special for t in added.values()]}),
-                 hide_index=True, height=min(35 * len(added) + 38, 300))
+    small_table(pd.DataFrame({"id": list(added), "token": [t.content for t in added.values()],
+                              "special": [t.special for t in added.values()]}), most=7)
     spelled = "<|endoftext|>"
     as_special = tokenize(tokenizer, spelled)
     as_text = tokenizer.encode(spelled, add_special_tokens=False, split_special_tokens=True)

@@ -623,7 +623,7 @@ def test_special_tokens_and_other_added_tokens_are_told_apart(loaded):
     text = page_text(at)
     assert f"**{special} special tokens**" in text
     assert f"**{added} added tokens that are not special**" in text
-    [table] = [d.value for d in at.dataframe if "special" in d.value.columns]
+    [table] = [d.value for d in at.table if "special" in d.value.columns]
     assert table["special"].sum() == special and (~table["special"]).sum() == added
     assert set(table[~table["special"]]["token"]) == set(tiny_model.ADDED_TOKENS)
     infos = [i.value for i in at.info]
