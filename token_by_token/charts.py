@@ -1,4 +1,5 @@
-"""Altair chart builders: data in, alt.Chart out. Pure, so tests can build them directly.
+"""Altair chart builders: data in, alt.Chart out (and weight_colours: the attention scale's
+colours, for a picture drawn without Vega-Lite). Pure, so tests can build them directly.
 
 Token text is always data (values), never part of a field name or an expression, so quotes,
 backslashes and braces in tokens are safe.
