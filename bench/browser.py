@@ -1,7 +1,7 @@
 """What the learner feels: the app in Chromium against a floor page with the same controls.
 
 `uv run python bench/browser.py [--smoke] [--model pocket|qwen3] [--reps 8]
- [--dtype bfloat16|float32]`
+ [--dtype bfloat16|float32] [--split]`
 
 The pages are served by `streamlit run` (the app's main.py, through bench/recorder.py; and
 bench/floor.py: the same sidebar widgets and nothing else) and driven by one Chromium,
@@ -17,6 +17,11 @@ pointer down, navigation) until the expected new content is in the DOM. Beside i
 The Generate rows also give a bare transformers cached step, timed in this process's long-lived
 main thread (how a learner's own script would run it), and the step time the page reports.
 Results go to bench/RESULTS.md's browser section (see bench/run.py), or stdout with --smoke.
+
+--split: the browser and the servers on cores of their own (Linux CPU affinity): Chromium
+and this harness on the last core, the servers (torch on as many threads as they have cores)
+and the bare step and forward on the others. A served app's case, where the learner's browser
+runs on another machine, measured on one: nothing the browser does takes the model's cores.
 """
 
 import argparse
@@ -27,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -205,6 +211,34 @@ def toggle_autoregression(page):
 DTYPE = os.environ.get("TOKEN_BY_TOKEN_DTYPE", "bfloat16")  # the app's and the bare runs'
 
 
+SPLIT: tuple[set, set] | None = None  # --split: (the servers' cores, the browser's)
+
+
+def server_side(command: list[str]) -> list[str]:
+    """A server's command, on the servers' cores when --split."""
+    if SPLIT is None:
+        return command
+    return ["taskset", "-c", ",".join(map(str, sorted(SPLIT[0]))), *command]
+
+
+@contextmanager
+def on_the_servers_cores():
+    """This process's timing of a bare step or forward, on the cores a server has (--split):
+    the same cores, the same number of torch threads."""
+    import torch
+    if SPLIT is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    os.sched_setaffinity(0, SPLIT[0])
+    torch.set_num_threads(len(SPLIT[0]))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        os.sched_setaffinity(0, SPLIT[1])
+
+
 def bare_step_seconds(model_dir: Path, n: int, reps: int) -> float:
     """One cached step at n tokens, in this process's main thread, the way a learner's own
     script would run it (one long-lived thread), in the dtype the app runs."""
@@ -213,7 +247,7 @@ def bare_step_seconds(model_dir: Path, n: int, reps: int) -> float:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, DTYPE)).eval()
     ids = torch.arange(10, 10 + n)[None] % model.config.vocab_size
     cache = DynamicCache(config=model.config)
-    with torch.inference_mode():
+    with torch.inference_mode(), on_the_servers_cores():
         model(ids[:, :-1], cache=cache)
         times = []
         for _ in range(reps + 2):
@@ -250,10 +284,13 @@ def measure(model_dir: Path, reps: int) -> tuple[list, list]:
     records = tempfile.mkdtemp(prefix="bench-records-")
     env = {"TOKEN_BY_TOKEN_MODEL": str(model_dir), "TOKEN_BY_TOKEN_DTYPE": DTYPE,
            "BENCH_RECORDS": records}
-    with streamlit_server(model_dir, launcher=[sys.executable, str(RECORDER), records],
-                          **env) as app, \
-            streamlit_server(model_dir, script=FLOOR, **env) as floor, \
-            streamlit_server(model_dir, script=REPLAY, **env) as replay, \
+    if SPLIT is not None:  # torch on one thread per core the servers have
+        env["OMP_NUM_THREADS"] = str(len(SPLIT[0]))
+    plain = server_side([sys.executable, "-m", "streamlit"])
+    with streamlit_server(model_dir, launcher=server_side([sys.executable, str(RECORDER),
+                                                           records]), **env) as app, \
+            streamlit_server(model_dir, script=FLOOR, launcher=plain, **env) as floor, \
+            streamlit_server(model_dir, script=REPLAY, launcher=plain, **env) as replay, \
             chromium() as browser:
         # the very first page of a fresh server loads the model too
         cold = first_load(browser, app, r"Conclusion")
@@ -423,7 +460,7 @@ def forward_seconds(model_dir: Path, tokenizer) -> float:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, DTYPE)).eval()
     ids = torch.tensor([tokenizer.encode(DEFAULT_TEXT, add_special_tokens=False)])
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), on_the_servers_cores():
         for _ in range(5):
             start = time.perf_counter()
             model(ids)
@@ -495,10 +532,18 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=8)
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
                         help="the app's TOKEN_BY_TOKEN_DTYPE (default bfloat16)")
+    parser.add_argument("--split", action="store_true",
+                        help="the browser on a core of its own, the servers on the others")
     args = parser.parse_args()
+    global DTYPE, SPLIT
     if args.dtype:
-        global DTYPE
         DTYPE = args.dtype
+    if args.split:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            raise SystemExit("--split needs at least 2 cores")
+        SPLIT = (set(cores[:-1]), {cores[-1]})
+        os.sched_setaffinity(0, SPLIT[1])  # this harness and Chromium (its children)
     text = run(args.model, 1 if args.smoke else args.reps, args.smoke)
     print(text)
     if not args.smoke:
@@ -512,9 +557,9 @@ def write_section(path: Path, text: str) -> None:
     heading = text.splitlines()[0].split(":")[0]  # "### Browser, pocket model"
     old = path.read_text() if path.exists() else ""
     parts = re.split(r"(?m)^(?=### )", old)
-    kept = [p for p in parts if not p.startswith(heading)]
-    prose = next((p.split("\n| ")[0].split("\n", 1)[1].strip("\n") for p in parts
-                  if p.startswith(heading)), "")
+    mine = [p for p in parts if p.split(":")[0] == heading]  # (not a longer heading)
+    kept = [p for p in parts if p not in mine]
+    prose = next((p.split("\n| ")[0].split("\n", 1)[1].strip("\n") for p in mine), "")
     title, table = text.split("\n", 1)
     new = title + "\n\n" + (prose + "\n\n" if prose else "") + table.lstrip("\n")
     path.write_text("".join(kept).rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n")
@@ -534,6 +579,9 @@ def run(model: str, reps: int, smoke: bool = False) -> str:
     else:
         model_dir = ROOT / "bench" / ".qwen3-0.6b-model"
         title = f"Browser, Qwen3-0.6B shape (random weights, {DTYPE})"
+    if SPLIT is not None:
+        title += (f", the browser on a core of its own, the servers on "
+                  f"{len(SPLIT[0])} core{'s' if len(SPLIT[0]) > 1 else ''}")
         if not (model_dir / "config.json").exists():
             tiny_model.build(model_dir, "qwen3-0.6b")
     rows, notes = measure(model_dir, reps)

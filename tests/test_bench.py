@@ -72,3 +72,56 @@ def test_chapter2_draw_benchmark_splits_the_first_open():
                     "| every kind left out"]
     assert "code " in result.stdout.split("Its main area:")[1].splitlines()[0]
     assert "The app's own work:" in result.stdout
+
+
+def bench_browser():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_browser", ROOT / "bench" / "browser.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_browser_benchmark_writes_its_own_section_and_keeps_the_others(tmp_path):
+    """A run replaces the section of its own title only: the --split run's heading starts
+    like the plain run's, and neither run's table may replace the other's."""
+    bench = bench_browser()
+    results = tmp_path / "RESULTS.md"
+    plain = "### Browser, model (bfloat16)"
+    split = "### Browser, model (bfloat16), the browser on a core of its own"
+    results.write_text(f"# Results\n\n{plain}: medians of 7\n\nplain prose\n\n| old plain |\n\n"
+                       f"{split}: medians of 7\n\nsplit prose\n\n| old split |\n")
+    bench.write_section(results, f"{plain}: medians of 7\n\n| new plain |\n")
+    text = results.read_text()
+    assert "| new plain |" in text and "| old plain |" not in text
+    assert "| old split |" in text and "split prose" in text and "plain prose" in text
+    bench.write_section(results, f"{split}: medians of 5\n\n| new split |\n")
+    text = results.read_text()
+    assert "| new split |" in text and "| old split |" not in text and "| new plain |" in text
+    assert text.count("split prose") == 1 and text.count("plain prose") == 1
+
+
+def test_split_benchmark_puts_the_servers_and_their_bare_timings_on_their_own_cores():
+    """--split: the servers' command runs under taskset on the servers' cores; the bare step's
+    timing moves this process there (and to as many torch threads) and back."""
+    import os
+
+    import torch
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        import pytest
+        pytest.skip("needs 2 cores")
+    bench = bench_browser()
+    assert bench.server_side(["python", "-m", "streamlit"]) == ["python", "-m", "streamlit"]
+    before, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    bench.SPLIT = (set(cores[:-1]), {cores[-1]})
+    try:
+        assert bench.server_side(["python"]) == [
+            "taskset", "-c", ",".join(map(str, cores[:-1])), "python"]
+        with bench.on_the_servers_cores():
+            assert os.sched_getaffinity(0) == set(cores[:-1])
+            assert torch.get_num_threads() == len(cores) - 1
+        assert os.sched_getaffinity(0) == {cores[-1]}
+        assert torch.get_num_threads() == threads
+    finally:
+        os.sched_setaffinity(0, before)
