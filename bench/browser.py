@@ -579,11 +579,11 @@ def run(model: str, reps: int, smoke: bool = False) -> str:
     else:
         model_dir = ROOT / "bench" / ".qwen3-0.6b-model"
         title = f"Browser, Qwen3-0.6B shape (random weights, {DTYPE})"
+        if not (model_dir / "config.json").exists():
+            tiny_model.build(model_dir, "qwen3-0.6b")
     if SPLIT is not None:
         title += (f", the browser on a core of its own, the servers on "
                   f"{len(SPLIT[0])} core{'s' if len(SPLIT[0]) > 1 else ''}")
-        if not (model_dir / "config.json").exists():
-            tiny_model.build(model_dir, "qwen3-0.6b")
     rows, notes = measure(model_dir, reps)
     return table(rows, notes, f"{title}: Chromium 1400 × 1000, medians of {reps}")
 
