@@ -10,8 +10,8 @@ from token_by_token import charts
 from token_by_token.sections import lesson
 from token_by_token.sequence import IDS
 from token_by_token.state import SAMPLE
-from token_by_token.tokens import counted, markdown_literal, show, tail_chips
-from token_by_token.trace import traced
+from token_by_token.tokens import TAIL, counted, markdown_literal, show, tail_chips
+from token_by_token.trace import describe_ids, traced
 
 TITLE = "Sampling — a weighted random choice"
 READS = IDS | SAMPLE
@@ -97,10 +97,13 @@ def render(loaded, view) -> str:
     st.markdown("The new token sequence, with the sampled token last" + (
         f" (drawn, but never appended: the sequence is at this app's context cap of "
         f"{loaded.max_tokens:,} tokens):" if full else ":"))
-    tail_chips(tokenizer, [*ids, next_id], highlight=len(ids))
+    after = [*ids, next_id]
+    tail_chips(tokenizer, after, highlight=len(ids))
     grown = "never appended: at the cap" if full else counted(len(ids) + 1, "id")
-    st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {grown}\n"
-            f"ids = {[*ids, next_id]}", language="python", wrap_lines=True)
+    # the list whole while the chips show every id; past that, its ends (as value comments)
+    listed = f"ids = {after}" if len(after) <= TAIL else f"# ids: {describe_ids(after)}"
+    st.code(f"next_id = {next_id}  # {token!r}\nids = ids + [next_id]  # {grown}\n{listed}",
+            language="python", wrap_lines=True)
     render_uncertainty(tokenizer, view)
     render_draws(tokenizer, view)
     return ("Sampling is `torch.multinomial(probs, 1)`: a weighted random choice. The seed "

@@ -184,6 +184,14 @@ def test_sections_4_and_5_repeat_only_the_tail_of_a_long_sequence(loaded):
     assert sizes == [n, TAIL, TAIL]  # Section 1: every token; 4 and 5: the last 64 (+ next)
     notes = [c.value for c in at.caption if "earlier tokens" in c.value]
     assert notes == [f"… {n + 1 - TAIL:,} earlier tokens, then the last {TAIL}:"] * 2
+    ids = forward_of(at).ids  # Section 4's code: the list's ends, not every id
+    appended = code_starting(at, "next_id = ")
+    assert f"# ids: [{ids[0]}, {ids[1]}, {ids[2]}, …, {ids[-1]}, {shown_next_id(at)}] " \
+           f"({n + 1:,} ids)" in appended
+    assert "ids = [" not in appended
+    short = run_app(text="one two three")
+    ids = forward_of(short).ids
+    assert f"ids = {[*ids, shown_next_id(short)]}" in code_starting(short, "next_id = ")
 
 
 def test_overlapping_generate_callbacks_append_the_chain_in_order(loaded):
