@@ -9,6 +9,19 @@ step of 240 ms (fastest 33 ms), OMP_WAIT_POLICY=PASSIVE 58 ms; the page's small 
 operations (a softmax, a top-k, a count over 151,936 scores) 1.3 ms against 0.48 ms. PASSIVE
 makes idle pool threads sleep at once. It is set when this module is imported, before torch.
 
+What PASSIVE costs a forward: its threads meet at every operation, and a thread that slept must
+be woken. Alone on this 2-core VM, a cached step at 500 tokens took 198-216 ms with PASSIVE
+against 131-152 ms with libgomp's default (medians of 15, two rounds); a short spin
+(GOMP_SPINCOUNT, read with any policy: 10,000 or 100,000) got most of it back there (129-166
+ms), and a whole Generate click without a browser too (AppTest, fresh processes alternating,
+medians of 12: 226-278 ms with PASSIVE, 190-243 ms with 100,000). Beside the browser it does
+not: in one Chromium, the variants alternating (medians of 11-13), the page's own step took
+188 ms with PASSIVE against 223 / 224 ms with 10,000 / 100,000 spins at 500 tokens, and 160
+against 184 / 197 ms with 30,000 / 100,000 at 10. So PASSIVE stays. A replica pinned to cores
+of its own could spin (GOMP_SPINCOUNT in its environment); compose.yaml's replicas share the
+host's cores under CPU quotas, where a spinning thread would spend its replica's quota
+(reasoned, not measured): not set there.
+
 Then each thread decides how many of torch's threads its own operations use (OpenMP keeps the
 count per thread): a forward takes every core (`cores()`, held by locks.FORWARD_LOCK and in the
 long-lived torch thread), while a script run's small operations on the vocabulary (the filters,
