@@ -551,18 +551,21 @@ def main() -> None:
 
 
 def write_section(path: Path, text: str) -> None:
-    """Put this table in RESULTS.md in place of the last run's for the same model (the other
-    sections, bench/run.py's among them, stay as they are; so does the prose written between
-    the old table's heading and the table, to be brought up to date by hand)."""
+    """Put this table in RESULTS.md in place of the last run's for the same model, where
+    that one was (a new model's at the end; the other sections, bench/run.py's among them,
+    stay as they are; so does the prose written between the old table's heading and the
+    table, to be brought up to date by hand)."""
     heading = text.splitlines()[0].split(":")[0]  # "### Browser, pocket model"
     old = path.read_text() if path.exists() else ""
-    parts = re.split(r"(?m)^(?=### )", old)
-    mine = [p for p in parts if p.split(":")[0] == heading]  # (not a longer heading)
-    kept = [p for p in parts if p not in mine]
-    prose = next((p.split("\n| ")[0].split("\n", 1)[1].strip("\n") for p in mine), "")
+    parts = [p.rstrip("\n") + "\n\n" for p in re.split(r"(?m)^(?=### )", old) if p.strip()]
+    mine = [i for i, p in enumerate(parts) if p.split(":")[0] == heading]  # (not a longer one)
+    prose = next((parts[i].split("\n| ")[0].split("\n", 1)[1].strip("\n") for i in mine), "")
     title, table = text.split("\n", 1)
-    new = title + "\n\n" + (prose + "\n\n" if prose else "") + table.lstrip("\n")
-    path.write_text("".join(kept).rstrip("\n") + "\n\n" + new.rstrip("\n") + "\n")
+    new = title + "\n\n" + (prose + "\n\n" if prose else "") + table.strip("\n") + "\n\n"
+    at = mine[0] if mine else len(parts)
+    parts = [p for i, p in enumerate(parts) if i not in mine]
+    parts.insert(at, new)
+    path.write_text("".join(parts).rstrip("\n") + "\n")
     print(f"wrote {path}")
 
 

@@ -99,6 +99,11 @@ def test_browser_benchmark_writes_its_own_section_and_keeps_the_others(tmp_path)
     text = results.read_text()
     assert "| new split |" in text and "| old split |" not in text and "| new plain |" in text
     assert text.count("split prose") == 1 and text.count("plain prose") == 1
+    assert text.index("| new plain |") < text.index("| new split |")  # each in its place
+    bench.write_section(results, f"{plain}: medians of 3\n\n| newer plain |\n")
+    text = results.read_text()
+    assert text.index("plain prose") < text.index("| newer plain |") < text.index("split prose")
+    assert text.startswith("# Results\n\n### Browser") and text.endswith("| new split |\n")
 
 
 def test_split_benchmark_puts_the_servers_and_their_bare_timings_on_their_own_cores():
