@@ -111,7 +111,13 @@ def render(loaded, view) -> str:
         f"{str(kept).removeprefix('torch.')})."
     )
     what = "one cached step (1 token)" if forward.stepped else f"the whole {len(ids):,} tokens"
-    st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
+    if forward.shared:
+        st.caption(f"This opening text's forward ran once in this server, for the first learner "
+                   f"who opened it ({what} in {forward.seconds * 1000:,.1f} ms); your session "
+                   "got a copy of its logits and KV cache, as a server's prefix cache shares "
+                   "a prompt many requests begin with.")
+    else:
+        st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
 
     at_cap = f"{loaded.max_tokens:,} tokens, this app's context cap"
     if view.stop == "cap" and not generated:

@@ -7,7 +7,9 @@ lesson call the page makes is traced (token_by_token.trace), so the page can sho
 beside the code; the model's calls are traced when the forward runs and kept with it.
 """
 
+import copy
 import time
+import weakref
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -24,6 +26,7 @@ from token_by_token import kvcache, progress
 from token_by_token.locks import FORWARD_LOCK, on_the_torch_thread
 from token_by_token.memo import Memo, Slot, memo_of
 from token_by_token.sequence import sequence, tokenize
+from token_by_token.state import DEFAULT_TEXT
 from token_by_token.trace import Trace, traced
 
 
@@ -55,6 +58,7 @@ class Forward:
     cut: tuple[int, ...] = ()  # a branch: the ids it cut away
     reused: int = 0           # positions whose KV cache was kept from the last forward
     seconds: float = 0.0      # how long the forward that produced this took
+    shared: bool = False      # a copy of the opening text's forward (see OPENINGS)
 
     @property
     def vocab(self) -> int:
@@ -80,7 +84,14 @@ PREFILL_CHUNK = 64  # positions per forward when reading a whole text
 FORWARD: Slot[Forward] = Slot("chapter1.forward")
 
 
-def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
+# The forward of the text every learner's page opens with, per loaded model: made by the first
+# learner who opens it, copied (logits and KV cache) to each learner after. A class opening the
+# page at once runs one forward, not one each behind FORWARD_LOCK. Only that text: a learner's
+# own text is never shared (how fast it came back would tell that someone else had typed it).
+OPENINGS: "weakref.WeakKeyDictionary[object, Forward]" = weakref.WeakKeyDictionary()
+
+
+def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False) -> Forward:
     """This learner's forward for `ids`, from the one their session keeps (`before`):
 
     - the same ids: `before` itself;
@@ -92,6 +103,8 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
       (such a layer has forgotten its earliest positions: `DynamicCache.crop` can't restore
       them). The last shared position is read again too, so every row of logits the page
       keeps follows the ids it now has. Otherwise the whole sequence is read from scratch.
+    - the opening text (`opening`: the default text, nothing generated, no chat template)
+      read from scratch: a copy of the forward the first learner made of it (OPENINGS).
 
     A branch ("Continue from here") is never inferred from the ids: it is the learner's
     action, and its callback (`take_branch`) leaves the branched forward here already.
@@ -114,15 +127,21 @@ def advance(model, ids: list[int], memo: Memo, end_ids=()) -> Forward:
                                                    list(before.ids), ids[-1])
             seen = before.candidates.followed_by(ids[-1], before.last)
             forward = replace(before, ids=key, last=last, step=trace, cut=(), reused=0,
-                              candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)))
+                              candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)),
+                              shared=False)
         elif (keep := kept_positions(before, key)) > 0:  # a shared prefix: crop, read the rest
             before.cache.crop(keep - len(before.ids))
             forward = prefill(model, ids, end_ids, before.cache, keep)
             forward = replace(forward, first=before.first, reused=keep,
                               candidates=before.candidates.first(keep).then(forward.candidates))
+        elif opening and (made := OPENINGS.get(model)) is not None and made.ids == key:
+            forward = replace(copy.deepcopy(made), shared=True)  # its own cache to step on
         else:
             forward = prefill(model, ids, end_ids)
-        forward = replace(forward, seconds=time.perf_counter() - start)
+        if not forward.shared:
+            forward = replace(forward, seconds=time.perf_counter() - start)
+        if opening and not forward.shared and not forward.reused:  # read from scratch
+            OPENINGS[model] = copy.deepcopy(forward)  # kept as made, never handed out
         kvcache.keep(memo, key, forward.cache)
         return memo.put(FORWARD, key, forward)
 
@@ -167,7 +186,7 @@ def take_branch(loaded) -> None:
                     kept = before.candidates.cut(at, int(new_id))
                     forward = replace(before, ids=tuple(ids), last=last, step=trace, reused=0,
                                       candidates=kept.then(Candidates.of(
-                                          last[None], end_ids=loaded.eos_ids)))
+                                          last[None], end_ids=loaded.eos_ids)), shared=False)
                 else:  # a sliding window can't be cut back: read the branched ids anew
                     forward = prefill(loaded.model, ids, loaded.eos_ids)
                 forward = replace(forward, cut=before.ids[at:],
@@ -227,7 +246,9 @@ class View:
     @cached_property
     def forward(self) -> Forward:
         """The model's forward of the ids (it runs here, when the ids changed)."""
-        return advance(self.loaded.model, self.ids, self.memo, self.loaded.eos_ids)
+        opening = (self.text == DEFAULT_TEXT and not self.generated
+                   and not self.choices["chat"])
+        return advance(self.loaded.model, self.ids, self.memo, self.loaded.eos_ids, opening)
 
     @cached_property
     def sampled(self) -> tuple:

@@ -120,6 +120,32 @@ def test_twenty_generate_clicks_append_one_id_each_with_one_token_forwards(loade
     assert forward_of(at).ids == tuple(text_ids + before)
 
 
+def test_the_opening_texts_forward_runs_once_and_each_learner_steps_on_a_copy(loaded, forwards):
+    pipeline.OPENINGS.pop(loaded.model, None)  # as if the model had just been loaded
+    first = run_app(autoregressive=True)
+    text_ids = tokenize(loaded.tokenizer, DEFAULT_TEXT)
+    assert forwards == [text_ids]
+    second = run_app(autoregressive=True)
+    assert forwards == [text_ids]  # the second learner's page ran no forward
+    mine, theirs = forward_of(second), forward_of(first)
+    assert mine.shared and not theirs.shared and mine.cache is not theirs.cache
+    assert torch.equal(mine.last, theirs.last)
+    assert any("ran once in this server" in c.value for c in second.caption)
+    second.sidebar.button(key="generate").click().run()  # steps on its own copy only
+    assert len(forwards) == 2 and not forward_of(second).shared
+    assert theirs.cache.get_seq_length() == len(text_ids)
+    third = run_app()
+    assert forward_of(third).cache.get_seq_length() == len(text_ids)
+    assert torch.equal(forward_of(third).last, theirs.last) and len(forwards) == 2
+    for _ in range(2):  # a learner's own text is never shared
+        run_app(text="words of my own")
+    assert len(forwards) == 4
+    pipeline.OPENINGS.pop(loaded.model)
+    back = run_app(text=DEFAULT_TEXT + " dog")
+    back.text_area(key="text").set_value(DEFAULT_TEXT).run()  # its cache cut back, not shared
+    assert forward_of(back).reused and loaded.model not in pipeline.OPENINGS
+
+
 def test_end_of_text_stops_generation(loaded):
     eos = min(loaded.eos_ids)
     at = run_app(autoregressive=True, generated=[eos])
