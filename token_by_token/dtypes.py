@@ -1,12 +1,15 @@
 """Which number type the model computes in on this CPU: bfloat16 or float32, the faster here.
 
 A CPU with bfloat16 instructions (avx512_bf16, amx_bf16) multiplies bfloat16 matrices several
-times faster than float32 ones, and reads half the bytes; a CPU without them emulates bfloat16
-and is then many times slower than float32. So the app measures instead of guessing: a short
-probe multiplies matrices of the model's own shapes (its MLP's, the largest of a layer) by one
-row (a generation step) and by 64 rows (a chunk of a text being read), in both types,
-interleaved, each the best of a few runs, and keeps the faster type, within the memory budget
-(float32 takes twice the bytes of bfloat16). The result is kept per process and per shape.
+times faster than float32 ones, and reads half the bytes. A CPU without them widens each
+bfloat16 number to float32 to multiply it: many rows at once (a chunk of a text being read)
+are then several times slower than in float32, while one row (a generation step), which mostly
+waits for the weights to arrive from memory, can still gain from bfloat16's half the bytes. So
+the app measures instead of guessing: a short probe multiplies matrices of the model's own
+shapes (its MLP's, the largest of a layer) by one row and by 64 rows, in both types,
+interleaved, each the best of a few runs, and keeps the type whose row and 64 rows together
+take less time, within the memory budget (float32 takes twice the bytes of bfloat16). The
+result is kept per process and per shape; the sidebar says how each kind of work compared.
 
 TOKEN_BY_TOKEN_DTYPE overrides it: auto (the default), bfloat16 or float32.
 """
@@ -98,17 +101,33 @@ def choose(hidden: int, intermediate: int, parameters: int, budget: int) -> Choi
     flags = cpu_flags()
     cpu = (f"this CPU has {' and '.join(sorted(flags))}" if flags else
            "this CPU has no bfloat16 instructions")
+    compared = against(seconds, "float32", "bfloat16")
     if faster == "float32" and ratio < CLEAR:
         return Choice(torch.bfloat16, (
-            f"bfloat16: float32 is not clearly faster on this CPU ({ratio:.2f} ×, measured; "
+            f"bfloat16: float32 is not clearly faster on this CPU ({compared}; measured; "
             f"{cpu}), and bfloat16 takes half the memory"), seconds)
     if faster == "float32" and parameters * 4 > budget:
         return Choice(torch.bfloat16, (
-            f"bfloat16: float32 measured {ratio:.1f} × faster on this CPU, but its weights "
+            f"bfloat16: float32 measured faster on this CPU ({compared}), but its weights "
             f"({parameters * 4 / 1e9:.1f} GB) would pass the memory budget "
             f"({budget / 1e9:.1f} GB, TOKEN_BY_TOKEN_MEMORY_GB)"), seconds)
-    return Choice(CHOICES[faster], f"{faster}: {ratio:.1f} × faster than {slower} on this "
-                                   f"CPU, measured ({cpu})", seconds)
+    return Choice(CHOICES[faster], f"{faster}: on this CPU, against {slower}, "
+                                   f"{against(seconds, faster, slower)}; measured ({cpu})",
+                  seconds)
+
+
+def against(seconds: dict, mine: str, other: str) -> str:
+    """How `mine` compared with `other` in the probe, per kind of work, in words: "reading a
+    text 5.1 × faster, a generation step 1.5 × slower" (a CPU without bfloat16 instructions
+    multiplies many rows much slower in bfloat16, while one row, which mostly reads the
+    weights from memory, can still gain from its half the bytes)."""
+    said = []
+    for rows, work in ((ROWS[1], "reading a text"), (ROWS[0], "a generation step")):
+        times = seconds[other, rows] / max(seconds[mine, rows], 1e-12)
+        said.append(f"{work} as fast" if round(times, 1) == 1 else
+                    f"{work} {times:.1f} × faster" if times > 1 else
+                    f"{work} {1 / times:.1f} × slower")
+    return ", ".join(said)
 
 
 def describe(seconds: dict) -> str:

@@ -96,7 +96,7 @@ class Loaded:
     max_tokens: int           # the context cap: ours, or the model's if smaller
     vocab_size: int           # rows of the embedding table = columns of the logits
     fallback: str | None = None  # why the pocket model stands in for the default model
-    dtype: str = ""           # why this dtype: "bfloat16: 2.9 × faster than float32 …"
+    dtype: str = ""           # why this dtype: "float32: on this CPU, against bfloat16, …"
     serial: int = 0           # which load of this model (a learner's memo follows it)
     nbytes: int = 0           # bytes of its weights in memory
 
