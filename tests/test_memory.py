@@ -125,3 +125,51 @@ def test_the_nearest_rows_never_copy_the_whole_table():
                               capture_output=True, text=True).stdout.split()[-1])
     table = 151_936 * 1024 * 2
     assert grew < table / 4, f"nearest() raised the peak by {grew / 1e6:,.0f} MB"
+
+
+ALLOCATOR = """
+import sys, torch
+sys.path.insert(0, {root!r})
+import token_by_token.model  # noqa: F401  (sets glibc's thresholds, as the app does)
+from token_by_token.locks import FORWARD_LOCK, on_the_torch_thread
+def faults():
+    return int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[7])
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+def grow(layers, positions, steps):  # a KV cache as DynamicCache grows it: torch.cat
+    rows = [torch.zeros(1, 8, positions, 128) for _ in range(layers)]  # 4 KB a position
+    new = torch.ones(1, 8, 1, 128)
+    for step in range(steps):
+        if step == steps // 2:
+            start = faults()
+        rows = [torch.cat([row, new], dim=-2) for row in rows]
+    return (faults() - start) / (steps - steps // 2)
+with FORWARD_LOCK:
+    per_step = on_the_torch_thread(grow, 56, {positions}, 20)
+before = rss()
+for _ in range(3):  # an attention temporary of Chapter 2's kind, made and dropped
+    block = torch.ones(16 << 20 >> 2)
+    del block
+print(per_step, (rss() - before) / 2**20)
+"""
+
+
+def test_a_step_grows_the_kv_cache_in_reused_memory_and_large_blocks_go_back():
+    """glibc's thresholds (token_by_token/allocator.py). A generation step, in the torch
+    thread, makes each layer's keys and values anew (DynamicCache concatenates): at
+    Qwen3-0.6B's shape and 1,024 positions in float32, 56 blocks of 4 MB, which must come
+    from memory the allocator keeps, not fresh pages the kernel faults in one by one (with
+    every block over 1 MB mapped afresh: 1,024 faults a block, 57,000 a step; from the heap,
+    about 300, as each block is a position longer than the one freed). A 16 MB block
+    made elsewhere, as Chapter 2's attention makes, still goes back to the system when freed
+    (glibc's own rule keeps the next ones in its heap). Counted in a fresh process: page
+    faults and resident pages, not time."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR.format(root=root, positions=1020)],
+                         check=True, capture_output=True, text=True).stdout.split()
+    faults, kept_mb = float(out[-2]), float(out[-1])
+    said = f"{faults:,.0f} page faults a step (56 blocks of 4 MB), {kept_mb:,.0f} MB kept"
+    assert faults < 2_000 and kept_mb < 8, said  # fresh pages: 57,000 a step

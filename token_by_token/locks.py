@@ -19,7 +19,7 @@ import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from token_by_token import threads
+from token_by_token import allocator, threads
 
 
 class ForwardLock:
@@ -57,5 +57,12 @@ _TORCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="token-by-token-to
 def on_the_torch_thread(fn, *args):
     """fn(*args) in the long-lived torch thread; waits for it and returns its result or raises
     its error. The caller holds FORWARD_LOCK: one job at a time, and the thread itself never
-    waits for the lock. fn computes only (it runs outside Streamlit's run: it can't draw)."""
-    return _TORCH.submit(contextvars.copy_context().run, fn, *args).result()
+    waits for the lock. fn computes only (it runs outside Streamlit's run: it can't draw).
+    Its large blocks come from the heap (allocator.kept: a step's KV cache reuses the memory
+    of the last one instead of faulting in fresh pages)."""
+    return _TORCH.submit(contextvars.copy_context().run, _kept, fn, *args).result()
+
+
+def _kept(fn, *args):
+    with allocator.kept():
+        return fn(*args)

@@ -14,7 +14,6 @@ page shows one progress bar, and Section 1 works with the tokenizer while the we
 """
 
 import atexit
-import ctypes
 import gc
 import json
 import math
@@ -40,22 +39,6 @@ from token_by_token.tokens import markdown_literal, vocabulary
 
 POCKET_DIR = Path(__file__).parent / "pocket"
 MAX_TOKENS = 1024  # the context cap for the learner's text plus generated tokens
-
-
-def return_large_blocks_to_the_system() -> None:
-    """Make glibc give every block over 1 MB its own mapping, returned when freed.
-
-    By default glibc raises that threshold as large blocks are freed (up to 32 MB), and then
-    serves the next ones from its heap, which it keeps: Chapter 2's many 16-64 MB attention
-    temporaries left the process 0.6 GB larger at 512 tokens (peak 2.90 GB, 2.30 GB with
-    this; forward time unchanged, measured). No effect where glibc is not the allocator."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MB
-    except (OSError, AttributeError):
-        pass
-
-
-return_large_blocks_to_the_system()
 
 
 def set_aside_what_lives_on() -> None:
