@@ -32,6 +32,7 @@ ROWS = (1, 64)     # a generation step; a chunk of a text read at once (PREFILL_
 RUNS = 5           # each measurement is the best of this many (other work shares the cores)
 CLEAR = 1.15       # a type must be this much faster to be chosen over bfloat16's half memory
 LARGEST = 1 << 22  # numbers per probe matrix at most (4M: 16 MB in float32)
+MEASURED = "measured on the model's MLP matrices"  # what the ratios are of: not a whole step
 
 
 @dataclass(frozen=True)
@@ -104,15 +105,15 @@ def choose(hidden: int, intermediate: int, parameters: int, budget: int) -> Choi
     compared = against(seconds, "float32", "bfloat16")
     if faster == "float32" and ratio < CLEAR:
         return Choice(torch.bfloat16, (
-            f"bfloat16: float32 is not clearly faster on this CPU ({compared}; measured; "
+            f"bfloat16: float32 is not clearly faster on this CPU ({compared}; {MEASURED}; "
             f"{cpu}), and bfloat16 takes half the memory"), seconds)
     if faster == "float32" and parameters * 4 > budget:
         return Choice(torch.bfloat16, (
-            f"bfloat16: float32 measured faster on this CPU ({compared}), but its weights "
+            f"bfloat16: float32 faster on this CPU ({compared}; {MEASURED}), but its weights "
             f"({parameters * 4 / 1e9:.1f} GB) would pass the memory budget "
             f"({budget / 1e9:.1f} GB, TOKEN_BY_TOKEN_MEMORY_GB)"), seconds)
     return Choice(CHOICES[faster], f"{faster}: on this CPU, against {slower}, "
-                                   f"{against(seconds, faster, slower)}; measured ({cpu})",
+                                   f"{against(seconds, faster, slower)}; {MEASURED} ({cpu})",
                   seconds)
 
 
