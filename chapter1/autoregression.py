@@ -116,6 +116,12 @@ def render(loaded, view) -> str:
                    f"who opened it ({what} in {forward.seconds * 1000:,.1f} ms); your session "
                    "got a copy of its logits and KV cache, as a server's prefix cache shares "
                    "a prompt many requests begin with.")
+    elif forward.ahead:
+        st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms, while "
+                   "you read the page before: the id a click appends was already sampled "
+                   "there (Section 4), so the page stepped ahead for it and your click only "
+                   "took the step. Had a slider or the seed changed that id, the click would "
+                   "have run its own.")
     else:
         st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
 

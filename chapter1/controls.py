@@ -40,9 +40,11 @@ def stepping(loaded, view) -> None:
 
 
 def stepped(loaded, view) -> None:
-    """After the step has run: the next Generate click may come (token_by_token/clicks.py)."""
+    """After the step has run: the next Generate click may come (token_by_token/clicks.py),
+    and its step is taken while the learner reads (chapter1/ahead.py)."""
     if view.autoregressive:
         one_at_a_time("generate", "Running the model for this token…")
+        pipeline.step_ahead(loaded, view)
 
 
 def sampling(loaded, view) -> None:

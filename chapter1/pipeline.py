@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 from transformers import DynamicCache
 
+from chapter1 import ahead
 from chapter1.autoregression import branch, hand_back, step
 from chapter1.filters import Watched, probabilities, warpers
 from chapter1.logits import Candidates, logits
@@ -59,6 +60,7 @@ class Forward:
     reused: int = 0           # positions whose KV cache was kept from the last forward
     seconds: float = 0.0      # how long the forward that produced this took
     shared: bool = False      # a copy of the opening text's forward (see OPENINGS)
+    ahead: bool = False       # a step taken while the learner read the page (chapter1/ahead.py)
 
     @property
     def vocab(self) -> int:
@@ -96,7 +98,8 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
 
     - the same ids: `before` itself;
     - `before`'s ids and one more (Generate, Play): one cached step, the Section 5 lesson,
-      run in the process's long-lived torch thread (token_by_token/locks.py);
+      run in the process's long-lived torch thread (token_by_token/locks.py), or taken
+      while the learner read the page before, if it was for that id (chapter1/ahead.py);
     - any other ids (an edited, shortened or new text): read anew. The KV cache of the
       positions they share with `before` is kept when it can be cut back: they share at
       least one position before the last one, and no layer of the cache is a sliding window
@@ -122,13 +125,9 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
         memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
         kvcache.keep(memo, None, None)
         start = time.perf_counter()
+        taken = ahead.take(memo, key)  # the step run while the learner read, if it was this
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
-            (_, last), trace = on_the_torch_thread(traced, step, model, before.cache,
-                                                   list(before.ids), ids[-1])
-            seen = before.candidates.followed_by(ids[-1], before.last)
-            forward = replace(before, ids=key, last=last, step=trace, cut=(), reused=0,
-                              candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)),
-                              shared=False)
+            forward = taken if taken is not None else one_step(model, before, ids[-1], end_ids)
         elif (keep := kept_positions(before, key)) > 0:  # a shared prefix: crop, read the rest
             before.cache.crop(keep - len(before.ids))
             forward = prefill(model, ids, end_ids, before.cache, keep)
@@ -138,12 +137,36 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
             forward = replace(copy.deepcopy(made), shared=True)  # its own cache to step on
         else:
             forward = prefill(model, ids, end_ids)
-        if not forward.shared:
+        if not (forward.shared or forward.ahead):
             forward = replace(forward, seconds=time.perf_counter() - start)
         if opening and not forward.shared and not forward.reused:  # read from scratch
             OPENINGS[model] = copy.deepcopy(forward)  # kept as made, never handed out
         kvcache.keep(memo, key, forward.cache)
+        if forward.stepped:  # the learner is generating: the next step may be taken ahead
+            ahead.want(memo, key)
         return memo.put(FORWARD, key, forward)
+
+
+def one_step(model, before: Forward, next_id: int, end_ids=()) -> Forward:
+    """`before` and one more id: one cached step (the Section 5 lesson), in the process's
+    long-lived torch thread (token_by_token/locks.py). The caller holds FORWARD_LOCK."""
+    (_, last), trace = on_the_torch_thread(traced, step, model, before.cache,
+                                           list(before.ids), next_id)
+    seen = before.candidates.followed_by(next_id, before.last)
+    return replace(before, ids=(*before.ids, next_id), last=last, step=trace, cut=(),
+                   reused=0, candidates=seen.then(Candidates.of(last[None], end_ids=end_ids)),
+                   shared=False, ahead=False)
+
+
+def step_ahead(loaded, view: "View") -> None:
+    """Once the page a step drew is on screen: the step the next Generate click will take (the
+    id Section 4 shows as sampled), run in the background (chapter1/ahead.py)."""
+    if view.stop is not None:
+        return
+    before, next_id = view.forward, view.next_id
+    ahead.launch(view.memo, view.ids, next_id, lambda: one_step(
+        loaded.model, replace(before, cache=kvcache.sharing(before.cache)), next_id,
+        loaded.eos_ids))
 
 
 def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
@@ -178,6 +201,7 @@ def take_branch(loaded) -> None:
             with FORWARD_LOCK:
                 memo.put(FORWARD, None, None)
                 kvcache.keep(memo, None, None)
+                ahead.take(memo, None)  # a step taken ahead for the ids cut away: dropped
                 start = time.perf_counter()
                 if kvcache.croppable(before.cache):
                     (_, last), trace = on_the_torch_thread(
@@ -186,12 +210,15 @@ def take_branch(loaded) -> None:
                     kept = before.candidates.cut(at, int(new_id))
                     forward = replace(before, ids=tuple(ids), last=last, step=trace, reused=0,
                                       candidates=kept.then(Candidates.of(
-                                          last[None], end_ids=loaded.eos_ids)), shared=False)
+                                          last[None], end_ids=loaded.eos_ids)), shared=False,
+                                      ahead=False)
                 else:  # a sliding window can't be cut back: read the branched ids anew
                     forward = prefill(loaded.model, ids, loaded.eos_ids)
                 forward = replace(forward, cut=before.ids[at:],
                                   seconds=time.perf_counter() - start)
                 kvcache.keep(memo, ids, forward.cache)
+                if forward.stepped:
+                    ahead.want(memo, ids)
                 memo.put(FORWARD, tuple(ids), forward)
         generated[at_step - 1:] = [int(new_id)]
 

@@ -13,6 +13,25 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import tiny_model  # noqa: E402
 from helpers import CHAPTER1, counting_forwards, run_app  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from chapter1 import ahead  # noqa: E402
+
+
+def _settled(run):
+    """AppTest's run, returning once the steps it launched ahead (chapter1/ahead.py) are made:
+    each action's forwards are counted with it, whatever the machine's speed. A served page
+    does not wait (the browser tests and tests/test_ahead.py take the other orders)."""
+    def settled_run(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        finally:
+            ahead.settled()
+    return settled_run
+
+
+AppTest._run = _settled(AppTest._run)
+ahead.READING = 0  # a test's next action comes at once: no pause for a reader
 
 
 @pytest.fixture(scope="session")

@@ -60,18 +60,47 @@ def run_app(page: str | None = None, timeout: float = 60, **state):
 
 @contextmanager
 def counting_forwards(model):
-    """Every forward of `model` while inside: the list of input ids each one received."""
-    calls = []
+    """Every forward of `model` while inside: the list of input ids each one received; its
+    `ahead`, those of the steps taken ahead among them (chapter1/ahead.py: run while the
+    learner reads, not while they wait)."""
+    from chapter1 import ahead
+    calls = Forwards()
 
     def note(module, args, kwargs):
         ids = args[0] if args else kwargs["input_ids"]
-        calls.append(ids[0].tolist())
+        calls.note(ids[0].tolist(), ahead.RUNNING.get())
 
     hook = model.register_forward_pre_hook(note, with_kwargs=True)
     try:
         yield calls
     finally:
         hook.remove()
+
+
+class Forwards(list):
+    """The input ids of forwards, in order; `ahead` and `waited` tell them apart."""
+
+    def __init__(self):
+        super().__init__()
+        self._taken_ahead = []
+
+    def note(self, ids: list[int], taken_ahead: bool) -> None:
+        self.append(ids)
+        self._taken_ahead.append(taken_ahead)
+
+    def clear(self) -> None:
+        super().clear()
+        self._taken_ahead.clear()
+
+    @property
+    def ahead(self) -> list:
+        """The steps taken ahead (run while the learner reads)."""
+        return [ids for ids, taken in zip(self, self._taken_ahead, strict=True) if taken]
+
+    @property
+    def waited(self) -> list:
+        """The forwards the learner waited for."""
+        return [ids for ids, taken in zip(self, self._taken_ahead, strict=True) if not taken]
 
 
 # --- what a page shows ---------------------------------------------------------------

@@ -15,6 +15,7 @@ def test_benchmark_smoke_mode_measures_every_row(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = out.read_text()
     for row in ["| a | slider rerun", "| b | Generate click", "| c | Generate click",
+                "| b | Generate click after reading",
                 "| b | Play, per token",
                 "| d | cold start", "| e | peak RSS", "| f | per-step time",
                 "| g | Chapter 2 first render", "| g | Chapter 2 layer change",
@@ -23,7 +24,8 @@ def test_benchmark_smoke_mode_measures_every_row(tmp_path):
         assert row in table, row
     assert "Forwards per slider change: 0." in table
     assert "Forwards per resample: 0." in table
-    assert "Forwards per Generate click: 1." in table
+    assert ("Forwards per Generate click: 1; after reading, forwards a click waited for: 0 "
+            "(its step was taken while the page was read).") in table
     assert "Forwards per played token: 1." in table
     assert ("Forwards for Chapter 2's first render: 2 (1 of one token: section 9's cached "
             "step); per control change (layer, head, halfway): 0.") in table

@@ -3,6 +3,7 @@ Play, branches, chat mode, the uncertainty timeline, the vocabulary, the proof a
 generate(); the model runs only when the ids change."""
 
 import math
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
@@ -25,12 +26,14 @@ from streamlit.testing.v1 import AppTest
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 import chapter1.pipeline as pipeline
-from chapter1 import proof
+from chapter1 import ahead, proof
 from chapter1.filters import probabilities, warpers
 from chapter1.logits import logits
 from chapter1.pipeline import VIEW
 from chapter1.sampling import DRAWS, entropy, many_draws, random_stream, sample, total_variation
 from chapter1.tokenizer import tokenize
+from token_by_token.locks import FORWARD_LOCK
+from token_by_token.memo import Memo
 from token_by_token.state import DEFAULT_TEXT, LINK_LIMIT, SLIDERS
 from token_by_token.tokens import show_ids
 
@@ -114,10 +117,85 @@ def test_twenty_generate_clicks_append_one_id_each_with_one_token_forwards(loade
         before = now
         if at.session_state["generated"][-1] in loaded.eos_ids:
             break
-    # one forward per click, each on the new id alone
-    assert forwards == [[token_id] for token_id in before]
+    # one forward per id, on the new id alone: the first click's while the learner waited,
+    # each later one taken ahead, while the page before it was read (chapter1/ahead.py); and
+    # the step for the id the page now shows, unless the text ended
+    ended = before[-1] in loaded.eos_ids
+    stepped = before + ([] if ended else [shown_next_id(at)])
+    assert forwards == [[token_id] for token_id in stepped]
+    assert forwards.waited == [[before[0]]] and forwards.ahead == forwards[1:]
     text_ids = tokenize(loaded.tokenizer, at.session_state["text"])
     assert forward_of(at).ids == tuple(text_ids + before)
+
+
+def test_the_next_step_is_taken_while_the_learner_reads(loaded, forwards):
+    at = run_app(autoregressive=True, **WIDE)
+    at.sidebar.button(key="generate").click().run()
+    first = forward_of(at)
+    assert not first.ahead and forwards.ahead == [[shown_next_id(at)]]
+    assert first.cache.get_seq_length() == len(first.ids)  # stepped on a copy, not on it
+    # the step the page took for the id it shows is the step a click would run
+    job = at.session_state["_memo"].latest(ahead.JOB)
+    assert job.ids == (*first.ids, shown_next_id(at))
+    from token_by_token.kvcache import sharing
+    with FORWARD_LOCK:
+        own = pipeline.one_step(loaded.model, replace(first, cache=sharing(first.cache)),
+                                shown_next_id(at), loaded.eos_ids)
+    assert torch.equal(own.last, job.forward.last)
+    forwards.clear()
+    at.sidebar.button(key="generate").click().run()
+    assert forwards.waited == []  # the click ran no forward: it took the step made ahead
+    assert forward_of(at) is job.forward  # the very step made ahead
+    assert forward_of(at).ahead and any("while you read the page before" in c.value
+                                        for c in at.caption)
+
+
+def test_a_slider_that_changes_the_next_id_drops_the_step_taken_ahead(loaded, forwards):
+    at = run_app(autoregressive=True, **WIDE)
+    at.sidebar.button(key="generate").click().run()
+    taken = shown_next_id(at)
+    forwards.clear()
+    for top_k in range(1, 50):  # a filter under which the page samples another id
+        at.sidebar.slider(key="top_k").set_value(top_k).run()
+        if shown_next_id(at) != taken:
+            break
+    assert shown_next_id(at) != taken and forwards == []  # sliders never run the model
+    now = shown_next_id(at)
+    at.sidebar.button(key="generate").click().run()
+    assert generated_ids(at)[-1] == now
+    assert forwards.waited == [[now]] and not forward_of(at).ahead  # its own step
+    assert forwards.ahead == [[shown_next_id(at)]]  # and the next one, taken ahead
+
+
+def test_a_click_before_the_step_ahead_begins_runs_its_own(loaded):
+    """The orders a served page can take (AppTest waits for every step taken ahead)."""
+    memo, made = Memo(), []
+
+    def make():
+        made.append(1)
+        return pipeline.Forward((1, 2), None, None, None, None, None, 1)
+
+    with FORWARD_LOCK:  # another learner's forward is running
+        ahead.want(memo, (1,))
+        ahead.launch(memo, (1,), 2, make)
+        ahead.launch(memo, (1,), 2, make)  # launched once per step, whatever reruns
+        assert ahead.take(memo, (1, 2)) is None  # the click came first: it runs its own
+    ahead.settled()
+    assert made == []  # and the job never ran
+    ahead.want(memo, (1,))
+    ahead.launch(memo, (1,), 2, make)
+    ahead.settled()
+    with FORWARD_LOCK:
+        assert ahead.take(memo, (1, 3)) is None  # another id: dropped
+    assert made == [1]
+    ahead.want(memo, (1,))
+    ahead.launch(memo, (1,), 2, make)
+    ahead.settled()
+    with FORWARD_LOCK:
+        taken = ahead.take(memo, (1, 2))
+    assert taken.ahead and taken.ids == (1, 2) and made == [1, 1]
+    with FORWARD_LOCK:
+        assert ahead.take(memo, (1, 2)) is None  # taken once
 
 
 def test_the_opening_texts_forward_runs_once_and_each_learner_steps_on_a_copy(loaded, forwards):
@@ -132,14 +210,15 @@ def test_the_opening_texts_forward_runs_once_and_each_learner_steps_on_a_copy(lo
     assert torch.equal(mine.last, theirs.last)
     assert any("ran once in this server" in c.value for c in second.caption)
     second.sidebar.button(key="generate").click().run()  # steps on its own copy only
-    assert len(forwards) == 2 and not forward_of(second).shared
+    assert len(forwards.waited) == 2 and not forward_of(second).shared
+    assert len(forwards.ahead) == 1  # and the next step, on a copy of its copy
     assert theirs.cache.get_seq_length() == len(text_ids)
     third = run_app()
     assert forward_of(third).cache.get_seq_length() == len(text_ids)
-    assert torch.equal(forward_of(third).last, theirs.last) and len(forwards) == 2
+    assert torch.equal(forward_of(third).last, theirs.last) and len(forwards) == 3
     for _ in range(2):  # a learner's own text is never shared
         run_app(text="words of my own")
-    assert len(forwards) == 4
+    assert len(forwards) == 5
     pipeline.OPENINGS.pop(loaded.model)
     back = run_app(text=DEFAULT_TEXT + " dog")
     back.text_area(key="text").set_value(DEFAULT_TEXT).run()  # its cache cut back, not shared
@@ -257,7 +336,9 @@ def test_play_generates_that_many_ids_one_token_forward_each(loaded, forwards):
     played = generated_ids(at)
     ends = played and played[-1] in loaded.eos_ids
     assert len(played) == 7 or (ends and len(played) < 7)
-    assert forwards == [[token_id] for token_id in played]  # one [1, 1] step per token
+    # one [1, 1] step per token, then the next one taken ahead once the page is drawn
+    assert forwards.waited == [[token_id] for token_id in played]
+    assert forwards.ahead == ([] if ends else [[shown_next_id(at)]])
     assert f"**{len(played)} generated so far**" in " ".join(m.value for m in at.markdown)
     # the same as stepping with Generate next token, under the same seed
     stepped = run_app(autoregressive=True, **WIDE)
@@ -340,7 +421,8 @@ def test_a_branch_crops_the_cache_and_runs_one_step(loaded, forwards):
     forwards.clear()
     at.button(key="branch").click().run()
     assert generated_ids(at) == [before[0], other_id]
-    assert forwards == [[other_id]]  # one step for the new token; the prefix is not read
+    # one step for the new token (the prefix is not read), then the next taken ahead
+    assert forwards.waited == [[other_id]] and forwards.ahead == [[shown_next_id(at)]]
     assert any("Branched: 3 tokens cut away" in i.value for i in at.info)
     from helpers import forward_of
     ids = list(forward_of(at).ids)
@@ -534,7 +616,8 @@ def test_the_timeline_of_a_generation_equals_the_full_logits(loaded):
     with counting_forwards(loaded.model) as calls:
         for _ in range(4):
             at.sidebar.button(key="generate").click().run()
-    assert [len(c) for c in calls] == [1] * 4  # the numbers cost no forward of their own
+    assert [len(c) for c in calls.waited] == [1]  # the others were taken ahead; the
+    assert [len(c) for c in calls.ahead] == [1] * 4  # numbers cost no forward of their own
     view = view_of(at)
     ids, generated = view.ids, view.generated
     full = logits(loaded.model, ids)  # [positions, vocab], one forward

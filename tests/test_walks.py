@@ -33,6 +33,7 @@ from helpers import (
     README,
     code_starting,
     counting_forwards,
+    forward_of,
     shown_next_id,
 )
 from hypothesis import HealthCheck, Phase, settings
@@ -45,6 +46,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from chapter1 import ahead
 from chapter1.tokenizer import chat, tokenize
 from chapter3 import measure, quantize
 
@@ -201,8 +203,13 @@ class Learner(RuleBasedStateMachine):
     @rule()
     def generate(self):
         shown = shown_next_id(self.at)
+        job = self.at.session_state["_memo"].latest(ahead.JOB)
+        ready = (job is not None and job.forward is not None
+                 and job.ids == (*forward_of(self.at).ids, shown))
         self.act(lambda: self.widget("button", "generate").click().run(), True)
         self.generated.append(shown)
+        if ready:  # the step for this id was taken while the page was read
+            assert self.forwards.waited == [], self.forwards
 
     @precondition(lambda self: self.usable("button", "play"))
     @rule(tokens=st.integers(1, 6))
@@ -381,6 +388,11 @@ class Learner(RuleBasedStateMachine):
     @invariant()
     def generated_is_what_was_appended(self):
         assert list(self.at.session_state["generated"]) == self.generated
+
+    @invariant()
+    def a_step_taken_ahead_is_for_the_id_shown(self):
+        if self.forwards and self.forwards.ahead:  # once per step, for the id Section 4 drew
+            assert self.on(CHAPTER1) and self.forwards.ahead == [[shown_next_id(self.at)]]
 
     @invariant()
     def no_forward_unless_the_ids_change(self):

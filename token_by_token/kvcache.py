@@ -8,6 +8,8 @@ ids the cache holds. Forwards hold model.FORWARD_LOCK, so a reader under that lo
 a cache half-changed.
 """
 
+import copy
+
 from transformers import DynamicCache
 
 from token_by_token.memo import Memo, Slot
@@ -30,6 +32,15 @@ def croppable(cache: DynamicCache) -> bool:
     keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
     its earliest positions, or will once it is full."""
     return not any(cache.is_sliding)
+
+
+def sharing(cache: DynamicCache) -> DynamicCache:
+    """A cache holding the same tensors as `cache`, to step on without changing it: a step
+    makes each layer's keys and values anew (torch.cat), and a crop takes a view; neither
+    writes into the tensors they had."""
+    twin = copy.copy(cache)
+    twin.layers = [copy.copy(layer) for layer in cache.layers]
+    return twin
 
 
 def keeping_every_position() -> DynamicCache:
