@@ -14,6 +14,7 @@ click that comes before the job has begun takes the lock first: the job then nev
 
 import contextvars
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -29,22 +30,27 @@ RUNNING: contextvars.ContextVar[bool] = contextvars.ContextVar("stepping ahead",
 class Job:
     """One step taken ahead: for `ids` (the learner's and the next id), once made, `forward`."""
 
-    def __init__(self, ids: tuple[int, ...]):
-        self.ids, self.forward, self.dropped = ids, None, False
+    def __init__(self, ids: tuple[int, ...], start: float):
+        self.ids, self.start, self.forward, self.dropped = ids, start, None, False
+        self.done = threading.Event()
 
-    def run(self, make, start: float) -> None:
-        time.sleep(max(start - time.monotonic(), 0))
-        with FORWARD_LOCK:
-            if self.dropped:  # the learner's next forward came first
-                return
-            token = RUNNING.set(True)
-            start = time.perf_counter()
-            try:
-                self.forward = replace(make(), ahead=True, seconds=time.perf_counter() - start)
-            except Exception:  # the click will run the step itself and show what went wrong
-                logging.getLogger(__name__).exception("a step taken ahead failed")
-            finally:
-                RUNNING.reset(token)
+    def run(self, make) -> None:
+        try:
+            time.sleep(max(self.start - time.monotonic(), 0))
+            with FORWARD_LOCK:
+                if self.dropped:  # the learner's next forward came first
+                    return
+                token = RUNNING.set(True)
+                start = time.perf_counter()
+                try:
+                    self.forward = replace(make(), ahead=True,
+                                           seconds=time.perf_counter() - start)
+                except Exception:  # the click runs the step itself and shows what went wrong
+                    logging.getLogger(__name__).exception("a step taken ahead failed")
+                finally:
+                    RUNNING.reset(token)
+        finally:
+            self.done.set()
 
 
 # Seconds from the page's last element to the job's start: the browser is still drawing the
@@ -63,15 +69,25 @@ def want(memo: Memo, ids) -> None:
     memo.put(WANTED, tuple(ids), True)
 
 
-def launch(memo: Memo, ids, next_id: int, make) -> None:
+def launch(memo: Memo, ids, next_id: int, make, pause: float) -> None:
     """The page for `ids` is drawn: if a step made it (`want`), run `make()` (the step for
-    ids + [next_id]) in the background and keep it for the click. Once per step: a rerun that
-    changes no ids (a slider) never runs the model."""
+    ids + [next_id]) in the background, `pause` seconds from now, and keep it for the click.
+    Once per step: a rerun that changes no ids (a slider) never runs the model."""
     if memo.get(WANTED, tuple(ids)) is None:
         return
     memo.put(WANTED, None, None)
-    job = memo.put(JOB, None, Job((*ids, next_id)))
-    _JOBS.submit(contextvars.copy_context().run, job.run, make, time.monotonic() + READING)
+    job = memo.put(JOB, None, Job((*ids, next_id), time.monotonic() + pause))
+    _JOBS.submit(contextvars.copy_context().run, job.run, make)
+
+
+def wait_for(memo: Memo, ids) -> None:
+    """Before a forward of `ids` takes FORWARD_LOCK: if the learner's job is that step and
+    its pause is over (Play's next token; a click after reading), let it finish first, so the
+    forward takes it rather than racing it for the lock. A job still in its pause is left:
+    `take` drops it."""
+    job = memo.latest(JOB)
+    if job is not None and job.ids == tuple(ids) and time.monotonic() >= job.start:
+        job.done.wait()
 
 
 def take(memo: Memo, ids) -> object | None:

@@ -118,6 +118,7 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
     key = tuple(ids)
     if (same := memo.get(FORWARD, key)) is not None:
         return same
+    ahead.wait_for(memo, key)
     with FORWARD_LOCK:
         if (same := memo.get(FORWARD, key)) is not None:  # made while this one waited
             return same
@@ -159,14 +160,14 @@ def one_step(model, before: Forward, next_id: int, end_ids=()) -> Forward:
 
 
 def step_ahead(loaded, view: "View") -> None:
-    """Once the page a step drew is on screen: the step the next Generate click will take (the
-    id Section 4 shows as sampled), run in the background (chapter1/ahead.py)."""
+    """Once the page a step drew is on screen: the step the next Generate click will take
+    (the id Section 4 shows as sampled), run in the background (chapter1/ahead.py)."""
     if view.stop is not None:
         return
     before, next_id = view.forward, view.next_id
     ahead.launch(view.memo, view.ids, next_id, lambda: one_step(
         loaded.model, replace(before, cache=kvcache.sharing(before.cache)), next_id,
-        loaded.eos_ids))
+        loaded.eos_ids), ahead.READING)
 
 
 def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:

@@ -3,6 +3,7 @@ Play, branches, chat mode, the uncertainty timeline, the vocabulary, the proof a
 generate(); the model runs only when the ids change."""
 
 import math
+import time
 from dataclasses import replace
 from urllib.parse import quote
 
@@ -177,25 +178,34 @@ def test_a_click_before_the_step_ahead_begins_runs_its_own(loaded):
 
     with FORWARD_LOCK:  # another learner's forward is running
         ahead.want(memo, (1,))
-        ahead.launch(memo, (1,), 2, make)
-        ahead.launch(memo, (1,), 2, make)  # launched once per step, whatever reruns
+        ahead.launch(memo, (1,), 2, make, 0)
+        ahead.launch(memo, (1,), 2, make, 0)  # launched once per step, whatever reruns
         assert ahead.take(memo, (1, 2)) is None  # the click came first: it runs its own
     ahead.settled()
     assert made == []  # and the job never ran
     ahead.want(memo, (1,))
-    ahead.launch(memo, (1,), 2, make)
+    ahead.launch(memo, (1,), 2, make, 0)
     ahead.settled()
     with FORWARD_LOCK:
         assert ahead.take(memo, (1, 3)) is None  # another id: dropped
     assert made == [1]
     ahead.want(memo, (1,))
-    ahead.launch(memo, (1,), 2, make)
+    ahead.launch(memo, (1,), 2, make, 0)
     ahead.settled()
     with FORWARD_LOCK:
         taken = ahead.take(memo, (1, 2))
     assert taken.ahead and taken.ids == (1, 2) and made == [1, 1]
     with FORWARD_LOCK:
         assert ahead.take(memo, (1, 2)) is None  # taken once
+    ahead.want(memo, (1,))
+    ahead.launch(memo, (1,), 2, make, 1.0)  # a click while the reader's pause runs
+    start = time.monotonic()
+    ahead.wait_for(memo, (1, 2))  # does not wait for the pause
+    assert time.monotonic() - start < 0.5
+    with FORWARD_LOCK:
+        assert ahead.take(memo, (1, 2)) is None
+    ahead.settled()
+    assert made == [1, 1]  # dropped: it never ran
 
 
 def test_the_opening_texts_forward_runs_once_and_each_learner_steps_on_a_copy(loaded, forwards):
