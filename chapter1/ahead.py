@@ -14,8 +14,8 @@ click that comes before the job has begun takes the lock first: the job then nev
 
 import contextvars
 import logging
-import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -28,29 +28,31 @@ RUNNING: contextvars.ContextVar[bool] = contextvars.ContextVar("stepping ahead",
 
 
 class Job:
-    """One step taken ahead: for `ids` (the learner's and the next id), once made, `forward`."""
+    """One step taken ahead: for `ids` (the learner's and the next id), once made, `forward`,
+    and when it was finished (time.perf_counter)."""
 
-    def __init__(self, ids: tuple[int, ...], start: float):
-        self.ids, self.start, self.forward, self.dropped = ids, start, None, False
-        self.done = threading.Event()
+    def __init__(self, memo: Memo, ids: tuple[int, ...], start: float):
+        self.memo = weakref.ref(memo)
+        self.ids, self.start, self.forward, self.finished = ids, start, None, None
+        self.dropped = False
 
     def run(self, make) -> None:
-        try:
-            time.sleep(max(self.start - time.monotonic(), 0))
-            with FORWARD_LOCK:
-                if self.dropped:  # the learner's next forward came first
-                    return
-                token = RUNNING.set(True)
-                start = time.perf_counter()
-                try:
-                    self.forward = replace(make(), ahead=True,
-                                           seconds=time.perf_counter() - start)
-                except Exception:  # the click runs the step itself and shows what went wrong
-                    logging.getLogger(__name__).exception("a step taken ahead failed")
-                finally:
-                    RUNNING.reset(token)
-        finally:
-            self.done.set()
+        if self.dropped:
+            return
+        time.sleep(max(self.start - time.monotonic(), 0))
+        with FORWARD_LOCK:
+            memo = self.memo()
+            if self.dropped or memo is None or memo.latest(JOB) is not self:
+                return  # the learner's next forward came first, or their memo was reset
+            token = RUNNING.set(True)
+            start = time.perf_counter()
+            try:
+                self.forward = replace(make(), ahead=True, seconds=time.perf_counter() - start)
+            except Exception:  # the click runs the step itself and shows what went wrong
+                logging.getLogger(__name__).exception("a step taken ahead failed")
+            finally:
+                RUNNING.reset(token)
+                self.finished = time.perf_counter()
 
 
 # Seconds from the page's last element to the job's start: the browser is still drawing the
@@ -69,37 +71,42 @@ def want(memo: Memo, ids) -> None:
     memo.put(WANTED, tuple(ids), True)
 
 
-def launch(memo: Memo, ids, next_id: int, make, pause: float) -> None:
+def launch(memo: Memo, ids, next_id: int | None, make) -> None:
     """The page for `ids` is drawn: if a step made it (`want`), run `make()` (the step for
-    ids + [next_id]) in the background, `pause` seconds from now, and keep it for the click.
-    Once per step: a rerun that changes no ids (a slider) never runs the model."""
-    if memo.get(WANTED, tuple(ids)) is None:
-        return
+    ids + [next_id]) in the background, READING seconds from now, and keep it for the click.
+    Once per step: a rerun that changes no ids (a slider) never runs the model. next_id None:
+    nothing to take ahead (the text ended)."""
+    wanted = memo.get(WANTED, tuple(ids)) is not None
     memo.put(WANTED, None, None)
-    job = memo.put(JOB, None, Job((*ids, next_id), time.monotonic() + pause))
-    _JOBS.submit(contextvars.copy_context().run, job.run, make)
+    if wanted and next_id is not None:
+        job = memo.put(JOB, None, Job(memo, (*ids, next_id), time.monotonic() + READING))
+        _JOBS.submit(contextvars.copy_context().run, job.run, make)
 
 
-def wait_for(memo: Memo, ids) -> None:
-    """Before a forward of `ids` takes FORWARD_LOCK: if the learner's job is that step and
-    its pause is over (Play's next token; a click after reading), let it finish first, so the
-    forward takes it rather than racing it for the lock. A job still in its pause is left:
-    `take` drops it."""
-    job = memo.latest(JOB)
-    if job is not None and job.ids == tuple(ids) and time.monotonic() >= job.start:
-        job.done.wait()
-
-
-def take(memo: Memo, ids) -> object | None:
+def take(memo: Memo, ids, asked: float) -> object | None:
     """The forward made ahead if it is for `ids`, else None; either way the learner's job is
     let go (one not yet begun never begins). The caller holds FORWARD_LOCK: no job is
-    running."""
+    running. `asked`: when the caller's forward was asked for (time.perf_counter); a step
+    that finished after it was partly waited for, and is not said to be taken ahead."""
+    job = drop(memo)
+    if job is None or job.forward is None or job.ids != tuple(ids or ()):
+        return None
+    return job.forward if job.finished <= asked else replace(job.forward, ahead=False)
+
+
+def drop(memo: Memo) -> Job | None:
+    """Let go of the learner's job (its memory: a KV cache of one more position), if any."""
     job = memo.latest(JOB)
     memo.put(JOB, None, None)
-    if job is None:
-        return None
-    job.dropped = True
-    return job.forward if job.ids == tuple(ids or ()) else None
+    if job is not None:
+        job.dropped = True
+    return job
+
+
+def taken_ahead(memo: Memo) -> tuple[int, ...] | None:
+    """The ids the learner's job steps to, if they have one."""
+    job = memo.latest(JOB)
+    return None if job is None else job.ids
 
 
 def settled() -> None:

@@ -118,10 +118,9 @@ def render(loaded, view) -> str:
                    "a prompt many requests begin with.")
     elif forward.ahead:
         st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms, while "
-                   "you read the page before: the id a click appends was already sampled "
-                   "there (Section 4), so the page stepped ahead for it and your click only "
-                   "took the step. Had a slider or the seed changed that id, the click would "
-                   "have run its own.")
+                   "you read the page before: the id to append was already sampled there "
+                   "(Section 4), so the page took the step ahead of your click. Had a slider "
+                   "or the seed changed that id, the step would have run after the click.")
     else:
         st.caption(f"The last forward ran {what} in {forward.seconds * 1000:,.1f} ms.")
 

@@ -44,7 +44,13 @@ def stepped(loaded, view) -> None:
     and its step is taken while the learner reads (chapter1/ahead.py)."""
     if view.autoregressive:
         one_at_a_time("generate", "Running the model for this token…")
-        pipeline.step_ahead(loaded, view)
+    pipeline.step_ahead(loaded, view)
+
+
+def sampled(loaded, view) -> None:
+    """After the sampling controls' sections: a step taken ahead for an id they no longer
+    sample is let go (chapter1/ahead.py)."""
+    pipeline.drop_stale_step(view)
 
 
 def sampling(loaded, view) -> None:
@@ -56,7 +62,7 @@ def sampling(loaded, view) -> None:
 CONTROLS = [
     Controls(state.TEXT_CHOICES, text_and_modes),
     Controls(frozenset({"generated"}), stepping, after=stepped),
-    Controls(state.SAMPLE, sampling),
+    Controls(state.SAMPLE, sampling, after=sampled),
 ]
 
 LIVE = 16  # tokens the live box shows while Play runs

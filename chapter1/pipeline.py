@@ -115,10 +115,9 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
     A long text is read 64 positions at a time through the KV cache (chunked prefill): the
     same logits as one forward, without a [1,024 × vocabulary] table in memory at once
     (peak RSS at 1,024 tokens on the Qwen3-0.6B shape: 2.39 GB; 2.55 GB with 128)."""
-    key = tuple(ids)
+    key, asked = tuple(ids), time.perf_counter()
     if (same := memo.get(FORWARD, key)) is not None:
         return same
-    ahead.wait_for(memo, key)
     with FORWARD_LOCK:
         if (same := memo.get(FORWARD, key)) is not None:  # made while this one waited
             return same
@@ -126,7 +125,7 @@ def advance(model, ids: list[int], memo: Memo, end_ids=(), opening: bool = False
         memo.put(FORWARD, None, None)  # a failed forward must not leave a stale cache behind
         kvcache.keep(memo, None, None)
         start = time.perf_counter()
-        taken = ahead.take(memo, key)  # the step run while the learner read, if it was this
+        taken = ahead.take(memo, key, asked)  # the step run while the learner read, if this
         if before is not None and before.ids == key[:-1]:  # one id appended: one step
             forward = taken if taken is not None else one_step(model, before, ids[-1], end_ids)
         elif (keep := kept_positions(before, key)) > 0:  # a shared prefix: crop, read the rest
@@ -161,13 +160,17 @@ def one_step(model, before: Forward, next_id: int, end_ids=()) -> Forward:
 
 def step_ahead(loaded, view: "View") -> None:
     """Once the page a step drew is on screen: the step the next Generate click will take
-    (the id Section 4 shows as sampled), run in the background (chapter1/ahead.py)."""
-    if view.stop is not None:
-        return
+    (the id Section 4 shows as sampled), run in the background (chapter1/ahead.py); none
+    when the text ended, Generate is off, or the cache's layers can't be shared."""
+    drop_stale_step(view)
+    if view.stop is not None or not view.autoregressive:
+        return ahead.launch(view.memo, view.ids, None, None)
     before, next_id = view.forward, view.next_id
+    if not kvcache.shareable(before.cache):
+        return ahead.launch(view.memo, view.ids, None, None)
     ahead.launch(view.memo, view.ids, next_id, lambda: one_step(
         loaded.model, replace(before, cache=kvcache.sharing(before.cache)), next_id,
-        loaded.eos_ids), ahead.READING)
+        loaded.eos_ids))
 
 
 def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
@@ -180,6 +183,14 @@ def kept_positions(before: Forward | None, ids: tuple[int, ...]) -> int:
             break
         shared += 1
     return max(min(shared, len(ids)) - 1, 0)
+
+
+def drop_stale_step(view: "View") -> None:
+    """A step taken ahead for an id the page no longer samples (a slider, the seed) is let
+    go at once: its memory is a KV cache of one more position."""
+    if (taken := ahead.taken_ahead(view.memo)) is not None and taken != (*view.ids,
+                                                                          view.next_id):
+        ahead.drop(view.memo)
 
 
 def take_branch(loaded) -> None:
@@ -202,7 +213,7 @@ def take_branch(loaded) -> None:
             with FORWARD_LOCK:
                 memo.put(FORWARD, None, None)
                 kvcache.keep(memo, None, None)
-                ahead.take(memo, None)  # a step taken ahead for the ids cut away: dropped
+                ahead.drop(memo)  # a step taken ahead for the ids cut away
                 start = time.perf_counter()
                 if kvcache.croppable(before.cache):
                     (_, last), trace = on_the_torch_thread(

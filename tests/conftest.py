@@ -21,7 +21,7 @@ from chapter1 import ahead  # noqa: E402
 def _settled(run):
     """AppTest's run, returning once the steps it launched ahead (chapter1/ahead.py) are made:
     each action's forwards are counted with it, whatever the machine's speed. A served page
-    does not wait (the browser tests and tests/test_ahead.py take the other orders)."""
+    does not wait (the browser tests and test_chapter1_page.py take the other orders)."""
     def settled_run(*args, **kwargs):
         try:
             return run(*args, **kwargs)

@@ -2,6 +2,7 @@
 Play, branches, chat mode, the uncertainty timeline, the vocabulary, the proof against
 generate(); the model runs only when the ids change."""
 
+import copy
 import math
 import time
 from dataclasses import replace
@@ -11,6 +12,8 @@ import pytest
 import tiny_model
 import torch
 from helpers import (
+    CHAPTER1,
+    CHAPTER2,
     MAIN,
     chip_bodies,
     chips_blocks,
@@ -135,14 +138,15 @@ def test_the_next_step_is_taken_while_the_learner_reads(loaded, forwards):
     first = forward_of(at)
     assert not first.ahead and forwards.ahead == [[shown_next_id(at)]]
     assert first.cache.get_seq_length() == len(first.ids)  # stepped on a copy, not on it
-    # the step the page took for the id it shows is the step a click would run
+    # the step the page took for the id it shows is the step a click would run, on a cache
+    # of its own
     job = at.session_state["_memo"].latest(ahead.JOB)
     assert job.ids == (*first.ids, shown_next_id(at))
-    from token_by_token.kvcache import sharing
     with FORWARD_LOCK:
-        own = pipeline.one_step(loaded.model, replace(first, cache=sharing(first.cache)),
+        own = pipeline.one_step(loaded.model, replace(first, cache=copy.deepcopy(first.cache)),
                                 shown_next_id(at), loaded.eos_ids)
     assert torch.equal(own.last, job.forward.last)
+    assert first.cache.get_seq_length() == len(first.ids)
     forwards.clear()
     at.sidebar.button(key="generate").click().run()
     assert forwards.waited == []  # the click ran no forward: it took the step made ahead
@@ -168,7 +172,7 @@ def test_a_slider_that_changes_the_next_id_drops_the_step_taken_ahead(loaded, fo
     assert forwards.ahead == [[shown_next_id(at)]]  # and the next one, taken ahead
 
 
-def test_a_click_before_the_step_ahead_begins_runs_its_own(loaded):
+def test_a_click_before_the_step_ahead_begins_runs_its_own(loaded, monkeypatch):
     """The orders a served page can take (AppTest waits for every step taken ahead)."""
     memo, made = Memo(), []
 
@@ -176,36 +180,63 @@ def test_a_click_before_the_step_ahead_begins_runs_its_own(loaded):
         made.append(1)
         return pipeline.Forward((1, 2), None, None, None, None, None, 1)
 
-    with FORWARD_LOCK:  # another learner's forward is running
+    def launched(next_id=2):
         ahead.want(memo, (1,))
-        ahead.launch(memo, (1,), 2, make, 0)
-        ahead.launch(memo, (1,), 2, make, 0)  # launched once per step, whatever reruns
-        assert ahead.take(memo, (1, 2)) is None  # the click came first: it runs its own
+        ahead.launch(memo, (1,), next_id, make)
+
+    with FORWARD_LOCK:  # another learner's forward is running
+        launched()
+        ahead.launch(memo, (1,), 2, make)  # launched once per step, whatever reruns
+        assert ahead.take(memo, (1, 2), time.perf_counter()) is None  # the click came first
     ahead.settled()
     assert made == []  # and the job never ran
-    ahead.want(memo, (1,))
-    ahead.launch(memo, (1,), 2, make, 0)
+    launched()
     ahead.settled()
     with FORWARD_LOCK:
-        assert ahead.take(memo, (1, 3)) is None  # another id: dropped
+        assert ahead.take(memo, (1, 3), time.perf_counter()) is None  # another id: dropped
     assert made == [1]
-    ahead.want(memo, (1,))
-    ahead.launch(memo, (1,), 2, make, 0)
+    launched()
     ahead.settled()
     with FORWARD_LOCK:
-        taken = ahead.take(memo, (1, 2))
+        taken = ahead.take(memo, (1, 2), time.perf_counter())
     assert taken.ahead and taken.ids == (1, 2) and made == [1, 1]
     with FORWARD_LOCK:
-        assert ahead.take(memo, (1, 2)) is None  # taken once
-    ahead.want(memo, (1,))
-    ahead.launch(memo, (1,), 2, make, 1.0)  # a click while the reader's pause runs
-    start = time.monotonic()
-    ahead.wait_for(memo, (1, 2))  # does not wait for the pause
-    assert time.monotonic() - start < 0.5
-    with FORWARD_LOCK:
-        assert ahead.take(memo, (1, 2)) is None
+        assert ahead.take(memo, (1, 2), time.perf_counter()) is None  # taken once
+    asked = time.perf_counter()  # a click that came while the step was still running
+    launched()
     ahead.settled()
-    assert made == [1, 1]  # dropped: it never ran
+    with FORWARD_LOCK:
+        waited = ahead.take(memo, (1, 2), asked)
+    assert waited.ids == (1, 2) and not waited.ahead  # not said to be taken while reading
+    launched(None)  # the text ended: nothing to take ahead, and nothing left wanted
+    launched(2)
+    memo.for_model("another model")  # the memo reset before the job began: it never runs
+    ahead.settled()
+    assert made == [1, 1, 1]
+    monkeypatch.setattr(ahead, "READING", 1.0)
+    launched()  # a click while the reader's pause runs
+    with FORWARD_LOCK:
+        assert ahead.take(memo, (1, 2), time.perf_counter()) is None
+    ahead.settled()
+    assert made == [1, 1, 1]  # dropped: it never ran
+
+
+def test_a_step_taken_ahead_is_let_go_when_its_id_or_the_chapter_changes(loaded):
+    at = run_app(autoregressive=True, **WIDE)
+    at.sidebar.button(key="generate").click().run()
+    memo = at.session_state["_memo"]
+    assert ahead.taken_ahead(memo) == (*forward_of(at).ids, shown_next_id(at))
+    at.switch_page(CHAPTER2).run()
+    assert ahead.taken_ahead(memo) is None  # its KV cache is not kept into Chapter 2's peak
+    at.switch_page(CHAPTER1).run()
+    assert ahead.taken_ahead(memo) is None  # and not made again: no step drew this page
+    at.sidebar.button(key="generate").click().run()
+    taken = shown_next_id(at)
+    for top_k in range(1, 50):
+        at.sidebar.slider(key="top_k").set_value(top_k).run()
+        if shown_next_id(at) != taken:
+            break
+    assert ahead.taken_ahead(memo) is None  # the slider changed the id: let go at once
 
 
 def test_the_opening_texts_forward_runs_once_and_each_learner_steps_on_a_copy(loaded, forwards):

@@ -4,8 +4,9 @@ history, the KV cache, the top candidates per position and a few vocabulary-long
 a [positions × vocab] table. (The process's peak RSS on the Qwen3-0.6B shape is a benchmark
 number: bench/run.py.)"""
 
-from helpers import CHAPTER2, held_bytes, held_tensors, run_app
+from helpers import CHAPTER2, forward_of, held_bytes, held_tensors, run_app
 
+from chapter1 import ahead
 from chapter1.logits import TOP
 from chapter1.tokenizer import tokenize
 
@@ -44,9 +45,17 @@ def test_a_generated_token_adds_one_position_to_what_the_session_holds(loaded):
     before = held_bytes(session_of(at))
     at.sidebar.button(key="generate").click().run()
     config = loaded.model.config
-    per_position = (2 * config.num_hidden_layers * config.num_key_value_heads
-                    * config.head_dim * 2 + TOP * (8 + 4 + 4) + UNCERTAINTY)
+    kv = 2 * config.num_hidden_layers * config.num_key_value_heads * config.head_dim * 2
+    per_position = kv + TOP * (8 + 4 + 4) + UNCERTAINTY
+    # and, while the learner reads, the next step taken ahead (chapter1/ahead.py): a forward
+    # of one more position (its KV cache and candidates made anew) and its row of logits
+    with_step = held_bytes(session_of(at))
+    positions = len(forward_of(at).ids) + 1
+    assert ahead.taken_ahead(session_of(at)) is not None
+    ahead.drop(session_of(at))
     assert held_bytes(session_of(at)) - before == per_position
+    vocab = forward_of(at).last.numel() * forward_of(at).last.element_size()
+    assert with_step - held_bytes(session_of(at)) == positions * per_position + vocab
 
 
 def chapter2_bytes(layers, hidden, heads, positions, itemsize, lens_columns=0, halfway=False):

@@ -393,6 +393,10 @@ class Learner(RuleBasedStateMachine):
     def a_step_taken_ahead_is_for_the_id_shown(self):
         if self.forwards and self.forwards.ahead:  # once per step, for the id Section 4 drew
             assert self.on(CHAPTER1) and self.forwards.ahead == [[shown_next_id(self.at)]]
+        memo = self.at.session_state["_memo"] if "_memo" in self.at.session_state else None
+        if memo is not None and (taken := ahead.taken_ahead(memo)) is not None:
+            # kept only on Chapter 1, for the id its page shows: else its memory is let go
+            assert self.on(CHAPTER1) and taken[-1] == shown_next_id(self.at), taken
 
     @invariant()
     def no_forward_unless_the_ids_change(self):

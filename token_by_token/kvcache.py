@@ -11,6 +11,7 @@ a cache half-changed.
 import copy
 
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from token_by_token.memo import Memo, Slot
 
@@ -32,6 +33,13 @@ def croppable(cache: DynamicCache) -> bool:
     keeps a sliding window (Gemma 3, Mistral or Qwen3 configured with one): it has dropped
     its earliest positions, or will once it is full."""
     return not any(cache.is_sliding)
+
+
+def shareable(cache: DynamicCache) -> bool:
+    """Can `sharing` copy this cache? Its layers keep keys and values in tensors that a
+    step replaces (full or sliding-window layers), not state that it writes into."""
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer)
+               for layer in cache.layers)
 
 
 def sharing(cache: DynamicCache) -> DynamicCache:
