@@ -2,11 +2,12 @@
 
 Once a page that a step drew (Generate, Play, a branch) is on screen, the id the next Generate
 click will append is known: the one Section 4 shows as sampled (the same choices sample the same
-id). So the process runs that step then, in the background (`launch`): the same `one_step`, on
-a copy of the learner's KV cache that shares its tensors (a step makes each layer's keys and
-values anew, so the page's own cache never changes). The click takes the step already made
-(`take`) instead of running the model while the learner waits. A slider, the seed or a new text
-changes the ids the click makes: it runs its own step, and the one taken ahead is dropped.
+id). So the process runs that step then, in the background (`wanted`, `launch`): the same
+`one_step`, on a copy of the learner's KV cache that shares its tensors (a step makes each
+layer's keys and values anew, so the page's own cache never changes). The click takes the
+step already made (`take`) instead of running the model while the learner waits. A slider,
+the seed or a new text changes the ids the click makes: it runs its own step, and the one
+taken ahead is dropped.
 
 At most one per learner, one step's work; the job waits for FORWARD_LOCK like any forward, and a
 click that comes before the job has begun takes the lock first: the job then never runs.
@@ -71,16 +72,19 @@ def want(memo: Memo, ids) -> None:
     memo.put(WANTED, tuple(ids), True)
 
 
-def launch(memo: Memo, ids, next_id: int | None, make) -> None:
-    """The page for `ids` is drawn: if a step made it (`want`), run `make()` (the step for
-    ids + [next_id]) in the background, READING seconds from now, and keep it for the click.
-    Once per step: a rerun that changes no ids (a slider) never runs the model. next_id None:
-    nothing to take ahead (the text ended)."""
-    wanted = memo.get(WANTED, tuple(ids)) is not None
+def wanted(memo: Memo, ids) -> bool:
+    """Did a step make the forward of `ids` since its page was last drawn? Asked once per
+    page, by its last hook: a rerun that changes no ids (a slider) never runs the model."""
+    made = memo.get(WANTED, tuple(ids)) is not None
     memo.put(WANTED, None, None)
-    if wanted and next_id is not None:
-        job = memo.put(JOB, None, Job(memo, (*ids, next_id), time.monotonic() + READING))
-        _JOBS.submit(contextvars.copy_context().run, job.run, make)
+    return made
+
+
+def launch(memo: Memo, ids, make) -> None:
+    """Run `make()` (the step to `ids`) in the background, READING seconds from now, and keep
+    it for the click."""
+    job = memo.put(JOB, None, Job(memo, tuple(ids), time.monotonic() + READING))
+    _JOBS.submit(contextvars.copy_context().run, job.run, make)
 
 
 def take(memo: Memo, ids, asked: float) -> object | None:

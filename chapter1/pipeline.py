@@ -163,12 +163,11 @@ def step_ahead(loaded, view: "View") -> None:
     (the id Section 4 shows as sampled), run in the background (chapter1/ahead.py); none
     when the text ended, Generate is off, or the cache's layers can't be shared."""
     drop_stale_step(view)
-    if view.stop is not None or not view.autoregressive:
-        return ahead.launch(view.memo, view.ids, None, None)
+    if not ahead.wanted(view.memo, view.ids) or view.stop is not None \
+            or not view.autoregressive or not kvcache.shareable(view.forward.cache):
+        return
     before, next_id = view.forward, view.next_id
-    if not kvcache.shareable(before.cache):
-        return ahead.launch(view.memo, view.ids, None, None)
-    ahead.launch(view.memo, view.ids, next_id, lambda: one_step(
+    ahead.launch(view.memo, (*view.ids, next_id), lambda: one_step(
         loaded.model, replace(before, cache=kvcache.sharing(before.cache)), next_id,
         loaded.eos_ids))
 
